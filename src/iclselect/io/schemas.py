@@ -1,0 +1,225 @@
+"""Row schemas: turning one parsed row (a dict) into the Turns of a Sample.
+
+Three schemas are understood:
+
+- alpaca: `instruction`, optional `input`, `output`, optional `system`. The user turn is the
+  instruction, followed by a newline and the input when the input is not blank. `history` and
+  any other keys are ignored.
+- sharegpt: `conversations`, a list of {"from": role, "value": text}, plus an optional
+  top-level `system` string.
+- messages (OpenAI): `messages`, a list of {"role": role, "content": text or parts}. Parts are
+  dicts of type "text" holding the text under "text" (OpenAI) or "value" (LLaMA-Factory); the
+  texts of one message are concatenated. Other keys (e.g. `loss_weight`) are ignored.
+
+Roles map onto the three roles of a Turn. Most chat templates have no tool role, so tool
+traffic folds into the two sides of the dialogue: a tool *call* is something the assistant
+says, a tool *result* is something the user side feeds back.
+
+    system, developer                                  -> system
+    human, user, observation, tool, function           -> user
+    gpt, assistant, bot, model, function_call          -> assistant
+
+A conversation must end with a non-blank assistant turn (the response) and hold at least one
+user turn before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from iclselect.io.errors import RowError
+from iclselect.records import Role, Turn
+
+SCHEMAS: tuple[str, ...] = ("alpaca", "sharegpt", "messages")
+FORMATS: tuple[str, ...] = ("auto", *SCHEMAS)
+
+# Our names for the keys a schema reads; `fields` renames them to the user's column names.
+FIELD_NAMES: tuple[str, ...] = (
+    "instruction",
+    "input",
+    "output",
+    "system",
+    "conversations",
+    "messages",
+)
+_REQUIRED: dict[str, tuple[str, ...]] = {  # in detection order
+    "sharegpt": ("conversations",),
+    "messages": ("messages",),
+    "alpaca": ("instruction", "output"),
+}
+_EXPECTED = (
+    "expected alpaca (instruction/output), sharegpt (conversations) or messages (messages); "
+    "use --format/--fields"
+)
+
+ROLES: dict[str, Role] = {
+    "system": "system",
+    "developer": "system",
+    "human": "user",
+    "user": "user",
+    "observation": "user",
+    "tool": "user",
+    "function": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "bot": "assistant",
+    "model": "assistant",
+    "function_call": "assistant",
+}
+
+
+def field_names(fields: Mapping[str, str] | None) -> dict[str, str]:
+    """Our key name -> the user's key name; raises ValueError naming an unknown key."""
+    fields = dict(fields or {})
+    unknown = sorted(set(fields) - set(FIELD_NAMES))
+    if unknown:
+        raise ValueError(f"unknown field name(s) {unknown} in fields; expected {list(FIELD_NAMES)}")
+    return {name: fields.get(name, name) for name in FIELD_NAMES}
+
+
+def _fits(schema: str, keys: Iterable[str], names: Mapping[str, str]) -> bool:
+    present = set(keys)
+    return all(names[name] in present for name in _REQUIRED[schema])
+
+
+def detect(keys: Iterable[str], names: Mapping[str, str], allowed: Iterable[str]) -> str | None:
+    """The first allowed schema whose required keys are all present. A conversation key is
+    more telling than alpaca's generic instruction/output, so conversations are tried first."""
+    keys, allowed = list(keys), set(allowed)
+    order = [schema for schema in _REQUIRED if schema in allowed]
+    return next((schema for schema in order if _fits(schema, keys, names)), None)
+
+
+def mismatch_message(keys: Iterable[str], schema: str | None, names: Mapping[str, str]) -> str:
+    """Why no schema fits a row with these keys (schema=None: auto-detection failed)."""
+    found = sorted(str(key) for key in keys)
+    if schema is None:
+        return f"cannot detect format: keys {found}; {_EXPECTED}"
+    needs = "/".join(names[name] for name in _REQUIRED[schema])
+    return f"format {schema!r} does not fit: keys {found}, it needs {needs}; {_EXPECTED}"
+
+
+def to_turns(schema: str, row: Mapping[str, Any], names: Mapping[str, str]) -> tuple[Turn, ...]:
+    """Normalise one row; raises RowError naming the offending field."""
+    if schema == "alpaca":
+        return _alpaca(row, names)
+    if schema == "sharegpt":
+        return _conversation(row, names["conversations"], "from", "value", _system(row, names))
+    return _conversation(row, names["messages"], "role", "content", ())
+
+
+def as_row(value: object) -> dict[str, Any]:
+    """A parsed JSON value as a row; only objects are rows."""
+    if not isinstance(value, dict):
+        raise RowError(f"expected a JSON object, got {type_name(value)}")
+    return value
+
+
+def type_name(value: object) -> str:
+    """The JSON name of a value's type, for messages."""
+    if value is None:
+        return "null"
+    return {str: "string", bool: "boolean", int: "number", float: "number", dict: "object"}.get(
+        type(value), "array" if isinstance(value, (list, tuple)) else type(value).__name__
+    )
+
+
+def _text(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise RowError(f"expected a string, got {type_name(value)}", field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        # A JSON escape like "\ud800" decodes to a lone surrogate no tokenizer can encode.
+        bad = value[error.start]
+        raise RowError(f"invalid Unicode: lone surrogate U+{ord(bad):04X}", field) from None
+    return value
+
+
+def _required_text(row: Mapping[str, Any], key: str) -> str:
+    if key not in row:
+        raise RowError("missing", key)
+    text = _text(row[key], key)
+    if not text.strip():
+        raise RowError("empty or whitespace-only", key)
+    return text
+
+
+def _optional_text(row: Mapping[str, Any], key: str) -> str:
+    # Nullable Parquet/HF columns store an absent value as null, so null means "not given".
+    value = row.get(key)
+    return "" if value is None else _text(value, key)
+
+
+def _system(row: Mapping[str, Any], names: Mapping[str, str]) -> tuple[Turn, ...]:
+    system = _optional_text(row, names["system"])
+    return (Turn("system", system),) if system.strip() else ()
+
+
+def _alpaca(row: Mapping[str, Any], names: Mapping[str, str]) -> tuple[Turn, ...]:
+    instruction = _required_text(row, names["instruction"])
+    extra = _optional_text(row, names["input"])
+    output = _required_text(row, names["output"])
+    user = f"{instruction}\n{extra}" if extra.strip() else instruction
+    return (*_system(row, names), Turn("user", user), Turn("assistant", output))
+
+
+def _conversation(
+    row: Mapping[str, Any], key: str, role_key: str, text_key: str, lead: tuple[Turn, ...]
+) -> tuple[Turn, ...]:
+    if key not in row:
+        raise RowError("missing", key)
+    items = row[key]
+    if not isinstance(items, (list, tuple)):
+        raise RowError(f"expected a list of turns, got {type_name(items)}", key)
+    if not items:
+        raise RowError("empty list of turns", key)
+    turns = list(lead)
+    for i, item in enumerate(items):
+        where = f"{key}[{i}]"
+        if not isinstance(item, Mapping):
+            raise RowError(f"expected an object, got {type_name(item)}", where)
+        turns.append(Turn(_role(item, role_key, where), _content(item, text_key, where)))
+    last = f"{key}[{len(items) - 1}]"
+    if turns[-1].role != "assistant":
+        raise RowError(f"last turn is {turns[-1].role!r}, expected the assistant's response", last)
+    if not turns[-1].content.strip():
+        raise RowError("empty or whitespace-only response", f"{last}.{text_key}")
+    if not any(turn.role == "user" for turn in turns[:-1]):
+        raise RowError("no user turn before the response", key)
+    return tuple(turns)
+
+
+def _role(item: Mapping[str, Any], role_key: str, where: str) -> Role:
+    field = f"{where}.{role_key}"
+    if role_key not in item:
+        raise RowError("missing", field)
+    name = _text(item[role_key], field)
+    if name not in ROLES:
+        raise RowError(f"unknown role {name!r}; known roles: {sorted(ROLES)}", field)
+    return ROLES[name]
+
+
+def _content(item: Mapping[str, Any], text_key: str, where: str) -> str:
+    field = f"{where}.{text_key}"
+    if text_key not in item:
+        raise RowError("missing", field)
+    value = item[text_key]
+    if isinstance(value, (list, tuple)):
+        return "".join(_part_text(part, f"{field}[{j}]") for j, part in enumerate(value))
+    return _text(value, field)
+
+
+def _part_text(part: object, field: str) -> str:
+    if not isinstance(part, Mapping):
+        raise RowError(f"expected a content part object, got {type_name(part)}", field)
+    kind = part.get("type")
+    if kind not in (None, "text"):
+        # Dropping an image or audio part would score a different sample than the one kept.
+        raise RowError(f"unsupported content part type {kind!r}; only text is read", field)
+    for key in ("text", "value"):
+        # Arrow structs give every part both keys, the unused one as null.
+        if part.get(key) is not None:
+            return _text(part[key], f"{field}.{key}")
+    raise RowError("text part has no 'text' or 'value'", field)

@@ -1,0 +1,55 @@
+"""Columnar containers: Parquet files and datasets saved with datasets' save_to_disk.
+
+Their round trip is exact at the table level (same schema, values and row order), not
+byte-for-byte: pyarrow and datasets rewrite the file with their own encoding, compression and
+row groups. Arrow values are read as plain Python objects (lists, dicts, str, None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from iclselect.io.errors import InputError
+
+if TYPE_CHECKING:
+    import datasets
+
+
+def read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(str(path), f"not a readable Parquet file: {error}") from None
+
+
+def read_hf(path: Path) -> datasets.Dataset:
+    import datasets  # slow to import, and only this container needs it
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise InputError(str(path), f"not a readable Hugging Face dataset: {error}") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        splits = list(loaded)
+        raise InputError(
+            str(path), f"holds a DatasetDict with splits {splits}; pass one split's directory"
+        )
+    return loaded
+
+
+def hf_table(dataset: datasets.Dataset) -> pa.Table:
+    # The "arrow" format honours an indices mapping, which dataset.data alone would not.
+    return dataset.with_format("arrow")[:]
+
+
+def write_parquet(table: pa.Table, rows: Sequence[int], target: Path) -> None:
+    pq.write_table(table.take(pa.array(rows, type=pa.int64())), target)
+
+
+def write_hf(dataset: datasets.Dataset, rows: Sequence[int], target: Path) -> None:
+    dataset.select(rows).save_to_disk(str(target))

@@ -1,0 +1,149 @@
+"""Prompt templates: turn a LogprobRequest into token ids with an exact target span.
+
+Three renderings (`--template`):
+
+- chat:   the model's own chat template. Demos are earlier user/assistant exchanges.
+- alpaca: "### Instruction:\\n{user}\\n\\n### Response:\\n{assistant}" (the ICon/RICo format);
+          demos are whole exchanges separated from what follows by "\\n\\n\\n".
+- plain:  "{user}\\n{assistant}" (the wICI reference code's format); demos separated by "\\n\\n".
+
+The target is tokenised on its own and appended, so its span is known by token count, never by
+searching text. Message contents are tokenised as data: text such as "<|im_start|>" inside a user
+message stays plain text and cannot open a turn. Only template markup may produce special tokens.
+
+Every target token is scored, the first included, so the context is never empty. The unconditioned
+context of IFD's L(y) is the template's response header alone ("<|im_start|>assistant\\n" for
+ChatML models, "### Response:\\n" for alpaca). alpaca and plain sequences start with the
+tokenizer's BOS token, or its EOS token where it has no BOS (GPT-2 style), which is the token the
+first response token of plain's unconditioned L(y) is conditioned on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from iclselect.lm.requests import LogprobRequest
+from iclselect.records import Turn
+
+TEMPLATES = ("chat", "alpaca", "plain")
+
+# Sentinels stand in for message contents while the chat template renders, so the markup the
+# template writes can be told apart from the contents it wraps.
+_SENTINEL = "\ue000{}\ue001"
+_SENTINEL_RE = re.compile("\ue000(\\d+)\ue001")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    context_ids: tuple[int, ...]
+    target_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Piece:
+    text: str
+    is_markup: bool
+
+
+class Template:
+    """Renders and tokenises requests for one tokenizer in one of TEMPLATES."""
+
+    def __init__(self, name: str, tokenizer: Any) -> None:
+        if name not in TEMPLATES:
+            raise ValueError(f"unknown template {name!r}; choose one of {', '.join(TEMPLATES)}")
+        if name == "chat" and not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "the model's tokenizer has no chat template; use --template alpaca or plain"
+            )
+        self.name = name
+        self.tokenizer = tokenizer
+        start = tokenizer.bos_token_id
+        self.start_id: int = start if start is not None else tokenizer.eos_token_id
+        self._tokenize = lru_cache(maxsize=65536)(self._tokenize_uncached)
+        self._response_header = _response_header(tokenizer) if name == "chat" else ""
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies everything that changes token ids: template name and chat template text."""
+        chat = getattr(self.tokenizer, "chat_template", None) or ""
+        vocab = f"{type(self.tokenizer).__name__}:{len(self.tokenizer)}"
+        digest = hashlib.sha256(f"{self.name}\0{chat}\0{vocab}".encode()).hexdigest()
+        return f"{self.name}-{digest[:12]}"
+
+    def encode(self, request: LogprobRequest) -> Encoded:
+        pieces = self._render_context(request)
+        context: list[int] = [] if self.name == "chat" else [self.start_id]
+        for piece in pieces:
+            context.extend(self._tokenize(piece.text, piece.is_markup))
+        if not context:
+            context = [self.start_id]
+        return Encoded(tuple(context), self._tokenize(request.target, False))
+
+    def _tokenize_uncached(self, text: str, is_markup: bool) -> tuple[int, ...]:
+        ids = self.tokenizer(
+            text, add_special_tokens=False, split_special_tokens=not is_markup
+        ).input_ids
+        return tuple(ids)
+
+    def _render_context(self, request: LogprobRequest) -> list[_Piece]:
+        system = [t for t in request.prompt if t.role == "system"]
+        turns = [t for demo in request.demos for t in demo if t.role != "system"]
+        turns += [t for t in request.prompt if t.role != "system"]
+        if self.name != "chat":
+            return self._render_text(system, request, turns)
+        if not system and not turns:
+            return [_Piece(self._response_header, True)]
+        return self._render_messages(system + turns, add_generation_prompt=True)
+
+    def _render_messages(self, messages: list[Turn], add_generation_prompt: bool) -> list[_Piece]:
+        rendered = self.tokenizer.apply_chat_template(
+            [{"role": t.role, "content": _SENTINEL.format(i)} for i, t in enumerate(messages)],
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+        )
+        pieces: list[_Piece] = []
+        position = 0
+        for match in _SENTINEL_RE.finditer(rendered):
+            if match.start() > position:
+                pieces.append(_Piece(rendered[position : match.start()], True))
+            content = messages[int(match.group(1))].content
+            if content:
+                pieces.append(_Piece(content, False))
+            position = match.end()
+        if position < len(rendered):
+            pieces.append(_Piece(rendered[position:], True))
+        return pieces
+
+    def _render_text(
+        self, system: list[Turn], request: LogprobRequest, turns: list[Turn]
+    ) -> list[_Piece]:
+        user_tag, reply_tag, demo_gap = (
+            ("### Instruction:\n", "\n\n### Response:\n", "\n\n\n")
+            if self.name == "alpaca"
+            else ("", "\n", "\n\n")
+        )
+        pieces = [p for t in system for p in (_Piece(t.content, False), _Piece("\n\n", True))]
+        n_demo_turns = len(turns) - sum(1 for t in request.prompt if t.role != "system")
+        for i, turn in enumerate(turns):
+            if turn.role == "user":
+                pieces += [_Piece(user_tag, True), _Piece(turn.content, False)]
+                pieces.append(_Piece(reply_tag, True))
+            else:
+                pieces.append(_Piece(turn.content, False))
+                gap = demo_gap if i == n_demo_turns - 1 else "\n\n"
+                pieces.append(_Piece(gap, True))
+        if not request.prompt or request.prompt[-1].role != "user":
+            pieces.append(_Piece(reply_tag.lstrip("\n"), True))
+        return [p for p in pieces if p.text]
+
+
+def _response_header(tokenizer: Any) -> str:
+    """What the chat template writes between a user turn and the assistant's reply text."""
+    probe = [{"role": "user", "content": "x"}]
+    with_header = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+    without = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=False)
+    return with_header[len(without) :]
