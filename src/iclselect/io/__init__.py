@@ -9,6 +9,14 @@ from iclselect.io.dataset import Dataset
 from iclselect.io.errors import InputError, InvalidRow
 from iclselect.io.read import read_dataset
 from iclselect.io.schemas import FORMATS
-from iclselect.io.write import write_subset
+from iclselect.io.write import replace_file, write_subset
 
-__all__ = ["FORMATS", "Dataset", "InputError", "InvalidRow", "read_dataset", "write_subset"]
+__all__ = [
+    "FORMATS",
+    "Dataset",
+    "InputError",
+    "InvalidRow",
+    "read_dataset",
+    "replace_file",
+    "write_subset",
+]

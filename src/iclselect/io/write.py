@@ -35,10 +35,10 @@ def write_subset(dataset: Dataset, rows: Sequence[int], out_dir: str | Path) -> 
         if dataset.compression == "gzip":
             # mtime=0 keeps the output identical from run to run.
             data = gzip.compress(data, mtime=0)
-        _replace_file(target, lambda temp: temp.write_bytes(data))
+        replace_file(target, lambda temp: temp.write_bytes(data))
     elif isinstance(source, ParquetSource):
         target = out / "subset.parquet"
-        _replace_file(target, lambda temp: write_parquet(source.table, chosen, temp))
+        replace_file(target, lambda temp: write_parquet(source.table, chosen, temp))
     else:
         assert isinstance(source, HFSource)
         target = out / "subset"
@@ -58,7 +58,8 @@ def _temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
 
 
-def _replace_file(target: Path, write: Callable[[Path], object]) -> None:
+def replace_file(target: Path, write: Callable[[Path], object]) -> None:
+    """Write through `write(temp)` and rename over `target`: never a half-written target."""
     temp = _temp_name(target)
     try:
         write(temp)

@@ -10,10 +10,11 @@ Every method's cost is here, so every speed trick lives here once:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from tqdm import tqdm
 
 from iclselect.lm.model import LoadedModel
 from iclselect.lm.requests import LogprobRequest, LogprobResult
@@ -45,21 +46,21 @@ class Engine:
         template: Template,
         max_batch_tokens: int = 8192,
         max_length: int = 2048,
+        show_progress: bool = True,
     ) -> None:
         self.model = loaded.model
         self.model_id = loaded.model_id
         self.template = template
         self.max_batch_tokens = max_batch_tokens
         self.max_length = max_length
+        self.show_progress = show_progress
         self._base = self.model.base_model
         self._head = self.model.get_output_embeddings()
 
     def loglikelihood(
-        self,
-        requests: Sequence[LogprobRequest],
-        progress: Callable[[int], None] | None = None,
+        self, requests: Sequence[LogprobRequest], desc: str = "scoring"
     ) -> list[LogprobResult]:
-        """One result per request, same order. `progress` is called with tokens done per batch."""
+        """One result per request, in the same order; a progress bar in tokens on a terminal."""
         unique: dict[str, int] = {}
         order = [unique.setdefault(r.key(), len(unique)) for r in requests]
         firsts: dict[int, LogprobRequest] = {}
@@ -67,11 +68,19 @@ class Engine:
             firsts.setdefault(slot, request)
         jobs = [self._job(slot, self.template.encode(firsts[slot])) for slot in range(len(unique))]
         answers: list[LogprobResult | None] = [None] * len(jobs)
-        for batch in self._batches(jobs):
-            for job, logprob in zip(batch, self._score_batch(batch), strict=True):
-                answers[job.index] = LogprobResult(logprob, len(job.target), job.truncated)
-            if progress is not None:
-                progress(sum(job.length for job in batch))
+        bar = tqdm(
+            total=sum(job.length for job in jobs),
+            desc=f"{desc} ({len(jobs)} requests)",
+            unit="tok",
+            unit_scale=True,
+            # None hides the bar when stderr is not a terminal (CI logs, redirected output).
+            disable=None if self.show_progress else True,
+        )
+        with bar:
+            for batch in self._batches(jobs):
+                for job, logprob in zip(batch, self._score_batch(batch), strict=True):
+                    answers[job.index] = LogprobResult(logprob, len(job.target), job.truncated)
+                bar.update(sum(job.length for job in batch))
         missing = [i for i, a in enumerate(answers) if a is None]
         assert not missing, f"engine lost {len(missing)} requests"
         return [answers[slot] for slot in order]

@@ -1,0 +1,18 @@
+"""What a method returns: one score per sample, the parts it was computed from, and the samples
+it refused to score, each with its reason (never a made-up score)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Scores:
+    method: str
+    score: np.ndarray  # float64, one per sample, NaN where excluded
+    components: dict[str, list[Any]] = field(default_factory=dict)  # column -> value per sample
+    excluded: dict[int, str] = field(default_factory=dict)  # sample index -> reason
+    params: dict[str, Any] = field(default_factory=dict)

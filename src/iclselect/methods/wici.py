@@ -1,0 +1,163 @@
+"""wICI: weighted In-Context Influence (arXiv 2604.25132), as defined in METHODS.md.
+
+A candidate a_i is good when, shown as a one-shot demo, it makes its semantic neighbours (its
+probes B_i) easier for the model:
+
+    ICI(i -> b) = IFD(y_b | x_b) - IFD(y_b | a_i, x_b)
+    wICI(a_i)   = sum over b in B_i of (1 - cos(f(x_i), f(x_b))) / (2 |B_i|) * ICI(i -> b)
+
+IFD(y_b | a_i, x_b) = L(y_b | a_i, x_b) / L(y_b | a_i): with the demo in context on both sides,
+the ratio still measures what x_b adds; this is the 2 + 2|B_i| passes per sample the paper counts.
+
+Paper-vs-reference-code choices are options; the paper's value is the default:
+- probes: "difficult" (paper: N=32 neighbours, k-means into K=5 clusters with seed 42, the most
+  complex member of each) or "topk" (the 5 nearest). The paper ranks complexity with a DEITA
+  scorer, which is not available offline; `difficulty` picks the stand-in computed by the scoring
+  model itself: the member's own IFD (default) or its loss L(y|x).
+- ifd_form: "loss" (L ratio, the paper's Cherry IFD) or "ppl" (perplexity ratio, wICI's code).
+- aggregate: "paper" (formula above) or "code" (only positive ICI terms, averaged over those, no
+  1/2; a candidate that helps no probe scores 0).
+- prefilter_ifd: False (paper) or True (code: candidates with IFD > 1 are not scored).
+Probes are drawn only from samples whose own IFD is defined.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+
+from iclselect.embed import nearest_neighbours
+from iclselect.lm import Engine
+from iclselect.methods import ifd as ifd_lib
+from iclselect.methods.scores import Scores
+from iclselect.records import Sample
+
+
+@dataclass(frozen=True)
+class WiciConfig:
+    probes: Literal["difficult", "topk"] = "difficult"
+    n_probes: int = 5  # K clusters for "difficult", k neighbours for "topk"
+    n_neighbours: int = 32  # N neighbours clustered into probes ("difficult" only)
+    difficulty: Literal["ifd", "loss"] = "ifd"  # stand-in for the paper's DEITA complexity
+    seed: int = 42  # k-means seed
+    ifd_form: ifd_lib.IfdForm = "loss"
+    aggregate: Literal["paper", "code"] = "paper"
+    prefilter_ifd: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n_probes < 1 or self.n_neighbours < self.n_probes:
+            raise ValueError("wICI needs n_probes >= 1 and n_neighbours >= n_probes")
+
+
+def score_wici(
+    samples: list[Sample], engine: Engine, vectors: np.ndarray, config: WiciConfig
+) -> Scores:
+    """Score every sample. `vectors` are unit-norm instruction embeddings, one per sample."""
+    n = len(samples)
+    base = engine.loglikelihood(
+        [ifd_lib.conditioned(s) for s in samples] + [ifd_lib.unconditioned(s) for s in samples],
+        desc="wICI 1/2: IFD of every sample",
+    )
+    own_ifd = np.array([ifd_lib.ifd(base[i], base[n + i], config.ifd_form) for i in range(n)])
+    own_loss = np.array([result.loss for result in base[:n]])
+    probes = choose_probes(vectors, own_ifd if config.difficulty == "ifd" else own_loss, config)
+    excluded: dict[int, str] = {}
+    if config.prefilter_ifd:
+        excluded.update({i: "prefiltered: IFD > 1" for i in range(n) if own_ifd[i] > 1})
+    for i in range(n):
+        if i not in excluded and not probes[i]:
+            excluded[i] = "no probe: no other sample with a defined IFD"
+
+    pairs = [(i, b) for i in range(n) if i not in excluded for b in probes[i]]
+    requests = []
+    for i, b in pairs:
+        demo = samples[i].turns
+        requests += [
+            ifd_lib.conditioned(samples[b], demo),
+            ifd_lib.unconditioned(samples[b], demo),
+        ]
+    answers = engine.loglikelihood(requests, desc="wICI 2/2: probes with each candidate as demo")
+
+    ici: dict[int, list[float]] = {i: [] for i in range(n)}
+    for k, (i, b) in enumerate(pairs):
+        in_context = ifd_lib.ifd(answers[2 * k], answers[2 * k + 1], config.ifd_form)
+        ici[i].append(own_ifd[b] - in_context)
+    score = np.full(n, math.nan)
+    weights: dict[int, list[float]] = {i: [] for i in range(n)}
+    for i in range(n):
+        if i in excluded:
+            continue
+        weights[i] = [1.0 - float(vectors[i] @ vectors[b]) for b in probes[i]]
+        if any(math.isnan(term) for term in ici[i]):
+            excluded[i] = "in-context IFD undefined for a probe (L(y|demo) = 0)"
+            continue
+        score[i] = aggregate(ici[i], weights[i], config.aggregate)
+
+    return Scores(
+        method="wici",
+        score=score,
+        components={
+            "ifd": own_ifd.tolist(),
+            "loss": own_loss.tolist(),
+            "n_probes": [len(ici[i]) for i in range(n)],
+            "probe_rows": [[samples[b].row for b in probes[i]] if ici[i] else [] for i in range(n)],
+            "probe_ici": [ici[i] for i in range(n)],
+            "probe_weight": [weights[i] for i in range(n)],
+        },
+        excluded=excluded,
+        params=asdict(config),
+    )
+
+
+def aggregate(ici: list[float], weights: list[float], how: str) -> float:
+    """Combine per-probe influences into wICI (see the module docstring for both forms)."""
+    if how == "paper":
+        return sum(w * term for w, term in zip(weights, ici, strict=True)) / (2 * len(ici))
+    helped = [w * term for w, term in zip(weights, ici, strict=True) if term > 0]
+    return sum(helped) / len(helped) if helped else 0.0
+
+
+def choose_probes(
+    vectors: np.ndarray, difficulty: np.ndarray, config: WiciConfig
+) -> list[list[int]]:
+    """Probe set B_i (sample indices) of every sample, drawn from samples with finite difficulty."""
+    usable = np.flatnonzero(np.isfinite(difficulty))
+    want = config.n_probes if config.probes == "topk" else config.n_neighbours
+    found, _ = nearest_neighbours(vectors[usable], want + 1)
+    # Neighbours are searched among usable samples only; map back to sample indices and look up
+    # each sample's own list (a sample that is not usable still gets probes, by its nearest usable).
+    probes: list[list[int]] = []
+    position = {int(s): p for p, s in enumerate(usable)}
+    for i in range(len(vectors)):
+        if i in position:
+            candidates = [int(usable[j]) for j in found[position[i]]]
+        else:
+            similarity = vectors[usable] @ vectors[i]
+            candidates = [int(usable[j]) for j in np.argsort(-similarity, kind="stable")]
+        candidates = [c for c in candidates if c != i][:want]
+        if config.probes == "topk":
+            probes.append(candidates)
+        else:
+            probes.append(_difficult(candidates, vectors, difficulty, config))
+    return probes
+
+
+def _difficult(
+    neighbours: list[int], vectors: np.ndarray, difficulty: np.ndarray, config: WiciConfig
+) -> list[int]:
+    """K-means the neighbours and keep the most difficult member of each cluster."""
+    if len(neighbours) <= config.n_probes:
+        return neighbours
+    from sklearn.cluster import KMeans
+
+    labels = KMeans(n_clusters=config.n_probes, random_state=config.seed, n_init=10).fit_predict(
+        vectors[neighbours]
+    )
+    chosen = []
+    for cluster in range(config.n_probes):
+        members = [b for b, label in zip(neighbours, labels, strict=True) if label == cluster]
+        chosen.append(max(members, key=lambda b: (difficulty[b], -b)))
+    return chosen

@@ -1,0 +1,113 @@
+"""The whole job, top to bottom: read, embed, score, select, write.
+
+read_dataset -> Embedder.encode -> score_wici (plans requests; Engine answers) -> select
+-> write_subset + scores.parquet + manifest.json
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from iclselect.embed import DEFAULT_EMBEDDER, Embedder
+from iclselect.io import InputError, read_dataset, write_subset
+from iclselect.lm import DEFAULT_MODEL, Engine, Template, load_model
+from iclselect.methods import WiciConfig, score_wici
+from iclselect.outputs import manifest, scores_table, write_manifest, write_scores
+from iclselect.select import Budget, select
+
+DEFAULT_FRACTION = 0.1  # the wICI paper's headline budget
+
+
+@dataclass
+class RunConfig:
+    data: str
+    out: str
+    format: str = "auto"
+    fields: dict[str, str] | None = None
+    skip_invalid: bool = False
+    model: str = DEFAULT_MODEL
+    template: str = "chat"
+    embedder: str = DEFAULT_EMBEDDER
+    fraction: float | None = None
+    count: int | None = None
+    threshold: float | None = None
+    tau: float = 0.9  # wICI's near-duplicate threshold: cosine of instruction+response embeddings
+    max_batch_tokens: int = 8192
+    max_length: int = 2048
+    quiet: bool = False
+    wici: WiciConfig = field(default_factory=WiciConfig)
+
+    def budget(self) -> Budget:
+        if self.fraction is None and self.count is None and self.threshold is None:
+            return Budget(fraction=DEFAULT_FRACTION)
+        return Budget(self.fraction, self.count, self.threshold)
+
+
+@dataclass
+class RunResult:
+    out: Path
+    subset: Path
+    scores: Path
+    manifest: Path
+    rows: int
+    kept: int
+
+
+def run(config: RunConfig) -> RunResult:
+    budget = config.budget()
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def log(message: str) -> None:
+        if not config.quiet:
+            print(f"[iclselect] {message}", file=sys.stderr, flush=True)
+
+    def lap(name: str) -> None:
+        timings[name] = time.perf_counter() - started - sum(timings.values())
+
+    dataset = read_dataset(config.data, config.format, config.fields, config.skip_invalid)
+    samples = dataset.samples
+    if len(samples) < 2:
+        raise InputError(str(dataset.path), f"{len(samples)} valid rows: wICI needs at least 2")
+    log(
+        f"read {dataset.n_rows} rows ({dataset.schema}, {dataset.container}) from {dataset.path}"
+        + (f"; {len(dataset.invalid)} invalid rows skipped" if dataset.invalid else "")
+    )
+    lap("read")
+
+    embedder = Embedder(config.embedder)
+    instruction_vectors = embedder.encode([s.instruction_text for s in samples])
+    full_vectors = embedder.encode([s.full_text for s in samples])
+    log(f"embedded {len(samples)} samples with {config.embedder}")
+    lap("embed")
+
+    loaded = load_model(config.model)
+    template = Template(config.template, loaded.tokenizer)
+    engine = Engine(loaded, template, config.max_batch_tokens, config.max_length, not config.quiet)
+    log(f"scoring with {loaded.model_id}, template {config.template}")
+    scores = score_wici(samples, engine, instruction_vectors, config.wici)
+    lap("score")
+
+    selection = select(
+        scores.score, budget, scores.excluded, full_vectors, config.tau, [s.row for s in samples]
+    )
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    subset = write_subset(dataset, [samples[i].row for i in selection.selected], out)
+    table = scores_table(dataset, scores, selection)
+    write_scores(out / "scores.parquet", table)
+    lap("select_and_write")
+    timings["total"] = time.perf_counter() - started
+    content = manifest(
+        dataset, table, scores, asdict(config), loaded.model_id, template.fingerprint, subset,
+        timings,
+    )  # fmt: skip
+    write_manifest(out / "manifest.json", content)
+    log(f"kept {content['kept']} of {dataset.n_rows} rows in {timings['total']:.0f}s")
+    return RunResult(
+        out, subset, out / "scores.parquet", out / "manifest.json", dataset.n_rows, content["kept"]
+    )
+
