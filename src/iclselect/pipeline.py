@@ -110,4 +110,3 @@ def run(config: RunConfig) -> RunResult:
     return RunResult(
         out, subset, out / "scores.parquet", out / "manifest.json", dataset.n_rows, content["kept"]
     )
-

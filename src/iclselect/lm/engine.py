@@ -2,6 +2,8 @@
 
 Every method's cost is here, so every speed trick lives here once:
 - identical requests (same key) are computed once;
+- requests that share a prefix (the same demo before many probes) run that prefix once and
+  score their suffixes, batched, on its KV cache;
 - requests are sorted longest first (an out-of-memory shows on the first batch, and the ETA is
   pessimistic rather than optimistic) and packed into batches by a padded-token budget;
 - the LM head and log-softmax run only at the positions that predict target tokens, never over
@@ -10,11 +12,13 @@ Every method's cost is here, so every speed trick lives here once:
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
+from transformers import DynamicCache
 
 from iclselect.lm.model import LoadedModel
 from iclselect.lm.requests import LogprobRequest, LogprobResult
@@ -23,6 +27,8 @@ from iclselect.lm.templates import Encoded, Template
 # Rows of the (positions x vocabulary) logit matrix computed at once: bounds memory at
 # about 200 MB for a 50k vocabulary in float32, whatever the batch size.
 _HEAD_CHUNK = 1024
+# Shorter shared prefixes are not worth a separate forward pass and a cache copy.
+_MIN_PREFIX = 16
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ class _Job:
     context: tuple[int, ...]
     target: tuple[int, ...]
     truncated: int
+    prefix: int  # leading context tokens shared with other requests (0 = none)
 
     @property
     def length(self) -> int:
@@ -47,6 +54,7 @@ class Engine:
         max_batch_tokens: int = 8192,
         max_length: int = 2048,
         show_progress: bool = True,
+        reuse_prefix: bool = True,
     ) -> None:
         self.model = loaded.model
         self.model_id = loaded.model_id
@@ -54,6 +62,7 @@ class Engine:
         self.max_batch_tokens = max_batch_tokens
         self.max_length = max_length
         self.show_progress = show_progress
+        self.reuse_prefix = reuse_prefix
         self._base = self.model.base_model
         self._head = self.model.get_output_embeddings()
 
@@ -67,9 +76,12 @@ class Engine:
         for request, slot in zip(requests, order, strict=True):
             firsts.setdefault(slot, request)
         jobs = [self._job(slot, self.template.encode(firsts[slot])) for slot in range(len(unique))]
+        groups, singles = self._group_by_prefix(jobs)
         answers: list[LogprobResult | None] = [None] * len(jobs)
         bar = tqdm(
-            total=sum(job.length for job in jobs),
+            total=sum(g[0].prefix for g in groups.values())
+            + sum(j.length - j.prefix for g in groups.values() for j in g)
+            + sum(j.length for j in singles),
             desc=f"{desc} ({len(jobs)} requests)",
             unit="tok",
             unit_scale=True,
@@ -77,8 +89,15 @@ class Engine:
             disable=None if self.show_progress else True,
         )
         with bar:
-            for batch in self._batches(jobs):
-                for job, logprob in zip(batch, self._score_batch(batch), strict=True):
+            for prefix, group in groups.items():
+                cache = self._prefix_cache(prefix)
+                bar.update(len(prefix))
+                for batch in self._batches(group, skip=len(prefix)):
+                    for job, logprob in zip(batch, self._score(batch, cache), strict=True):
+                        answers[job.index] = LogprobResult(logprob, len(job.target), job.truncated)
+                    bar.update(sum(job.length - job.prefix for job in batch))
+            for batch in self._batches(singles, skip=0):
+                for job, logprob in zip(batch, self._score(batch, None), strict=True):
                     answers[job.index] = LogprobResult(logprob, len(job.target), job.truncated)
                 bar.update(sum(job.length for job in batch))
         missing = [i for i, a in enumerate(answers) if a is None]
@@ -86,7 +105,7 @@ class Engine:
         return [answers[slot] for slot in order]
 
     def token_count(self, requests: Sequence[LogprobRequest]) -> int:
-        """Tokens the engine will run for these requests (after deduplication)."""
+        """Tokens in these requests after deduplication, before any prefix reuse."""
         seen = {r.key(): r for r in requests}
         return sum(self._job(0, self.template.encode(r)).length for r in seen.values())
 
@@ -96,40 +115,74 @@ class Engine:
         # Drop context from the left: the demos go first, then earlier turns, never the target.
         room = self.max_length - len(target)
         dropped = max(0, len(context) - room) + len(encoded.target_ids) - len(target)
+        prefix = encoded.prefix_len
         if len(context) > room:
             context = context[len(context) - room :]
-        return _Job(index, context, target, dropped)
+            prefix = 0
+        # At least one context token stays out of the prefix: it predicts the first target token.
+        prefix = min(prefix, len(context) - 1) if self.reuse_prefix else 0
+        return _Job(index, context, target, dropped, prefix)
 
-    def _batches(self, jobs: list[_Job]) -> list[list[_Job]]:
+    def _group_by_prefix(
+        self, jobs: list[_Job]
+    ) -> tuple[dict[tuple[int, ...], list[_Job]], list[_Job]]:
+        groups: dict[tuple[int, ...], list[_Job]] = defaultdict(list)
+        for job in jobs:
+            if job.prefix >= _MIN_PREFIX:
+                groups[job.context[: job.prefix]].append(job)
+        shared = {prefix: group for prefix, group in groups.items() if len(group) > 1}
+        singles = [j for j in jobs if j.prefix < _MIN_PREFIX or j.context[: j.prefix] not in shared]
+        return shared, [
+            _Job(j.index, j.context, j.target, j.truncated, 0) if j.prefix else j for j in singles
+        ]
+
+    def _batches(self, jobs: list[_Job], skip: int) -> list[list[_Job]]:
+        """Longest first; `skip` leading tokens of each job are already in a cache."""
         batches: list[list[_Job]] = []
         for job in sorted(jobs, key=lambda j: -j.length):
             # Sorted longest first, so the first job of a batch sets its padded width.
-            if batches and (len(batches[-1]) + 1) * batches[-1][0].length <= self.max_batch_tokens:
+            width = batches[-1][0].length - skip if batches else 0
+            if batches and (len(batches[-1]) + 1) * width <= self.max_batch_tokens:
                 batches[-1].append(job)
             else:
                 batches.append([job])
         return batches
 
     @torch.inference_mode()
-    def _score_batch(self, batch: list[_Job]) -> list[float]:
-        width = batch[0].length
+    def _prefix_cache(self, prefix: tuple[int, ...]) -> DynamicCache:
+        out = self._base(input_ids=torch.tensor([prefix]), use_cache=True)
+        return out.past_key_values
+
+    @torch.inference_mode()
+    def _score(self, batch: list[_Job], prefix: DynamicCache | None) -> list[float]:
+        """Sum of target log-probs per job; with `prefix`, each job's first job.prefix tokens
+        are taken from that cache and only the rest runs."""
+        skip = batch[0].prefix if prefix is not None else 0
+        width = batch[0].length - skip
         input_ids = torch.zeros((len(batch), width), dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        rows, cols, targets, owner = [], [], [], []
+        attention = torch.zeros((len(batch), skip + width), dtype=torch.long)
+        attention[:, :skip] = 1
+        rows, cols, targets = [], [], []
         for i, job in enumerate(batch):
-            tokens = job.context + job.target
+            tokens = (job.context + job.target)[skip:]
             input_ids[i, : len(tokens)] = torch.tensor(tokens)
-            attention[i, : len(tokens)] = 1
+            attention[i, skip : skip + len(tokens)] = 1
             # Position p predicts token p + 1:
             #   tokens   c0 c1 c2 | t0 t1 t2      (| = end of context)
             #   hidden   h0 h1 h2   h3 h4         h2 predicts t0, h3 t1, h4 t2; h5 is unused
-            first = len(job.context) - 1
+            # (positions counted after the `skip` cached tokens).
+            first = len(job.context) - skip - 1
             rows += [i] * len(job.target)
             cols += range(first, first + len(job.target))
             targets += job.target
-            owner += [i] * len(job.target)
-        hidden = self._base(input_ids=input_ids, attention_mask=attention).last_hidden_state
-        picked = hidden[torch.tensor(rows), torch.tensor(cols)]
+        kwargs = {}
+        if prefix is not None:
+            kwargs = {
+                "past_key_values": _expanded(prefix, len(batch), self.model.config),
+                "position_ids": torch.arange(skip, skip + width).expand(len(batch), -1),
+            }
+        hidden = self._base(input_ids=input_ids, attention_mask=attention, **kwargs)
+        picked = hidden.last_hidden_state[torch.tensor(rows), torch.tensor(cols)]
         target_ids = torch.tensor(targets)
         token_logprobs = torch.empty(len(targets), dtype=torch.float32)
         for start in range(0, len(targets), _HEAD_CHUNK):
@@ -139,5 +192,17 @@ class Engine:
                 torch.log_softmax(logits, dim=-1).gather(1, target_ids[start:stop, None]).squeeze(1)
             )
         sums = torch.zeros(len(batch), dtype=torch.float64)
-        sums.index_add_(0, torch.tensor(owner), token_logprobs.double())
+        sums.index_add_(0, torch.tensor(rows), token_logprobs.double())
         return sums.tolist()
+
+
+def _expanded(cache: DynamicCache, batch: int, config: object) -> DynamicCache:
+    """A cache holding `batch` views of a one-row cache; the forward pass concatenates new keys
+    onto these views, so the shared prefix itself is never copied or modified."""
+    return DynamicCache(
+        [
+            (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
+            for layer in cache.layers
+        ],
+        config=config,
+    )

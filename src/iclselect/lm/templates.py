@@ -41,12 +41,16 @@ _SENTINEL_RE = re.compile("\ue000(\\d+)\ue001")
 class Encoded:
     context_ids: tuple[int, ...]
     target_ids: tuple[int, ...]
+    # Leading context tokens that render only the system turn and the demos: every request with
+    # the same demos starts with exactly these tokens, so the engine can compute them once.
+    prefix_len: int = 0
 
 
 @dataclass(frozen=True)
 class _Piece:
     text: str
     is_markup: bool
+    in_prefix: bool = False
 
 
 class Template:
@@ -77,11 +81,14 @@ class Template:
     def encode(self, request: LogprobRequest) -> Encoded:
         pieces = self._render_context(request)
         context: list[int] = [] if self.name == "chat" else [self.start_id]
+        prefix_len = 0
         for piece in pieces:
             context.extend(self._tokenize(piece.text, piece.is_markup))
+            if piece.in_prefix:
+                prefix_len = len(context)
         if not context:
             context = [self.start_id]
-        return Encoded(tuple(context), self._tokenize(request.target, False))
+        return Encoded(tuple(context), self._tokenize(request.target, False), prefix_len)
 
     def _tokenize_uncached(self, text: str, is_markup: bool) -> tuple[int, ...]:
         ids = self.tokenizer(
@@ -97,22 +104,26 @@ class Template:
             return self._render_text(system, request, turns)
         if not system and not turns:
             return [_Piece(self._response_header, True)]
-        return self._render_messages(system + turns, add_generation_prompt=True)
+        n_demo_turns = len(turns) - sum(1 for t in request.prompt if t.role != "system")
+        shared = len(system) + n_demo_turns if request.demos else 0
+        return self._render_messages(system + turns, shared)
 
-    def _render_messages(self, messages: list[Turn], add_generation_prompt: bool) -> list[_Piece]:
+    def _render_messages(self, messages: list[Turn], shared: int) -> list[_Piece]:
+        """Chat-template pieces; the first `shared` messages (system, demos) form the prefix,
+        which ends with the last of their contents, before any markup that follows it."""
         rendered = self.tokenizer.apply_chat_template(
             [{"role": t.role, "content": _SENTINEL.format(i)} for i, t in enumerate(messages)],
             tokenize=False,
-            add_generation_prompt=add_generation_prompt,
+            add_generation_prompt=True,
         )
         pieces: list[_Piece] = []
         position = 0
         for match in _SENTINEL_RE.finditer(rendered):
+            index = int(match.group(1))
+            in_prefix = index < shared
             if match.start() > position:
-                pieces.append(_Piece(rendered[position : match.start()], True))
-            content = messages[int(match.group(1))].content
-            if content:
-                pieces.append(_Piece(content, False))
+                pieces.append(_Piece(rendered[position : match.start()], True, in_prefix))
+            pieces.append(_Piece(messages[index].content, False, in_prefix))
             position = match.end()
         if position < len(rendered):
             pieces.append(_Piece(rendered[position:], True))
@@ -126,14 +137,23 @@ class Template:
             if self.name == "alpaca"
             else ("", "\n", "\n\n")
         )
-        pieces = [p for t in system for p in (_Piece(t.content, False), _Piece("\n\n", True))]
+        shared = bool(request.demos)
+        pieces = [
+            p
+            for t in system
+            for p in (_Piece(t.content, False, shared), _Piece("\n\n", True, shared))
+        ]
         n_demo_turns = len(turns) - sum(1 for t in request.prompt if t.role != "system")
         for i, turn in enumerate(turns):
+            in_prefix = i < n_demo_turns
             if turn.role == "user":
-                pieces += [_Piece(user_tag, True), _Piece(turn.content, False)]
-                pieces.append(_Piece(reply_tag, True))
+                pieces += [
+                    _Piece(user_tag, True, in_prefix),
+                    _Piece(turn.content, False, in_prefix),
+                ]
+                pieces.append(_Piece(reply_tag, True, in_prefix))
             else:
-                pieces.append(_Piece(turn.content, False))
+                pieces.append(_Piece(turn.content, False, in_prefix))
                 gap = demo_gap if i == n_demo_turns - 1 else "\n\n"
                 pieces.append(_Piece(gap, True))
         if not request.prompt or request.prompt[-1].role != "user":

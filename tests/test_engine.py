@@ -1,0 +1,103 @@
+"""Engine numbers against a plain forward pass, and equivalence of every speed trick.
+
+Tolerance: 1e-4 on the mean per-token loss (fp32). Batching, padding and the cached prefix
+change matmul shapes, hence float summation order, and nothing else."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from iclselect.lm import Engine, LogprobRequest, Template
+from iclselect.methods.ifd import conditioned, unconditioned
+from iclselect.records import Sample, Turn
+
+TOL = 1e-4
+
+
+def samples_from(rows: list[dict]) -> list[Sample]:
+    out = []
+    for i, r in enumerate(rows):
+        user = r["instruction"] + (f"\n{r['input']}" if r["input"] else "")
+        out.append(Sample(i, (Turn("user", user), Turn("assistant", r["output"]))))
+    return out
+
+
+@pytest.fixture(scope="module")
+def requests(demo_rows) -> list[LogprobRequest]:
+    """A wICI-shaped workload: own IFD pairs, then probes with candidates as demos."""
+    samples = samples_from(demo_rows[:6])
+    reqs = [conditioned(s) for s in samples] + [unconditioned(s) for s in samples]
+    for cand in samples[:2]:
+        for probe in samples[3:6]:
+            reqs += [conditioned(probe, cand.turns), unconditioned(probe, cand.turns)]
+    return reqs
+
+
+def engine(lm, name="chat", **kwargs) -> Engine:
+    return Engine(lm, Template(name, lm.tokenizer), show_progress=False, **kwargs)
+
+
+def losses(results) -> list[float]:
+    return [r.loss for r in results]
+
+
+def assert_close(a, b):
+    worst = max(abs(x - y) for x, y in zip(a, b, strict=True))
+    assert worst < TOL, f"max per-token loss difference {worst:.2e} >= {TOL}"
+
+
+def test_matches_a_plain_full_vocabulary_forward(lm, requests):
+    eng = engine(lm)
+    results = eng.loglikelihood(requests[:4] + requests[-2:])
+    for request, result in zip(requests[:4] + requests[-2:], results, strict=True):
+        enc = eng.template.encode(request)
+        ids = torch.tensor([enc.context_ids + enc.target_ids])
+        with torch.no_grad():
+            logprobs = torch.log_softmax(lm.model(ids).logits[0].double(), dim=-1)
+        n = len(enc.context_ids)
+        expected = sum(logprobs[n - 1 + k, token].item() for k, token in enumerate(enc.target_ids))
+        assert result.n_tokens == len(enc.target_ids)
+        assert abs(result.logprob - expected) / result.n_tokens < TOL
+
+
+@pytest.mark.parametrize("name", ["chat", "plain"])
+def test_batched_equals_one_at_a_time(lm, requests, name):
+    one_at_a_time = engine(lm, name, max_batch_tokens=1, reuse_prefix=False)
+    batched = engine(lm, name, max_batch_tokens=4096, reuse_prefix=False)
+    assert_close(
+        losses(one_at_a_time.loglikelihood(requests)), losses(batched.loglikelihood(requests))
+    )
+
+
+def test_prefix_reuse_equals_no_reuse(lm, requests):
+    without = engine(lm, reuse_prefix=False).loglikelihood(requests)
+    with_reuse = engine(lm, reuse_prefix=True).loglikelihood(requests)
+    assert_close(losses(without), losses(with_reuse))
+
+
+def test_results_follow_request_order_whatever_the_order(lm, requests):
+    eng = engine(lm)
+    shuffled = list(range(len(requests)))
+    random.Random(0).shuffle(shuffled)
+    straight = eng.loglikelihood(requests)
+    permuted = eng.loglikelihood([requests[i] for i in shuffled])
+    assert_close([straight[i].loss for i in shuffled], losses(permuted))
+
+
+def test_identical_requests_get_identical_answers(lm, requests):
+    results = engine(lm).loglikelihood([requests[0], requests[1], requests[0]])
+    assert results[0] == results[2]
+    assert results[0] != results[1]
+
+
+def test_long_context_loses_the_demo_never_the_target(lm, requests):
+    long_demo = (Turn("user", "word " * 400), Turn("assistant", "ok"))
+    request = LogprobRequest(requests[0].prompt, requests[0].target, (long_demo,))
+    eng = engine(lm, max_length=256)
+    result = eng.loglikelihood([request])[0]
+    full = eng.template.encode(request)
+    assert result.n_tokens == len(full.target_ids)
+    assert result.truncated == len(full.context_ids) + len(full.target_ids) - 256
