@@ -11,6 +11,7 @@ import pytest
 from iclselect.embed import Embedder
 from iclselect.lm import load_model
 from iclselect.lm.model import LoadedModel
+from iclselect.records import Sample, Turn
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "data" / "alpaca_demo_100.json"
 
@@ -33,3 +34,11 @@ def demo_rows() -> list[dict]:
 def write_json(path: Path, rows: list[dict]) -> Path:
     path.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def samples_from(rows: list[dict]) -> list[Sample]:
+    out = []
+    for i, r in enumerate(rows):
+        user = r["instruction"] + (f"\n{r['input']}" if r["input"] else "")
+        out.append(Sample(i, (Turn("user", user), Turn("assistant", r["output"]))))
+    return out

@@ -9,20 +9,13 @@ import random
 
 import pytest
 import torch
+from conftest import samples_from
 
 from iclselect.lm import Engine, LogprobRequest, Template
 from iclselect.methods.ifd import conditioned, unconditioned
-from iclselect.records import Sample, Turn
+from iclselect.records import Turn
 
 TOL = 1e-4
-
-
-def samples_from(rows: list[dict]) -> list[Sample]:
-    out = []
-    for i, r in enumerate(rows):
-        user = r["instruction"] + (f"\n{r['input']}" if r["input"] else "")
-        out.append(Sample(i, (Turn("user", user), Turn("assistant", r["output"]))))
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from iclselect.lm.model import quiet_hub
+
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 
 
 class Embedder:
     def __init__(self, name: str = DEFAULT_EMBEDDER, batch_size: int = 64) -> None:
+        quiet_hub()
         from sentence_transformers import SentenceTransformer
 
         self.name = name

@@ -33,6 +33,7 @@ def cache_dir() -> Path:
 
 def load_model(name: str = DEFAULT_MODEL) -> LoadedModel:
     """Load `name`: the embedded default, or a local Hugging Face causal-LM directory."""
+    quiet_hub()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     directory = _default_model_dir() if name == DEFAULT_MODEL else Path(name)
@@ -45,6 +46,15 @@ def load_model(name: str = DEFAULT_MODEL) -> LoadedModel:
     model = AutoModelForCausalLM.from_pretrained(directory, dtype="float32")
     model.eval()
     return LoadedModel(model, tokenizer, f"{name}@{_weights_fingerprint(directory)}")
+
+
+def quiet_hub() -> None:
+    """Everything is local: never ask the hub, and keep per-tensor load bars out of the log."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
 
 
 def _default_model_dir() -> Path:

@@ -1,0 +1,3 @@
+from iclselect.cli import app
+
+app(prog_name="iclselect")
