@@ -100,6 +100,17 @@ def run(
             rich_help_panel=_MODEL,
         ),
     ] = "all-minilm-l6-v2",
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="Compute dtype: auto, fp32, bf16 or fp16. auto = bf16 on GPUs; on CPUs the "
+            "faster of fp32 and bf16 by a one-second matmul probe, remembered per machine.",
+            rich_help_panel=_MODEL,
+        ),
+    ] = "auto",
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu or cuda.", rich_help_panel=_MODEL)
+    ] = "auto",
     fraction: Annotated[
         float | None,
         typer.Option(help="Keep this fraction of the scored rows.", rich_help_panel=_BUDGET),
@@ -175,6 +186,16 @@ def run(
             rich_help_panel=_ENGINE,
         ),
     ] = 2048,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            help="Result store (SQLite). Rerunning with the same store recomputes nothing and a "
+            "killed run resumes; share one store across runs to reuse answers "
+            "(default: <out>/store.sqlite).",
+            show_default=False,
+            rich_help_panel=_ENGINE,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Score DATA with wICI and write the best subset.
@@ -197,6 +218,8 @@ def run(
             skip_invalid=skip_invalid,
             model=model,
             template=template,
+            dtype=dtype,
+            device=device,
             embedder=embedder,
             fraction=fraction,
             count=count,
@@ -204,6 +227,7 @@ def run(
             tau=tau,
             max_batch_tokens=max_batch_tokens,
             max_length=max_length,
+            store=str(store) if store else None,
             quiet=quiet,
             wici=WiciConfig(
                 probes=_choice("--probes", probes, ("difficult", "topk")),

@@ -69,6 +69,7 @@ def manifest(
     template: str,
     subset_path: Path,
     timings: dict[str, float],
+    engine_stats: dict[str, int],
 ) -> dict[str, Any]:
     reasons = Counter(_reason_kind(reason) for reason in table.column("reason").to_pylist())
     kept = reasons.pop("selected", 0)
@@ -97,6 +98,7 @@ def manifest(
         "config": config,
         "outputs": {"subset": subset_path.name, "scores": "scores.parquet"},
         "versions": {name: _version(name) for name in _PACKAGES},
+        "engine": engine_stats,
         "seconds": {name: round(value, 2) for name, value in timings.items()},
     }
 

@@ -30,6 +30,8 @@ class RunConfig:
     skip_invalid: bool = False
     model: str = DEFAULT_MODEL
     template: str = "chat"
+    dtype: str = "auto"  # auto: bf16 on GPUs, on CPUs whichever a matmul probe finds faster
+    device: str = "auto"
     embedder: str = DEFAULT_EMBEDDER
     fraction: float | None = None
     count: int | None = None
@@ -37,6 +39,7 @@ class RunConfig:
     tau: float = 0.9  # wICI's near-duplicate threshold: cosine of instruction+response embeddings
     max_batch_tokens: int = 8192
     max_length: int = 2048
+    store: str | None = None  # result store; None = <out>/store.sqlite
     quiet: bool = False
     wici: WiciConfig = field(default_factory=WiciConfig)
 
@@ -72,9 +75,11 @@ def run(config: RunConfig) -> RunResult:
     samples = dataset.samples
     if len(samples) < 2:
         raise InputError(str(dataset.path), f"{len(samples)} valid rows: wICI needs at least 2")
+    duplicates = len(samples) - len({s.id for s in samples})
     log(
         f"read {dataset.n_rows} rows ({dataset.schema}, {dataset.container}) from {dataset.path}"
         + (f"; {len(dataset.invalid)} invalid rows skipped" if dataset.invalid else "")
+        + (f"; {duplicates} exact duplicates (see duplicate_of)" if duplicates else "")
     )
     lap("read")
 
@@ -84,18 +89,33 @@ def run(config: RunConfig) -> RunResult:
     log(f"embedded {len(samples)} samples with {config.embedder}")
     lap("embed")
 
-    loaded = load_model(config.model)
+    loaded = load_model(config.model, config.dtype, config.device)
     template = Template(config.template, loaded.tokenizer)
-    engine = Engine(loaded, template, config.max_batch_tokens, config.max_length, not config.quiet)
-    log(f"scoring with {loaded.model_id}, template {config.template}")
+    out = Path(config.out)
+    engine = Engine(
+        loaded,
+        template,
+        config.max_batch_tokens,
+        config.max_length,
+        show_progress=not config.quiet,
+        store_path=config.store or out / "store.sqlite",
+    )
+    log(
+        f"scoring with {loaded.model_id} ({engine.device}, {loaded.model.dtype}), "
+        f"template {config.template}"
+    )
     scores = score_wici(samples, engine, instruction_vectors, config.wici)
+    stats = {**engine.stats, "corrupt": engine.store.corrupt}
+    log(
+        f"{stats['requests']} requests: {stats['stored']} answered from the store, "
+        f"{stats['computed']} computed ({stats['tokens']} tokens)"
+        + (f"; {stats['corrupt']} corrupt store entries recomputed" if stats["corrupt"] else "")
+    )
     lap("score")
 
     selection = select(
         scores.score, budget, scores.excluded, full_vectors, config.tau, [s.row for s in samples]
     )
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     subset = write_subset(dataset, [samples[i].row for i in selection.selected], out)
     table = scores_table(dataset, scores, selection)
     write_scores(out / "scores.parquet", table)
@@ -103,7 +123,7 @@ def run(config: RunConfig) -> RunResult:
     timings["total"] = time.perf_counter() - started
     content = manifest(
         dataset, table, scores, asdict(config), loaded.model_id, template.fingerprint, subset,
-        timings,
+        timings, stats,
     )  # fmt: skip
     write_manifest(out / "manifest.json", content)
     log(f"kept {content['kept']} of {dataset.n_rows} rows in {timings['total']:.0f}s")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -22,6 +23,7 @@ from transformers import DynamicCache
 
 from iclselect.lm.model import LoadedModel
 from iclselect.lm.requests import LogprobRequest, LogprobResult
+from iclselect.lm.store import ResultStore
 from iclselect.lm.templates import Encoded, Template
 
 # Rows of the (positions x vocabulary) logit matrix computed at once: bounds memory at
@@ -59,6 +61,7 @@ class Engine:
         max_length: int = 2048,
         show_progress: bool = True,
         reuse_prefix: bool = True,
+        store_path: str | Path | None = None,
     ) -> None:
         self.model = loaded.model
         self.model_id = loaded.model_id
@@ -69,6 +72,11 @@ class Engine:
         self.reuse_prefix = reuse_prefix
         self._base = self.model.base_model
         self._head = self.model.get_output_embeddings()
+        self.device = next(self.model.parameters()).device
+        dtype = str(self.model.dtype).removeprefix("torch.")
+        namespace = f"{self.model_id}|{template.fingerprint}|{dtype}|{max_length}"
+        self.store = ResultStore(store_path, namespace) if store_path is not None else None
+        self.stats: dict[str, int] = {"requests": 0, "stored": 0, "computed": 0, "tokens": 0}
 
     def loglikelihood(
         self, requests: Sequence[LogprobRequest], desc: str = "scoring"
@@ -79,9 +87,21 @@ class Engine:
         firsts: dict[int, LogprobRequest] = {}
         for request, slot in zip(requests, order, strict=True):
             firsts.setdefault(slot, request)
-        jobs = [self._job(slot, self.template.encode(firsts[slot])) for slot in range(len(unique))]
+        answers: list[LogprobResult | None] = [None] * len(unique)
+        store_keys = [self.store.key(k) for k in unique] if self.store is not None else []
+        if self.store is not None:
+            stored = self.store.get(store_keys)
+            for slot, key in enumerate(store_keys):
+                answers[slot] = stored.get(key)
+        jobs = [
+            self._job(slot, self.template.encode(firsts[slot]))
+            for slot in range(len(unique))
+            if answers[slot] is None
+        ]
+        self.stats["requests"] += len(requests)
+        self.stats["stored"] += len(unique) - len(jobs)
+        self.stats["computed"] += len(jobs)
         groups, singles = self._group_by_prefix(jobs)
-        answers: list[LogprobResult | None] = [None] * len(jobs)
         bar = tqdm(
             total=sum(g[0].prefix for g in groups.values())
             + sum(j.length - j.prefix for g in groups.values() for j in g)
@@ -95,18 +115,39 @@ class Engine:
         with bar:
             for prefix, group in groups.items():
                 cache = self._prefix_cache(prefix)
-                bar.update(len(prefix))
+                self._count(bar, len(prefix))
                 for batch in self._batches(group, skip=len(prefix)):
-                    for job, logprob in zip(batch, self._score(batch, cache), strict=True):
-                        answers[job.index] = LogprobResult(logprob, len(job.target), job.truncated)
-                    bar.update(sum(job.length - job.prefix for job in batch))
+                    self._answer(batch, self._score(batch, cache), answers, store_keys)
+                    self._count(bar, sum(job.length - job.prefix for job in batch))
             for batch in self._batches(singles, skip=0):
-                for job, logprob in zip(batch, self._score(batch, None), strict=True):
-                    answers[job.index] = LogprobResult(logprob, len(job.target), job.truncated)
-                bar.update(sum(job.length for job in batch))
+                self._answer(batch, self._score(batch, None), answers, store_keys)
+                self._count(bar, sum(job.length for job in batch))
         missing = [i for i, a in enumerate(answers) if a is None]
         assert not missing, f"engine lost {len(missing)} requests"
         return [answers[slot] for slot in order]
+
+    def _answer(
+        self,
+        batch: list[_Job],
+        logprobs: list[float],
+        answers: list[LogprobResult | None],
+        store_keys: list[str],
+    ) -> None:
+        results = [
+            LogprobResult(lp, len(j.target), j.truncated)
+            for j, lp in zip(batch, logprobs, strict=True)
+        ]
+        for job, result in zip(batch, results, strict=True):
+            answers[job.index] = result
+        if self.store is not None:
+            # Committed per batch: a run killed now loses at most the batch in flight.
+            self.store.put(
+                (store_keys[job.index], r) for job, r in zip(batch, results, strict=True)
+            )
+
+    def _count(self, bar: tqdm, tokens: int) -> None:
+        self.stats["tokens"] += tokens
+        bar.update(tokens)
 
     def token_count(self, requests: Sequence[LogprobRequest]) -> int:
         """Tokens in these requests after deduplication, before any prefix reuse."""
@@ -130,15 +171,17 @@ class Engine:
     def _group_by_prefix(
         self, jobs: list[_Job]
     ) -> tuple[dict[tuple[int, ...], list[_Job]], list[_Job]]:
+        """Jobs by shared prefix, and the jobs with none. A job takes the prefix path even when
+        no other pending job shares it, so its numbers never depend on what else is pending
+        (a resumed run computes exactly what the uninterrupted run did)."""
         groups: dict[tuple[int, ...], list[_Job]] = defaultdict(list)
+        singles: list[_Job] = []
         for job in jobs:
             if job.prefix >= _MIN_PREFIX:
                 groups[job.context[: job.prefix]].append(job)
-        shared = {prefix: group for prefix, group in groups.items() if len(group) > 1}
-        singles = [j for j in jobs if j.prefix < _MIN_PREFIX or j.context[: j.prefix] not in shared]
-        return shared, [
-            _Job(j.index, j.context, j.target, j.truncated, 0) if j.prefix else j for j in singles
-        ]
+            else:
+                singles.append(_Job(job.index, job.context, job.target, job.truncated, 0))
+        return groups, singles
 
     def _batches(self, jobs: list[_Job], skip: int) -> list[list[_Job]]:
         """Longest first; `skip` leading tokens of each job are already in a cache."""
@@ -155,7 +198,7 @@ class Engine:
 
     @torch.inference_mode()
     def _prefix_cache(self, prefix: tuple[int, ...]) -> DynamicCache:
-        out = self._base(input_ids=torch.tensor([prefix]), use_cache=True)
+        out = self._base(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
         return out.past_key_values
 
     @torch.inference_mode()
@@ -182,22 +225,26 @@ class Engine:
             targets += job.target
         kwargs = {}
         if prefix is not None:
+            positions = torch.arange(skip, skip + width, device=self.device)
             kwargs = {
                 "past_key_values": _expanded(prefix, len(batch), self.model.config),
-                "position_ids": torch.arange(skip, skip + width).expand(len(batch), -1),
+                "position_ids": positions.expand(len(batch), -1),
             }
-        hidden = self._base(input_ids=input_ids, attention_mask=attention, **kwargs)
-        picked = hidden.last_hidden_state[torch.tensor(rows), torch.tensor(cols)]
-        target_ids = torch.tensor(targets)
-        token_logprobs = torch.empty(len(targets), dtype=torch.float32)
+        hidden = self._base(
+            input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs
+        )
+        rows_t = torch.tensor(rows, device=self.device)
+        picked = hidden.last_hidden_state[rows_t, torch.tensor(cols, device=self.device)]
+        target_ids = torch.tensor(targets, device=self.device)
+        token_logprobs = torch.empty(len(targets), dtype=torch.float32, device=self.device)
         for start in range(0, len(targets), _HEAD_CHUNK):
             stop = start + _HEAD_CHUNK
             logits = self._head(picked[start:stop]).float()
             token_logprobs[start:stop] = (
                 torch.log_softmax(logits, dim=-1).gather(1, target_ids[start:stop, None]).squeeze(1)
             )
-        sums = torch.zeros(len(batch), dtype=torch.float64)
-        sums.index_add_(0, torch.tensor(rows), token_logprobs.double())
+        sums = torch.zeros(len(batch), dtype=torch.float64, device=self.device)
+        sums.index_add_(0, rows_t, token_logprobs.double())
         return sums.tolist()
 
 

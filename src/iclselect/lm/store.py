@@ -1,0 +1,69 @@
+"""On-disk store of engine answers, keyed by content: a rerun recomputes nothing, and a run
+killed at any point resumes where it stopped (answers are committed batch by batch).
+
+Each entry is keyed by sha256(namespace, request key), where the namespace names everything that
+changes the numbers (model weights, dtype, template, max length). Each row carries a checksum of
+its own key and values: an entry that fails it is treated as missing and recomputed, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from iclselect.lm.requests import LogprobResult
+
+
+class ResultStore:
+    def __init__(self, path: str | Path, namespace: str) -> None:
+        self.path = Path(path)
+        self.namespace = namespace
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path)
+        # WAL: a reader never blocks the writer, and a killed writer leaves committed rows intact.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, logprob REAL NOT NULL, "
+            "n_tokens INTEGER NOT NULL, truncated INTEGER NOT NULL, checksum TEXT NOT NULL)"
+        )
+        self.corrupt = 0  # entries found failing their checksum, since opening
+
+    def key(self, request_key: str) -> str:
+        return hashlib.sha256(f"{self.namespace}\0{request_key}".encode()).hexdigest()
+
+    def get(self, keys: list[str]) -> dict[str, LogprobResult]:
+        found: dict[str, LogprobResult] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = self._db.execute(
+                "SELECT key, logprob, n_tokens, truncated, checksum FROM results "
+                f"WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for key, logprob, n_tokens, truncated, checksum in rows:
+                result = LogprobResult(logprob, n_tokens, truncated)
+                if checksum == _checksum(key, result):
+                    found[key] = result
+                else:
+                    self.corrupt += 1
+        return found
+
+    def put(self, items: Iterable[tuple[str, LogprobResult]]) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)",
+                [(key, r.logprob, r.n_tokens, r.truncated, _checksum(key, r)) for key, r in items],
+            )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _checksum(key: str, result: LogprobResult) -> str:
+    payload = f"{key}|{result.logprob!r}|{result.n_tokens}|{result.truncated}"
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

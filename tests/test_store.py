@@ -1,0 +1,94 @@
+"""The result store: reruns recompute nothing, corrupt entries are recomputed, and a run killed
+with SIGKILL resumes to exactly the scores of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+from conftest import samples_from, write_json
+from typer.testing import CliRunner
+
+from iclselect.cli import app
+from iclselect.lm import Engine, Template
+from iclselect.lm.requests import LogprobResult
+from iclselect.lm.store import ResultStore
+from iclselect.methods.ifd import conditioned, unconditioned
+
+
+def test_store_round_trip_and_checksum(tmp_path):
+    store = ResultStore(tmp_path / "s.sqlite", "ns")
+    key = store.key("request")
+    assert key != ResultStore(tmp_path / "t.sqlite", "other").key("request")
+    store.put([(key, LogprobResult(-12.5, 5, 0))])
+    assert store.get([key, store.key("missing")]) == {key: LogprobResult(-12.5, 5, 0)}
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        db.execute("UPDATE results SET logprob = -1.0")
+    assert store.get([key]) == {} and store.corrupt == 1
+
+
+def test_engine_rerun_recomputes_nothing_and_distrusts_corruption(lm, demo_rows, tmp_path):
+    samples = samples_from(demo_rows[:4])
+    requests = [conditioned(s) for s in samples] + [unconditioned(samples[0], samples[1].turns)]
+    path = tmp_path / "store.sqlite"
+    template = Template("chat", lm.tokenizer)
+    first = Engine(lm, template, show_progress=False, store_path=path)
+    expected = first.loglikelihood(requests)
+    assert first.stats["computed"] == 5 and first.stats["stored"] == 0
+
+    again = Engine(lm, template, show_progress=False, store_path=path)
+    assert again.loglikelihood(requests) == expected
+    assert (
+        again.stats["computed"] == 0 and again.stats["stored"] == 5 and again.stats["tokens"] == 0
+    )
+
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE results SET logprob = logprob + 1 WHERE rowid = 1")
+    third = Engine(lm, template, show_progress=False, store_path=path)
+    assert third.loglikelihood(requests) == expected
+    assert third.stats["computed"] == 1 and third.store.corrupt == 1
+
+
+def test_sigkill_then_rerun_gives_identical_scores(tmp_path, demo_rows):
+    data = write_json(tmp_path / "pool.json", demo_rows[:6])
+    args = ["--n-probes", "2", "--n-neighbours", "3", "--max-batch-tokens", "1", "--quiet"]
+
+    clean = CliRunner().invoke(app, ["run", str(data), "--out", str(tmp_path / "clean"), *args])
+    assert clean.exit_code == 0, clean.output
+    total = json.loads((tmp_path / "clean" / "manifest.json").read_text())["engine"]["computed"]
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "iclselect", "run", str(data), "--out", str(out), *args]
+    )
+    store = out / "store.sqlite"
+    deadline = time.monotonic() + 300
+    done = 0
+    while done < total // 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+        if store.exists():
+            with sqlite3.connect(store) as db:
+                done = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 0 < done < total, "the run was to be killed halfway through scoring"
+    assert not (out / "scores.parquet").exists()
+    with sqlite3.connect(store) as db:
+        survived = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    resumed = CliRunner().invoke(app, ["run", str(data), "--out", str(out), *args])
+    assert resumed.exit_code == 0, resumed.output
+    engine = json.loads((out / "manifest.json").read_text())["engine"]
+    assert engine["stored"] == survived and engine["computed"] == total - survived
+    columns = ["row", "score", "ifd", "probe_ici", "selected", "rank", "reason"]
+    assert (
+        pq.read_table(out / "scores.parquet")
+        .select(columns)
+        .equals(pq.read_table(tmp_path / "clean" / "scores.parquet").select(columns))
+    )
+    assert (out / "subset.json").read_bytes() == (tmp_path / "clean" / "subset.json").read_bytes()
