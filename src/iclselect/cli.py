@@ -260,3 +260,37 @@ def _choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
 @app.callback()
 def main() -> None:
     """Select the instruction-tuning samples that teach a model most."""
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks; figures go to BENCHMARKS.md.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("speed")
+def bench_speed(
+    data: Annotated[
+        Path, typer.Option(help="Alpaca-style data the wICI workload is drawn from.")
+    ] = Path("data/alpaca_demo_100.json"),
+    rows: Annotated[int, typer.Option(help="Candidates (the first rows of DATA).")] = 300,
+    n_probes: Annotated[int, typer.Option(help="Top-k probes per candidate.")] = 5,
+    template: Annotated[str, typer.Option(help="chat, alpaca or plain.")] = "chat",
+    dtype: Annotated[str, typer.Option(help="Engine dtype (the reference is fp32).")] = "auto",
+    max_batch_tokens: Annotated[int, typer.Option(help="Engine batch budget.")] = 8192,
+    benchmarks: Annotated[
+        Path | None, typer.Option(help="Append the report here; --no-write to skip.")
+    ] = Path("BENCHMARKS.md"),
+    write: Annotated[bool, typer.Option(help="Append to --benchmarks.")] = True,
+) -> None:
+    """Time the engine against a plain one-request-per-forward reference loop on the same wICI
+    requests, check they agree, and print requests/s, tokens/s, speed-up, peak RSS and MFU."""
+    import shlex
+    import sys
+
+    from iclselect.bench.speed import run_speed
+
+    command = "iclselect " + shlex.join(sys.argv[1:])
+    report = run_speed(
+        str(data), rows, n_probes, template, dtype, max_batch_tokens,
+        benchmarks if write else None, command,
+    )  # fmt: skip
+    typer.echo(report)

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 from transformers import DynamicCache
 
+from iclselect.lm.flops import FlopModel
 from iclselect.lm.model import LoadedModel
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.lm.store import ResultStore
@@ -77,6 +78,9 @@ class Engine:
         namespace = f"{self.model_id}|{template.fingerprint}|{dtype}|{max_length}"
         self.store = ResultStore(store_path, namespace) if store_path is not None else None
         self.stats: dict[str, int] = {"requests": 0, "stored": 0, "computed": 0, "tokens": 0}
+        # Model FLOPs of the useful work done (padding excluded), for utilisation figures.
+        self.flops = 0.0
+        self._flop_model = FlopModel.of(self.model)
 
     def loglikelihood(
         self, requests: Sequence[LogprobRequest], desc: str = "scoring"
@@ -199,6 +203,7 @@ class Engine:
     @torch.inference_mode()
     def _prefix_cache(self, prefix: tuple[int, ...]) -> DynamicCache:
         out = self._base(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
+        self.flops += self._flop_model.forward(len(prefix))
         return out.past_key_values
 
     @torch.inference_mode()
@@ -220,6 +225,8 @@ class Engine:
             #   hidden   h0 h1 h2   h3 h4         h2 predicts t0, h3 t1, h4 t2; h5 is unused
             # (positions counted after the `skip` cached tokens).
             first = len(job.context) - skip - 1
+            self.flops += self._flop_model.forward(len(tokens), skip)
+            self.flops += self._flop_model.head(len(job.target))
             rows += [i] * len(job.target)
             cols += range(first, first + len(job.target))
             targets += job.target

@@ -48,7 +48,7 @@ def matmul_gflops(dtype: torch.dtype, seconds: float = 0.5, size: int = 1024) ->
 
 
 def _cpu_probe(path: Path) -> str:
-    machine = f"{_cpu_name()}|{torch.__version__}|{torch.get_num_threads()} threads"
+    machine = f"{cpu_name()}|{torch.__version__}|{torch.get_num_threads()} threads"
     known = json.loads(path.read_text()) if path.is_file() else {}
     if machine not in known:
         speed = {name: matmul_gflops(DTYPES[name]) for name in ("fp32", "bf16")}
@@ -58,7 +58,7 @@ def _cpu_probe(path: Path) -> str:
     return known[machine]["choice"]
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():

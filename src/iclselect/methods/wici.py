@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 
 from iclselect.embed import nearest_neighbours
-from iclselect.lm import Engine
+from iclselect.lm import Engine, LogprobRequest
 from iclselect.methods import ifd as ifd_lib
 from iclselect.methods.scores import Scores
 from iclselect.records import Sample
@@ -57,10 +57,7 @@ def score_wici(
 ) -> Scores:
     """Score every sample. `vectors` are unit-norm instruction embeddings, one per sample."""
     n = len(samples)
-    base = engine.loglikelihood(
-        [ifd_lib.conditioned(s) for s in samples] + [ifd_lib.unconditioned(s) for s in samples],
-        desc="wICI 1/2: IFD of every sample",
-    )
+    base = engine.loglikelihood(own_requests(samples), desc="wICI 1/2: IFD of every sample")
     own_ifd = np.array([ifd_lib.ifd(base[i], base[n + i], config.ifd_form) for i in range(n)])
     own_loss = np.array([result.loss for result in base[:n]])
     probes = choose_probes(vectors, own_ifd if config.difficulty == "ifd" else own_loss, config)
@@ -72,14 +69,9 @@ def score_wici(
             excluded[i] = "no probe: no other sample with a defined IFD"
 
     pairs = [(i, b) for i in range(n) if i not in excluded for b in probes[i]]
-    requests = []
-    for i, b in pairs:
-        demo = samples[i].turns
-        requests += [
-            ifd_lib.conditioned(samples[b], demo),
-            ifd_lib.unconditioned(samples[b], demo),
-        ]
-    answers = engine.loglikelihood(requests, desc="wICI 2/2: probes with each candidate as demo")
+    answers = engine.loglikelihood(
+        probe_requests(samples, pairs), desc="wICI 2/2: probes with each candidate as demo"
+    )
 
     ici: dict[int, list[float]] = {i: [] for i in range(n)}
     for k, (i, b) in enumerate(pairs):
@@ -110,6 +102,20 @@ def score_wici(
         excluded=excluded,
         params=asdict(config),
     )
+
+
+def own_requests(samples: list[Sample]) -> list[LogprobRequest]:
+    """L(y|x) of every sample, then L(y) of every sample: the inputs of their own IFD."""
+    return [ifd_lib.conditioned(s) for s in samples] + [ifd_lib.unconditioned(s) for s in samples]
+
+
+def probe_requests(samples: list[Sample], pairs: list[tuple[int, int]]) -> list[LogprobRequest]:
+    """For each (candidate i, probe b): L(y_b | a_i, x_b), then L(y_b | a_i)."""
+    requests = []
+    for i, b in pairs:
+        demo = samples[i].turns
+        requests += [ifd_lib.conditioned(samples[b], demo), ifd_lib.unconditioned(samples[b], demo)]
+    return requests
 
 
 def aggregate(ici: list[float], weights: list[float], how: str) -> float:

@@ -1,0 +1,1 @@
+"""Benchmarks: speed of the engine against a plain reference loop."""

@@ -1,0 +1,187 @@
+"""`iclselect bench speed`: one wICI workload answered two ways in one process.
+
+(a) reference: the way the public scripts do it (Cherry IFD, Nuggets, the wICI and RICo
+    reference code): one request per forward pass, fp32, full-vocabulary logits at every
+    position, each distinct request computed once, same tokens as the engine;
+(b) the engine with its defaults (dtype auto, shared-prefix reuse, target-only head, batching).
+
+The two must agree (Spearman of per-request losses >= 0.99, and max difference reported); then
+requests/s, tokens/s, the speed-up, peak RSS of each arm and model-FLOPs utilisation against this
+machine's measured matmul peak are printed and appended to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iclselect.embed import Embedder
+from iclselect.io import read_dataset
+from iclselect.lm import Engine, LogprobRequest, Template, load_model
+from iclselect.lm.flops import FlopModel
+from iclselect.lm.precision import cpu_name, matmul_gflops
+from iclselect.methods.wici import WiciConfig, choose_probes, own_requests, probe_requests
+
+
+@dataclass
+class Arm:
+    name: str
+    seconds: float
+    flops: float
+    peak_rss_mb: float
+    losses: list[float]
+
+
+def wici_workload(data: str, rows: int, n_probes: int) -> list[LogprobRequest]:
+    """The requests wICI makes for the first `rows` samples, with top-k probes (no IFD needed
+    to choose them, so both arms get the same requests)."""
+    samples = read_dataset(data).samples[:rows]
+    vectors = Embedder().encode([s.instruction_text for s in samples])
+    config = WiciConfig(probes="topk", n_probes=n_probes, n_neighbours=n_probes)
+    probes = choose_probes(vectors, np.zeros(len(samples)), config)
+    pairs = [(i, b) for i in range(len(samples)) for b in probes[i]]
+    return own_requests(samples) + probe_requests(samples, pairs)
+
+
+@torch.inference_mode()
+def reference_loop(
+    model, template: Template, requests: list[LogprobRequest]
+) -> tuple[list[float], float]:
+    """Per-request loss, one forward pass per distinct request; and the model FLOPs spent."""
+    flop_model = FlopModel.of(model)
+    answers: dict[str, float] = {}
+    flops = 0.0
+    for request in requests:
+        key = request.key()
+        if key in answers:
+            continue
+        encoded = template.encode(request)
+        ids = torch.tensor([encoded.context_ids + encoded.target_ids])
+        logprobs = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
+        start = len(encoded.context_ids) - 1
+        targets = torch.tensor(encoded.target_ids)
+        picked = logprobs[start : start + len(targets)].gather(1, targets[:, None])
+        answers[key] = -picked.sum().item() / len(targets)
+        flops += flop_model.forward(ids.shape[1]) + flop_model.head(ids.shape[1])
+    return [answers[r.key()] for r in requests], flops
+
+
+def measure(name: str, work: Callable[[], tuple[list[float], float]]) -> Arm:
+    import psutil
+
+    process = psutil.Process()
+    peak = [process.memory_info().rss]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    started = time.perf_counter()
+    losses, flops = work()
+    seconds = time.perf_counter() - started
+    done.set()
+    watcher.join()
+    return Arm(name, seconds, flops, peak[0] / 2**20, losses)
+
+
+def run_speed(
+    data: str,
+    rows: int,
+    n_probes: int,
+    template_name: str,
+    dtype: str,
+    max_batch_tokens: int,
+    benchmarks: Path | None,
+    command: str,
+) -> str:
+    requests = wici_workload(data, rows, n_probes)
+    reference_model = load_model(dtype="fp32")
+    template = Template(template_name, reference_model.tokenizer)
+    unique = {r.key(): r for r in requests}
+    tokens = sum(
+        len(e.context_ids) + len(e.target_ids) for e in map(template.encode, unique.values())
+    )
+
+    reference = measure(
+        "reference loop", lambda: reference_loop(reference_model.model, template, requests)
+    )
+    loaded = load_model(dtype=dtype)
+    engine = Engine(loaded, Template(template_name, loaded.tokenizer), max_batch_tokens)
+
+    def engine_work() -> tuple[list[float], float]:
+        return [r.loss for r in engine.loglikelihood(requests, desc="engine")], engine.flops
+
+    fast = measure("engine", engine_work)
+    engine_dtype = loaded.model.dtype
+    peak = matmul_gflops(engine_dtype, seconds=2.0, size=2048)
+    reference_peak = (
+        peak if engine_dtype == torch.float32 else matmul_gflops(torch.float32, 2.0, 2048)
+    )
+
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(reference.losses, fast.losses).statistic)
+    worst = max(abs(a - b) for a, b in zip(reference.losses, fast.losses, strict=True))
+    if rho < 0.99:
+        raise AssertionError(f"engine and reference disagree: Spearman {rho:.4f} < 0.99")
+
+    def row(arm: Arm, gflops_peak: float) -> str:
+        mfu = arm.flops / arm.seconds / 1e9 / gflops_peak
+        return (
+            f"| {arm.name} | {arm.seconds:.1f} | {len(requests) / arm.seconds:.2f} | "
+            f"{tokens / arm.seconds:.0f} | {reference.seconds / arm.seconds:.2f}x | "
+            f"{arm.peak_rss_mb:.0f} | {arm.flops / arm.seconds / 1e9:.0f} | {mfu:.0%} |"
+        )
+
+    report = "\n".join(
+        [
+            f"### bench speed, {date.today().isoformat()}: "
+            f"{rows} wICI candidates x {n_probes} probes",
+            "",
+            f"`{command}`",
+            "",
+            f"Machine: {cpu_name()}, {torch.get_num_threads()} threads, "
+            f"torch {torch.__version__}, "
+            f"{_device(loaded.model)}. Measured matmul peak: {peak:.0f} GFLOP/s ({engine_dtype})"
+            + ("" if reference_peak == peak else f", {reference_peak:.0f} GFLOP/s (fp32)")
+            + ".",
+            f"Workload: {len(requests)} requests, {len(unique)} distinct, {tokens} tokens "
+            f"(template {template_name}, model {loaded.model_id}). Engine dtype {engine_dtype}.",
+            f"Agreement with the fp32 reference: Spearman {rho:.5f} over per-request losses, "
+            f"max |difference| {worst:.2e} nats/token.",
+            "",
+            "| arm | seconds | requests/s | tokens/s | speed-up | peak RSS MB | model GFLOP/s "
+            "| MFU |",
+            "|---|---|---|---|---|---|---|---|",
+            row(reference, reference_peak),
+            row(fast, peak),
+            "",
+            "MFU counts the FLOPs each arm actually needs (the reference: every position through "
+            "the full-vocabulary head; the engine: shared prefixes once, the head at target "
+            "positions only, padding excluded), against the measured matmul peak. tokens/s is "
+            "the workload's tokens over wall time for both arms.",
+            "",
+        ]
+    )
+    if benchmarks is not None:
+        with benchmarks.open("a", encoding="utf-8") as handle:
+            handle.write("\n" + report)
+    return report
+
+
+def _device(model) -> str:
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    return f"CPU ({platform.machine()})"
