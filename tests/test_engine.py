@@ -94,3 +94,14 @@ def test_long_context_loses_the_demo_never_the_target(lm, requests):
     full = eng.template.encode(request)
     assert result.n_tokens == len(full.target_ids)
     assert result.truncated == len(full.context_ids) + len(full.target_ids) - 256
+
+
+def test_cost_is_exactly_the_work_done(lm, requests):
+    eng = engine(lm)
+    cost = eng.cost(requests + requests[:3])
+    assert (cost.requests, cost.distinct, cost.stored) == (len(requests) + 3, len(requests), 0)
+    eng.loglikelihood(requests)
+    assert eng.stats["tokens"] == cost.tokens
+    assert eng.flops == pytest.approx(cost.flops, rel=1e-9)
+    no_reuse = engine(lm, reuse_prefix=False).cost(requests)
+    assert no_reuse.tokens > cost.tokens and no_reuse.flops > cost.flops

@@ -196,6 +196,14 @@ def run(
             rich_help_panel=_ENGINE,
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Print the requests, tokens, FLOPs and estimated time, then stop (a few "
+            "requests run to measure this machine's speed; their answers are kept).",
+            rich_help_panel=_ENGINE,
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Score DATA with wICI and write the best subset.
@@ -207,6 +215,7 @@ def run(
     from iclselect.io import InputError
     from iclselect.methods import WiciConfig
     from iclselect.pipeline import RunConfig
+    from iclselect.pipeline import dry_run as estimate
     from iclselect.pipeline import run as run_pipeline
 
     try:
@@ -241,6 +250,9 @@ def run(
             ),
         )
         config.budget()
+        if dry_run:
+            typer.echo(estimate(config))
+            return
         result = run_pipeline(config)
     except (InputError, ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from iclselect.embed import DEFAULT_EMBEDDER, Embedder
-from iclselect.io import InputError, read_dataset, write_subset
+from iclselect.io import Dataset, InputError, read_dataset, write_subset
 from iclselect.lm import DEFAULT_MODEL, Engine, Template, load_model
 from iclselect.methods import WiciConfig, score_wici
+from iclselect.methods.wici import estimated_requests
 from iclselect.outputs import manifest, scores_table, write_manifest, write_scores
 from iclselect.select import Budget, select
 
@@ -59,18 +63,93 @@ class RunResult:
     kept: int
 
 
+@dataclass
+class _Prepared:
+    dataset: Dataset
+    instruction_vectors: np.ndarray
+    full_vectors: np.ndarray
+    engine: Engine
+
+
 def run(config: RunConfig) -> RunResult:
     budget = config.budget()
     started = time.perf_counter()
     timings: dict[str, float] = {}
-
-    def log(message: str) -> None:
-        if not config.quiet:
-            print(f"[iclselect] {message}", file=sys.stderr, flush=True)
+    log = _logger(config.quiet)
 
     def lap(name: str) -> None:
         timings[name] = time.perf_counter() - started - sum(timings.values())
 
+    prepared = _prepare(config, log, lap)
+    dataset, engine = prepared.dataset, prepared.engine
+    samples = dataset.samples
+    scores = score_wici(samples, engine, prepared.instruction_vectors, config.wici)
+    stats = {**engine.stats, "corrupt": engine.store.corrupt}
+    log(
+        f"{stats['requests']} requests: {stats['stored']} answered from the store, "
+        f"{stats['computed']} computed ({stats['tokens']} tokens)"
+        + (f"; {stats['corrupt']} corrupt store entries recomputed" if stats["corrupt"] else "")
+    )
+    lap("score")
+
+    selection = select(
+        scores.score,
+        budget,
+        scores.excluded,
+        prepared.full_vectors,
+        config.tau,
+        [s.row for s in samples],
+    )
+    out = Path(config.out)
+    subset = write_subset(dataset, [samples[i].row for i in selection.selected], out)
+    table = scores_table(dataset, scores, selection)
+    write_scores(out / "scores.parquet", table)
+    lap("select_and_write")
+    timings["total"] = time.perf_counter() - started
+    content = manifest(
+        dataset, table, scores, asdict(config), engine.model_id, engine.template.fingerprint,
+        subset, timings, stats,
+    )  # fmt: skip
+    write_manifest(out / "manifest.json", content)
+    log(f"kept {content['kept']} of {dataset.n_rows} rows in {timings['total']:.0f}s")
+    return RunResult(
+        out, subset, out / "scores.parquet", out / "manifest.json", dataset.n_rows, content["kept"]
+    )
+
+
+def dry_run(config: RunConfig) -> str:
+    """Plan the run and estimate its cost; compute only a short calibration (a few real
+    requests, kept in the store so the run does not redo them)."""
+    config.budget()
+    prepared = _prepare(config, _logger(config.quiet), lambda name: None)
+    engine, samples = prepared.engine, prepared.dataset.samples
+    requests = estimated_requests(samples, prepared.instruction_vectors, config.wici)
+    cost = engine.cost(requests)
+    calibration = requests[: min(len(samples), 16)]
+    flops_before, started = engine.flops, time.perf_counter()
+    engine.loglikelihood(calibration, desc="calibrating")
+    seconds = time.perf_counter() - started
+    rate = (engine.flops - flops_before) / seconds if engine.flops > flops_before else None
+    estimate = (
+        f"~{cost.flops / rate / 60:.1f} min"
+        if rate
+        else "unknown (all calibration requests were stored)"
+    )
+    speed = f" at {rate / 1e9:.0f} GFLOP/s measured here" if rate else ""
+    return (
+        f"dry run: {len(samples)} samples, wICI with {config.wici.probes} probes "
+        f"({config.wici.n_probes} per candidate), model {engine.model_id} on {engine.device}\n"
+        f"  requests: {cost.requests} ({cost.distinct} distinct, "
+        f"{cost.stored} already in the store)\n"
+        f"  tokens to run: ~{cost.tokens:,} (shared demo prefixes counted once)\n"
+        f"  model FLOPs: ~{cost.flops / 1e12:.2f} TFLOP\n"
+        f"  estimated scoring time: {estimate}{speed}"
+    )
+
+
+def _prepare(
+    config: RunConfig, log: Callable[[str], None], lap: Callable[[str], None]
+) -> _Prepared:
     dataset = read_dataset(config.data, config.format, config.fields, config.skip_invalid)
     samples = dataset.samples
     if len(samples) < 2:
@@ -90,43 +169,24 @@ def run(config: RunConfig) -> RunResult:
     lap("embed")
 
     loaded = load_model(config.model, config.dtype, config.device)
-    template = Template(config.template, loaded.tokenizer)
-    out = Path(config.out)
     engine = Engine(
         loaded,
-        template,
+        Template(config.template, loaded.tokenizer),
         config.max_batch_tokens,
         config.max_length,
         show_progress=not config.quiet,
-        store_path=config.store or out / "store.sqlite",
+        store_path=config.store or Path(config.out) / "store.sqlite",
     )
     log(
         f"scoring with {loaded.model_id} ({engine.device}, {loaded.model.dtype}), "
         f"template {config.template}"
     )
-    scores = score_wici(samples, engine, instruction_vectors, config.wici)
-    stats = {**engine.stats, "corrupt": engine.store.corrupt}
-    log(
-        f"{stats['requests']} requests: {stats['stored']} answered from the store, "
-        f"{stats['computed']} computed ({stats['tokens']} tokens)"
-        + (f"; {stats['corrupt']} corrupt store entries recomputed" if stats["corrupt"] else "")
-    )
-    lap("score")
+    return _Prepared(dataset, instruction_vectors, full_vectors, engine)
 
-    selection = select(
-        scores.score, budget, scores.excluded, full_vectors, config.tau, [s.row for s in samples]
-    )
-    subset = write_subset(dataset, [samples[i].row for i in selection.selected], out)
-    table = scores_table(dataset, scores, selection)
-    write_scores(out / "scores.parquet", table)
-    lap("select_and_write")
-    timings["total"] = time.perf_counter() - started
-    content = manifest(
-        dataset, table, scores, asdict(config), loaded.model_id, template.fingerprint, subset,
-        timings, stats,
-    )  # fmt: skip
-    write_manifest(out / "manifest.json", content)
-    log(f"kept {content['kept']} of {dataset.n_rows} rows in {timings['total']:.0f}s")
-    return RunResult(
-        out, subset, out / "scores.parquet", out / "manifest.json", dataset.n_rows, content["kept"]
-    )
+
+def _logger(quiet: bool) -> Callable[[str], None]:
+    def log(message: str) -> None:
+        if not quiet:
+            print(f"[iclselect] {message}", file=sys.stderr, flush=True)
+
+    return log

@@ -51,6 +51,32 @@ class _Job:
         return len(self.context) + len(self.target)
 
 
+@dataclass
+class _Plan:
+    order: list[int]  # request -> its slot among the distinct requests
+    answers: list[LogprobResult | None]  # per slot; filled from the store, then by computing
+    store_keys: list[str]
+    groups: dict[tuple[int, ...], list[_Job]]  # jobs by shared prefix
+    singles: list[_Job]  # jobs with no shared prefix
+    n_jobs: int
+
+    @property
+    def tokens(self) -> int:
+        """Tokens run: each shared prefix once, then every job's own tokens."""
+        shared = sum(len(prefix) for prefix in self.groups)
+        suffixes = sum(j.length - j.prefix for group in self.groups.values() for j in group)
+        return shared + suffixes + sum(j.length for j in self.singles)
+
+
+@dataclass(frozen=True)
+class Cost:
+    requests: int
+    distinct: int
+    stored: int  # answered by the store, not recomputed
+    tokens: int  # tokens the engine will run
+    flops: float  # model FLOPs of that work
+
+
 class Engine:
     """Teacher-forced log-likelihood of request targets under one model and template."""
 
@@ -86,6 +112,46 @@ class Engine:
         self, requests: Sequence[LogprobRequest], desc: str = "scoring"
     ) -> list[LogprobResult]:
         """One result per request, in the same order; a progress bar in tokens on a terminal."""
+        plan = self._plan(requests)
+        answers = plan.answers
+        self.stats["requests"] += len(requests)
+        self.stats["stored"] += len(answers) - plan.n_jobs
+        self.stats["computed"] += plan.n_jobs
+        bar = tqdm(
+            total=plan.tokens,
+            desc=f"{desc} ({plan.n_jobs} requests)",
+            unit="tok",
+            unit_scale=True,
+            # None hides the bar when stderr is not a terminal (CI logs, redirected output).
+            disable=None if self.show_progress else True,
+        )
+        with bar:
+            for prefix, group in plan.groups.items():
+                cache = self._prefix_cache(prefix)
+                self._count(bar, len(prefix))
+                for batch in self._batches(group, skip=len(prefix)):
+                    self._answer(batch, self._score(batch, cache), answers, plan.store_keys)
+                    self._count(bar, sum(job.length - job.prefix for job in batch))
+            for batch in self._batches(plan.singles, skip=0):
+                self._answer(batch, self._score(batch, None), answers, plan.store_keys)
+                self._count(bar, sum(job.length for job in batch))
+        missing = [i for i, a in enumerate(answers) if a is None]
+        assert not missing, f"engine lost {len(missing)} requests"
+        return [answers[slot] for slot in plan.order]
+
+    def cost(self, requests: Sequence[LogprobRequest]) -> Cost:
+        """What loglikelihood(requests) would compute, without computing it."""
+        plan = self._plan(requests)
+        flops = sum(self._flop_model.forward(len(prefix)) for prefix in plan.groups)
+        for job in [j for group in plan.groups.values() for j in group] + plan.singles:
+            flops += self._flop_model.forward(job.length - job.prefix, job.prefix)
+            flops += self._flop_model.head(len(job.target))
+        return Cost(
+            len(requests), len(plan.answers), len(plan.answers) - plan.n_jobs, plan.tokens, flops
+        )
+
+    def _plan(self, requests: Sequence[LogprobRequest]) -> _Plan:
+        """Deduplicate, answer what the store holds, tokenise the rest and group by prefix."""
         unique: dict[str, int] = {}
         order = [unique.setdefault(r.key(), len(unique)) for r in requests]
         firsts: dict[int, LogprobRequest] = {}
@@ -102,33 +168,8 @@ class Engine:
             for slot in range(len(unique))
             if answers[slot] is None
         ]
-        self.stats["requests"] += len(requests)
-        self.stats["stored"] += len(unique) - len(jobs)
-        self.stats["computed"] += len(jobs)
         groups, singles = self._group_by_prefix(jobs)
-        bar = tqdm(
-            total=sum(g[0].prefix for g in groups.values())
-            + sum(j.length - j.prefix for g in groups.values() for j in g)
-            + sum(j.length for j in singles),
-            desc=f"{desc} ({len(jobs)} requests)",
-            unit="tok",
-            unit_scale=True,
-            # None hides the bar when stderr is not a terminal (CI logs, redirected output).
-            disable=None if self.show_progress else True,
-        )
-        with bar:
-            for prefix, group in groups.items():
-                cache = self._prefix_cache(prefix)
-                self._count(bar, len(prefix))
-                for batch in self._batches(group, skip=len(prefix)):
-                    self._answer(batch, self._score(batch, cache), answers, store_keys)
-                    self._count(bar, sum(job.length - job.prefix for job in batch))
-            for batch in self._batches(singles, skip=0):
-                self._answer(batch, self._score(batch, None), answers, store_keys)
-                self._count(bar, sum(job.length for job in batch))
-        missing = [i for i, a in enumerate(answers) if a is None]
-        assert not missing, f"engine lost {len(missing)} requests"
-        return [answers[slot] for slot in order]
+        return _Plan(order, answers, store_keys, groups, singles, len(jobs))
 
     def _answer(
         self,
@@ -152,11 +193,6 @@ class Engine:
     def _count(self, bar: tqdm, tokens: int) -> None:
         self.stats["tokens"] += tokens
         bar.update(tokens)
-
-    def token_count(self, requests: Sequence[LogprobRequest]) -> int:
-        """Tokens in these requests after deduplication, before any prefix reuse."""
-        seen = {r.key(): r for r in requests}
-        return sum(self._job(0, self.template.encode(r)).length for r in seen.values())
 
     def _job(self, index: int, encoded: Encoded) -> _Job:
         context, target = encoded.context_ids, encoded.target_ids

@@ -104,6 +104,18 @@ def score_wici(
     )
 
 
+def estimated_requests(
+    samples: list[Sample], vectors: np.ndarray, config: WiciConfig
+) -> list[LogprobRequest]:
+    """The requests score_wici will make, for a cost estimate before running. "difficult" probes
+    are chosen from IFD, which is not known yet: the nearest neighbours stand in for them (same
+    number of probes, same neighbourhood, so nearly the same tokens)."""
+    stand_in = WiciConfig(probes="topk", n_probes=config.n_probes, n_neighbours=config.n_probes)
+    probes = choose_probes(vectors, np.zeros(len(samples)), stand_in)
+    pairs = [(i, b) for i in range(len(samples)) for b in probes[i]]
+    return own_requests(samples) + probe_requests(samples, pairs)
+
+
 def own_requests(samples: list[Sample]) -> list[LogprobRequest]:
     """L(y|x) of every sample, then L(y) of every sample: the inputs of their own IFD."""
     return [ifd_lib.conditioned(s) for s in samples] + [ifd_lib.unconditioned(s) for s in samples]
