@@ -13,7 +13,7 @@ from iclselect.lm import load_model
 from iclselect.lm.model import LoadedModel
 from iclselect.records import Sample, Turn
 
-DEMO_DATA = Path(__file__).resolve().parents[1] / "data" / "alpaca_demo_100.json"
+DEMO_DATA = Path(__file__).resolve().parents[1] / "data" / "alpaca_demo_60.json"
 
 
 @pytest.fixture(scope="session")

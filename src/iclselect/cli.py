@@ -1,6 +1,6 @@
 """iclselect command line.
 
-    iclselect run data/alpaca_demo_100.json --out runs/demo            # wICI, keep 10%
+    iclselect run data/alpaca_demo_60.json --out runs/demo            # wICI, keep 10%
     iclselect run pool.jsonl --count 1000 --template alpaca --out runs/pool
     iclselect run conv.parquet --fields instruction=question,output=answer --fraction 0.05
 
@@ -181,8 +181,8 @@ def run(
     max_length: Annotated[
         int,
         typer.Option(
-            help="Longest sequence; longer ones lose context from the left (demo first), "
-            "never the response.",
+            help="Longest sequence; longer ones lose context from the left (demo first); a "
+            "response is cut only if it alone is longer.",
             rich_help_panel=_ENGINE,
         ),
     ] = 2048,
@@ -282,8 +282,8 @@ app.add_typer(bench_app, name="bench")
 def bench_speed(
     data: Annotated[
         Path, typer.Option(help="Alpaca-style data the wICI workload is drawn from.")
-    ] = Path("data/alpaca_demo_100.json"),
-    rows: Annotated[int, typer.Option(help="Candidates (the first rows of DATA).")] = 300,
+    ] = Path("data/alpaca_demo_60.json"),
+    rows: Annotated[int, typer.Option(help="Candidates (the first rows of DATA).")] = 40,
     n_probes: Annotated[int, typer.Option(help="Top-k probes per candidate.")] = 5,
     template: Annotated[str, typer.Option(help="chat, alpaca or plain.")] = "chat",
     dtype: Annotated[str, typer.Option(help="Engine dtype (the reference is fp32).")] = "auto",
@@ -299,10 +299,15 @@ def bench_speed(
     import sys
 
     from iclselect.bench.speed import run_speed
+    from iclselect.io import InputError
 
     command = "iclselect " + shlex.join(sys.argv[1:])
-    report = run_speed(
-        str(data), rows, n_probes, template, dtype, max_batch_tokens,
-        benchmarks if write else None, command,
-    )  # fmt: skip
+    try:
+        report = run_speed(
+            str(data), rows, n_probes, template, dtype, max_batch_tokens,
+            benchmarks if write else None, command,
+        )  # fmt: skip
+    except (InputError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(report)

@@ -43,7 +43,10 @@ class Arm:
 def wici_workload(data: str, rows: int, n_probes: int) -> list[LogprobRequest]:
     """The requests wICI makes for the first `rows` samples, with top-k probes (no IFD needed
     to choose them, so both arms get the same requests)."""
-    samples = read_dataset(data).samples[:rows]
+    samples = read_dataset(data).samples
+    if rows > len(samples):
+        raise ValueError(f"--rows {rows}: {data} has only {len(samples)} valid rows")
+    samples = samples[:rows]
     vectors = Embedder().encode([s.instruction_text for s in samples])
     config = WiciConfig(probes="topk", n_probes=n_probes, n_neighbours=n_probes)
     probes = choose_probes(vectors, np.zeros(len(samples)), config)

@@ -34,7 +34,8 @@ _HEAD_CHUNK = 1024
 _MIN_PREFIX = 16
 # A job joins a batch only if it fills at least this share of the batch's padded width. Padding
 # is computed like real tokens, and on a CPU, where one sequence already keeps the cores busy,
-# it buys nothing: batching the suffixes of one demo with padding ran at half the tokens/s.
+# it buys nothing: padding the suffixes of one demo to the longest made the wICI workload 1.34x
+# slower than this rule (and 1.15x slower than no batching at all).
 _MIN_FILL = 0.8
 
 
