@@ -124,6 +124,7 @@ def dry_run(config: RunConfig) -> str:
     prepared = _prepare(config, _logger(config.quiet), lambda name: None)
     engine, samples = prepared.engine, prepared.dataset.samples
     requests = estimated_requests(samples, prepared.instruction_vectors, config.wici)
+    difficult = config.wici.probes == "difficult"
     cost = engine.cost(requests)
     calibration = requests[: min(len(samples), 16)]
     flops_before, started = engine.flops, time.perf_counter()
@@ -141,7 +142,9 @@ def dry_run(config: RunConfig) -> str:
         f"({config.wici.n_probes} per candidate), model {engine.model_id} on {engine.device}\n"
         f"  requests: {cost.requests} ({cost.distinct} distinct, "
         f"{cost.stored} already in the store)\n"
-        f"  tokens to run: ~{cost.tokens:,} (shared demo prefixes counted once)\n"
+        f"  tokens to run: ~{cost.tokens:,} (shared demo prefixes counted once"
+        + ("; nearest neighbours stand in for the difficult probes" if difficult else "")
+        + ")\n"
         f"  model FLOPs: ~{cost.flops / 1e12:.2f} TFLOP\n"
         f"  estimated scoring time: {estimate}{speed}"
     )

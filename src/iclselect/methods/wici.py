@@ -109,7 +109,8 @@ def estimated_requests(
 ) -> list[LogprobRequest]:
     """The requests score_wici will make, for a cost estimate before running. "difficult" probes
     are chosen from IFD, which is not known yet: the nearest neighbours stand in for them (same
-    number of probes, same neighbourhood, so nearly the same tokens)."""
+    number of requests; their tokens can differ: on the shipped 100-row slice the real run
+    computed 1.34x the tokens this estimated, the hardest probes having longer responses)."""
     stand_in = WiciConfig(probes="topk", n_probes=config.n_probes, n_neighbours=config.n_probes)
     probes = choose_probes(vectors, np.zeros(len(samples)), stand_in)
     pairs = [(i, b) for i in range(len(samples)) for b in probes[i]]
