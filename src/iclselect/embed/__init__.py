@@ -1,6 +1,6 @@
 """Sentence embeddings and the faiss neighbour graph built on them."""
 
 from iclselect.embed.embedder import DEFAULT_EMBEDDER, Embedder
-from iclselect.embed.neighbours import cosine, nearest_neighbours
+from iclselect.embed.neighbours import nearest_neighbours
 
-__all__ = ["DEFAULT_EMBEDDER", "Embedder", "cosine", "nearest_neighbours"]
+__all__ = ["DEFAULT_EMBEDDER", "Embedder", "nearest_neighbours"]

@@ -26,7 +26,3 @@ def nearest_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
         found, sims = ids[row][keep][:k], similarity[row][keep][:k]
         neighbours[row], similarities[row] = found, sims
     return neighbours, similarities
-
-
-def cosine(vectors: np.ndarray, a: int, b: int) -> float:
-    return float(np.dot(vectors[a], vectors[b]))
