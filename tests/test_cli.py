@@ -38,6 +38,9 @@ def test_run_writes_subset_scores_and_manifest(run_dir):
     data, out, output = run_dir
     assert f"subset:   {out / 'subset.json'}" in output
     table = pq.read_table(out / "scores.parquet").to_pylist()
+    best = min((r for r in table if r["selected"]), key=lambda r: r["rank"])
+    assert f"row {best['row']} " in output and f"{best['score']:+.4f}" in output
+    assert f"kept {sum(r['selected'] for r in table)} of 12 rows" in output
     assert [r["row"] for r in table] == list(range(12))
     assert {"row", "id", "score", "selected", "rank", "reason", "ifd", "probe_rows"} <= set(
         table[0]

@@ -10,9 +10,12 @@ Every option has a --help entry; defaults follow the wICI paper.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from iclselect.pipeline import RunResult
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -257,10 +260,24 @@ def run(
     except (InputError, ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(
-        f"kept {result.kept} of {result.rows} rows\n"
-        f"  subset:   {result.subset}\n  scores:   {result.scores}\n  manifest: {result.manifest}"
-    )
+    typer.echo(_summary(result))
+
+
+def _summary(result: RunResult) -> str:
+    """What a user wants to see first: what was kept, why the rest was not, where it all is."""
+    lines = [f"kept {result.kept} of {result.rows} rows"]
+    lines += [f"  dropped, {reason}: {n}" for reason, n in result.dropped_by_reason.items()]
+    lines.append("  best kept (rank, row, wICI, instruction):")
+    for rank, row, score, instruction in result.best:
+        preview = " ".join(instruction.split())
+        preview = preview if len(preview) <= 60 else preview[:57] + "..."
+        lines.append(f"    {rank:>4}  row {row:<6} {score:+.4f}  {preview}")
+    lines += [
+        f"  subset:   {result.subset}",
+        f"  scores:   {result.scores}  (one row per input row: score, components, reason)",
+        f"  manifest: {result.manifest}",
+    ]
+    return "\n".join(lines)
 
 
 def _choice(option: str, value: str, allowed: tuple[str, ...]) -> str:

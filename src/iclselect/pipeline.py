@@ -61,6 +61,8 @@ class RunResult:
     manifest: Path
     rows: int
     kept: int
+    dropped_by_reason: dict[str, int]
+    best: list[tuple[int, int, float, str]]  # (rank, row, score, instruction) of the top kept
 
 
 @dataclass
@@ -112,9 +114,14 @@ def run(config: RunConfig) -> RunResult:
     )  # fmt: skip
     write_manifest(out / "manifest.json", content)
     log(f"kept {content['kept']} of {dataset.n_rows} rows in {timings['total']:.0f}s")
+    best = [
+        (selection.rank[i], samples[i].row, float(scores.score[i]), samples[i].instruction_text)
+        for i in selection.selected[:5]
+    ]
     return RunResult(
-        out, subset, out / "scores.parquet", out / "manifest.json", dataset.n_rows, content["kept"]
-    )
+        out, subset, out / "scores.parquet", out / "manifest.json", dataset.n_rows,
+        content["kept"], content["dropped_by_reason"], best,
+    )  # fmt: skip
 
 
 def dry_run(config: RunConfig) -> str:
