@@ -252,7 +252,6 @@ def run(
                 prefilter_ifd=prefilter_ifd,
             ),
         )
-        config.budget()
         if dry_run:
             typer.echo(estimate(config))
             return

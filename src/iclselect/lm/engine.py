@@ -118,6 +118,7 @@ class Engine:
         self.stats["requests"] += len(requests)
         self.stats["stored"] += len(answers) - plan.n_jobs
         self.stats["computed"] += plan.n_jobs
+        self.flops += self._flops(plan)
         bar = tqdm(
             total=plan.tokens,
             desc=f"{desc} ({plan.n_jobs} requests)",
@@ -143,13 +144,22 @@ class Engine:
     def cost(self, requests: Sequence[LogprobRequest]) -> Cost:
         """What loglikelihood(requests) would compute, without computing it."""
         plan = self._plan(requests)
+        return Cost(
+            len(requests),
+            len(plan.answers),
+            len(plan.answers) - plan.n_jobs,
+            plan.tokens,
+            self._flops(plan),
+        )
+
+    def _flops(self, plan: _Plan) -> float:
+        """Model FLOPs of a plan: each shared prefix once, then every job's own tokens, with the
+        LM head at target positions only (padding is not useful work and is not counted)."""
         flops = sum(self._flop_model.forward(len(prefix)) for prefix in plan.groups)
         for job in [j for group in plan.groups.values() for j in group] + plan.singles:
             flops += self._flop_model.forward(job.length - job.prefix, job.prefix)
             flops += self._flop_model.head(len(job.target))
-        return Cost(
-            len(requests), len(plan.answers), len(plan.answers) - plan.n_jobs, plan.tokens, flops
-        )
+        return flops
 
     def _plan(self, requests: Sequence[LogprobRequest]) -> _Plan:
         """Deduplicate, answer what the store holds, tokenise the rest and group by prefix."""
@@ -207,6 +217,8 @@ class Engine:
             prefix = 0
         # At least one context token stays out of the prefix: it predicts the first target token.
         prefix = min(prefix, len(context) - 1) if self.reuse_prefix else 0
+        if prefix < _MIN_PREFIX:
+            prefix = 0
         return _Job(index, context, target, dropped, prefix)
 
     def _group_by_prefix(
@@ -218,10 +230,10 @@ class Engine:
         groups: dict[tuple[int, ...], list[_Job]] = defaultdict(list)
         singles: list[_Job] = []
         for job in jobs:
-            if job.prefix >= _MIN_PREFIX:
+            if job.prefix:
                 groups[job.context[: job.prefix]].append(job)
             else:
-                singles.append(_Job(job.index, job.context, job.target, job.truncated, 0))
+                singles.append(job)
         return groups, singles
 
     def _batches(self, jobs: list[_Job], skip: int) -> list[list[_Job]]:
@@ -240,7 +252,6 @@ class Engine:
     @torch.inference_mode()
     def _prefix_cache(self, prefix: tuple[int, ...]) -> DynamicCache:
         out = self._base(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
-        self.flops += self._flop_model.forward(len(prefix))
         return out.past_key_values
 
     @torch.inference_mode()
@@ -262,8 +273,6 @@ class Engine:
             #   hidden   h0 h1 h2   h3 h4         h2 predicts t0, h3 t1, h4 t2; h5 is unused
             # (positions counted after the `skip` cached tokens).
             first = len(job.context) - skip - 1
-            self.flops += self._flop_model.forward(len(tokens), skip)
-            self.flops += self._flop_model.head(len(job.target))
             rows += [i] * len(job.target)
             cols += range(first, first + len(job.target))
             targets += job.target
