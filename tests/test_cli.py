@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from iclselect.cli import app
 
-FAST = ["--n-probes", "2", "--n-neighbours", "4", "--quiet"]
+FAST = ["--set", "n_probes=2", "--set", "n_neighbours=4", "--quiet"]
 
 
 def invoke(*args: str):
@@ -152,7 +152,7 @@ def test_real_process_exits_2_without_traceback(tmp_path):
 def test_help_teaches(tmp_path):
     result = CliRunner().invoke(app, ["run", "--help"])
     assert result.exit_code == 0
-    for option in ("--fraction", "--template", "--probes", "--skip-invalid", "--tau"):
+    for option in ("--fraction", "--template", "--method", "--set", "--skip-invalid", "--tau"):
         assert option in result.output
     assert not Path(tmp_path / "runs").exists()
 

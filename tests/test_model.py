@@ -56,7 +56,7 @@ def test_run_with_model_option(tmp_path, tiny_model_dir, demo_rows):
     result = CliRunner().invoke(
         app,
         ["run", str(data), "--model", str(tiny_model_dir), "--out", str(tmp_path / "out"),
-         "--count", "2", "--n-probes", "2", "--n-neighbours", "3", "--quiet"],
+         "--count", "2", "-s", "n_probes=2", "-s", "n_neighbours=3", "--quiet"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())

@@ -56,7 +56,7 @@ def test_engine_rerun_recomputes_nothing_and_distrusts_corruption(lm, demo_rows,
 
 def test_sigkill_then_rerun_gives_identical_scores(tmp_path, demo_rows):
     data = write_json(tmp_path / "pool.json", demo_rows[:6])
-    args = ["--n-probes", "2", "--n-neighbours", "3", "--max-batch-tokens", "1", "--quiet"]
+    args = ["-s", "n_probes=2", "-s", "n_neighbours=3", "--max-batch-tokens", "1", "--quiet"]
 
     clean = CliRunner().invoke(app, ["run", str(data), "--out", str(tmp_path / "clean"), *args])
     assert clean.exit_code == 0, clean.output

@@ -9,9 +9,10 @@ import pytest
 from conftest import samples_from
 
 from iclselect.lm import Engine, Template
-from iclselect.methods import WiciConfig, score_wici
+from iclselect.methods import Pool
 from iclselect.methods.ifd import conditioned, unconditioned
-from iclselect.methods.wici import aggregate, choose_probes
+from iclselect.methods.wici import WiciConfig, aggregate, choose_probes
+from iclselect.methods.wici import score as wici_score
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def loss(engine, request) -> float:
 def test_four_samples_match_the_formula(four):
     samples, vectors, engine, single = four
     config = WiciConfig(probes="topk", n_probes=3, n_neighbours=3)
-    scores = score_wici(samples, engine, vectors, config)
+    scores = wici_score(Pool(samples, vectors), engine, config)
 
     ifd = [loss(single, conditioned(s)) / loss(single, unconditioned(s)) for s in samples]
     for i, candidate in enumerate(samples):
@@ -56,11 +57,10 @@ def test_four_samples_match_the_formula(four):
 
 def test_reference_code_variants(four):
     samples, vectors, engine, _ = four
-    paper = score_wici(samples, engine, vectors, WiciConfig(probes="topk", n_probes=3))
-    code = score_wici(
-        samples,
+    paper = wici_score(Pool(samples, vectors), engine, WiciConfig(probes="topk", n_probes=3))
+    code = wici_score(
+        Pool(samples, vectors),
         engine,
-        vectors,
         WiciConfig(probes="topk", n_probes=3, aggregate="code", prefilter_ifd=True),
     )
     for i in range(4):

@@ -1,10 +1,12 @@
 """iclselect command line.
 
     iclselect run data/alpaca_demo_60.json --out runs/demo            # wICI, keep 10%
-    iclselect run pool.jsonl --count 1000 --template alpaca --out runs/pool
-    iclselect run conv.parquet --fields instruction=question,output=answer --fraction 0.05
+    iclselect run pool.jsonl --method miwv --fraction 0.01 --out runs/miwv
+    iclselect run conv.parquet --fields instruction=question,output=answer --count 500
+    iclselect compare pool.jsonl --methods wici,miwv,ifd,random --out runs/compare
+    iclselect methods                                                  # what each costs
 
-Every option has a --help entry; defaults follow the wICI paper.
+Every option has a --help entry; method defaults follow each method's paper.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from iclselect.pipeline import RunResult
+    from collections.abc import Callable
+
+    from iclselect.pipeline import RunConfig, RunResult
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -30,8 +34,8 @@ app = typer.Typer(
 
 _INPUT = "Input"
 _MODEL = "Model"
-_BUDGET = "Budget (pick one; default --fraction 0.1)"
-_WICI = "wICI method (defaults = the paper; see METHODS in the README)"
+_BUDGET = "Budget (pick one; default: the method paper's headline fraction)"
+_METHOD = "Method (defaults = the papers; `iclselect methods` lists options)"
 _ENGINE = "Engine"
 
 
@@ -44,161 +48,162 @@ def _parse_fields(text: str | None) -> dict[str, str] | None:
     return {name.strip(): column.strip() for name, column in pairs}
 
 
+Data = Annotated[
+    Path,
+    typer.Argument(
+        help="Dataset file or saved Hugging Face dataset directory. "
+        "Format is detected from the extension and the keys of the rows.",
+        show_default=False,
+    ),
+]
+Out = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", "-o", help="Output directory (default: runs/<data name>).", show_default=False
+    ),
+]
+Settings = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Method option KEY=VALUE, repeatable (e.g. -s n_probes=3; in compare, name the "
+        "method: -s nuggets.anchors=20). `iclselect methods` lists every option.",
+        show_default=False,
+        rich_help_panel=_METHOD,
+    ),
+]
+Format = Annotated[
+    str,
+    typer.Option(help="Row schema: auto, alpaca, sharegpt or messages.", rich_help_panel=_INPUT),
+]
+Fields = Annotated[
+    str | None,
+    typer.Option(
+        help="Map our field names to your columns, e.g. instruction=question,output=answer.",
+        rich_help_panel=_INPUT,
+    ),
+]
+SkipInvalid = Annotated[
+    bool,
+    typer.Option(
+        help="Drop rows with a bad field instead of stopping; manifest.json and scores.parquet "
+        "list each dropped row and why.",
+        rich_help_panel=_INPUT,
+    ),
+]
+Model = Annotated[
+    str,
+    typer.Option(
+        help="Causal LM: the embedded default, or a local Hugging Face model directory.",
+        rich_help_panel=_MODEL,
+    ),
+]
+TemplateName = Annotated[
+    str,
+    typer.Option(
+        help="Prompt format: chat (the model's chat template), alpaca "
+        "('### Instruction:' ... '### Response:', the ICon paper's) or plain "
+        "('{instruction}\\n{response}', the wICI code's).",
+        rich_help_panel=_MODEL,
+    ),
+]
+EmbedderName = Annotated[
+    str,
+    typer.Option(
+        help="Sentence embedder for neighbours: the embedded all-MiniLM-L6-v2, or a local "
+        "sentence-transformers directory.",
+        rich_help_panel=_MODEL,
+    ),
+]
+Dtype = Annotated[
+    str,
+    typer.Option(
+        help="Compute dtype: auto, fp32, bf16 or fp16. auto = bf16 on GPUs; on CPUs the "
+        "faster of fp32 and bf16 by a one-second matmul probe, remembered per machine.",
+        rich_help_panel=_MODEL,
+    ),
+]
+Device = Annotated[
+    str, typer.Option(help="auto (CUDA when present), cpu or cuda.", rich_help_panel=_MODEL)
+]
+Fraction = Annotated[
+    float | None,
+    typer.Option(
+        help="Keep this fraction of the scored rows (default: wici 0.1, miwv 0.01, icon 0.15, "
+        "ifd 0.05, nuggets 0.01, others 0.1; compare: 0.1 for all).",
+        show_default=False,
+        rich_help_panel=_BUDGET,
+    ),
+]
+Count = Annotated[int | None, typer.Option(help="Keep this many rows.", rich_help_panel=_BUDGET)]
+Threshold = Annotated[
+    float | None,
+    typer.Option(help="Keep every row scoring at least this.", rich_help_panel=_BUDGET),
+]
+Tau = Annotated[
+    float | None,
+    typer.Option(
+        help="Near-duplicate threshold: a row is skipped if its cosine similarity to an "
+        "already kept row is >= tau (1.0 or more turns it off). Default: the method's paper "
+        "(0.9 for wici, off for the others).",
+        show_default=False,
+        rich_help_panel=_BUDGET,
+    ),
+]
+MaxBatchTokens = Annotated[
+    int, typer.Option(help="Padded tokens per forward pass.", rich_help_panel=_ENGINE)
+]
+MaxLength = Annotated[
+    int,
+    typer.Option(
+        help="Longest sequence; longer ones lose context from the left (demo first); a "
+        "response is cut only if it alone is longer.",
+        rich_help_panel=_ENGINE,
+    ),
+]
+Store = Annotated[
+    Path | None,
+    typer.Option(
+        help="Result store (SQLite). Rerunning with the same store recomputes nothing and a "
+        "killed run resumes; share one store across runs and methods to reuse answers "
+        "(default: <out>/store.sqlite).",
+        show_default=False,
+        rich_help_panel=_ENGINE,
+    ),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
 @app.command()
 def run(
-    data: Annotated[
-        Path,
-        typer.Argument(
-            help="Dataset file or saved Hugging Face dataset directory. "
-            "Format is detected from the extension and the keys of the rows."
-        ),
-    ],
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", "-o", help="Output directory (default: runs/<data name>).", show_default=False
-        ),
-    ] = None,
-    format: Annotated[
+    data: Data,
+    out: Out = None,
+    method: Annotated[
         str,
         typer.Option(
-            help="Row schema: auto, alpaca, sharegpt or messages.", rich_help_panel=_INPUT
+            "--method",
+            "-m",
+            help="Scoring method (`iclselect methods` lists them).",
+            rich_help_panel=_METHOD,
         ),
-    ] = "auto",
-    fields: Annotated[
-        str | None,
-        typer.Option(
-            help="Map our field names to your columns, e.g. instruction=question,output=answer.",
-            rich_help_panel=_INPUT,
-        ),
-    ] = None,
-    skip_invalid: Annotated[
-        bool,
-        typer.Option(
-            help="Drop rows with a bad field instead of stopping; manifest.json and scores.parquet "
-            "list each dropped row and why.",
-            rich_help_panel=_INPUT,
-        ),
-    ] = False,
-    model: Annotated[
-        str,
-        typer.Option(
-            help="Causal LM: the embedded default, or a local Hugging Face model directory.",
-            rich_help_panel=_MODEL,
-        ),
-    ] = "smollm2-135m-instruct",
-    template: Annotated[
-        str,
-        typer.Option(
-            help="Prompt format: chat (the model's chat template), alpaca "
-            "('### Instruction:' ... '### Response:') or plain ('{instruction}\\n{response}').",
-            rich_help_panel=_MODEL,
-        ),
-    ] = "chat",
-    embedder: Annotated[
-        str,
-        typer.Option(
-            help="Sentence embedder for neighbours: the embedded all-MiniLM-L6-v2, or a local "
-            "sentence-transformers directory.",
-            rich_help_panel=_MODEL,
-        ),
-    ] = "all-minilm-l6-v2",
-    dtype: Annotated[
-        str,
-        typer.Option(
-            help="Compute dtype: auto, fp32, bf16 or fp16. auto = bf16 on GPUs; on CPUs the "
-            "faster of fp32 and bf16 by a one-second matmul probe, remembered per machine.",
-            rich_help_panel=_MODEL,
-        ),
-    ] = "auto",
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA when present), cpu or cuda.", rich_help_panel=_MODEL)
-    ] = "auto",
-    fraction: Annotated[
-        float | None,
-        typer.Option(help="Keep this fraction of the scored rows.", rich_help_panel=_BUDGET),
-    ] = None,
-    count: Annotated[
-        int | None, typer.Option(help="Keep this many rows.", rich_help_panel=_BUDGET)
-    ] = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option(help="Keep every row scoring at least this.", rich_help_panel=_BUDGET),
-    ] = None,
-    tau: Annotated[
-        float,
-        typer.Option(
-            help="Near-duplicate threshold: a row is skipped if its cosine similarity to an "
-            "already kept row is >= tau (1.0 or more turns this off).",
-            rich_help_panel=_BUDGET,
-        ),
-    ] = 0.9,
-    probes: Annotated[
-        str,
-        typer.Option(
-            help="Probe sets: difficult (k-means the nearest neighbours, hardest of each cluster; "
-            "paper) or topk (the nearest neighbours).",
-            rich_help_panel=_WICI,
-        ),
-    ] = "difficult",
-    n_probes: Annotated[
-        int, typer.Option(help="Probes per candidate (clusters K, or k).", rich_help_panel=_WICI)
-    ] = 5,
-    n_neighbours: Annotated[
-        int, typer.Option(help="Neighbours clustered into probes (N).", rich_help_panel=_WICI)
-    ] = 32,
-    difficulty: Annotated[
-        str,
-        typer.Option(
-            help="Stand-in for the paper's DEITA complexity: ifd or loss, from the scoring model.",
-            rich_help_panel=_WICI,
-        ),
-    ] = "ifd",
-    seed: Annotated[int, typer.Option(help="k-means seed.", rich_help_panel=_WICI)] = 42,
-    ifd_form: Annotated[
-        str,
-        typer.Option(
-            help="IFD as a loss ratio (loss; paper) or perplexity ratio (ppl; reference code).",
-            rich_help_panel=_WICI,
-        ),
-    ] = "loss",
-    aggregate: Annotated[
-        str,
-        typer.Option(
-            help="paper: sum of (1-cos)/(2|B|) * ICI over probes; code: mean of (1-cos) * ICI "
-            "over probes the candidate helps.",
-            rich_help_panel=_WICI,
-        ),
-    ] = "paper",
-    prefilter_ifd: Annotated[
-        bool,
-        typer.Option(
-            help="Skip candidates whose own IFD > 1 (reference code; paper: off).",
-            rich_help_panel=_WICI,
-        ),
-    ] = False,
-    max_batch_tokens: Annotated[
-        int,
-        typer.Option(help="Padded tokens per forward pass.", rich_help_panel=_ENGINE),
-    ] = 8192,
-    max_length: Annotated[
-        int,
-        typer.Option(
-            help="Longest sequence; longer ones lose context from the left (demo first); a "
-            "response is cut only if it alone is longer.",
-            rich_help_panel=_ENGINE,
-        ),
-    ] = 2048,
-    store: Annotated[
-        Path | None,
-        typer.Option(
-            help="Result store (SQLite). Rerunning with the same store recomputes nothing and a "
-            "killed run resumes; share one store across runs to reuse answers "
-            "(default: <out>/store.sqlite).",
-            show_default=False,
-            rich_help_panel=_ENGINE,
-        ),
-    ] = None,
+    ] = "wici",
+    set_: Settings = None,
+    format: Format = "auto",
+    fields: Fields = None,
+    skip_invalid: SkipInvalid = False,
+    model: Model = "smollm2-135m-instruct",
+    template: TemplateName = "chat",
+    embedder: EmbedderName = "all-minilm-l6-v2",
+    dtype: Dtype = "auto",
+    device: Device = "auto",
+    fraction: Fraction = None,
+    count: Count = None,
+    threshold: Threshold = None,
+    tau: Tau = None,
+    max_batch_tokens: MaxBatchTokens = 8192,
+    max_length: MaxLength = 2048,
+    store: Store = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -207,66 +212,152 @@ def run(
             rich_help_panel=_ENGINE,
         ),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
 ) -> None:
-    """Score DATA with wICI and write the best subset.
+    """Score DATA with one method (wICI by default) and write the best subset.
 
     Writes to --out: subset.<input extension> (kept rows, byte-for-byte as in the input),
     scores.parquet (one row per input row: score, its components, selected, rank, reason) and
     manifest.json (counts, reasons, every parameter, model and package versions, timings).
     """
-    from iclselect.io import InputError
-    from iclselect.methods import WiciConfig
-    from iclselect.pipeline import RunConfig
     from iclselect.pipeline import dry_run as estimate
     from iclselect.pipeline import run as run_pipeline
 
-    try:
-        config = RunConfig(
-            data=str(data),
-            out=str(out or Path("runs") / data.name.split(".")[0]),
-            format=format,
-            fields=_parse_fields(fields),
-            skip_invalid=skip_invalid,
-            model=model,
-            template=template,
-            dtype=dtype,
-            device=device,
-            embedder=embedder,
-            fraction=fraction,
-            count=count,
-            threshold=threshold,
-            tau=tau,
-            max_batch_tokens=max_batch_tokens,
-            max_length=max_length,
-            store=str(store) if store else None,
-            quiet=quiet,
-            wici=WiciConfig(
-                probes=_choice("--probes", probes, ("difficult", "topk")),
-                n_probes=n_probes,
-                n_neighbours=n_neighbours,
-                difficulty=_choice("--difficulty", difficulty, ("ifd", "loss")),
-                seed=seed,
-                ifd_form=_choice("--ifd-form", ifd_form, ("loss", "ppl")),
-                aggregate=_choice("--aggregate", aggregate, ("paper", "code")),
-                prefilter_ifd=prefilter_ifd,
-            ),
-        )
+    def go() -> None:
+        config = _config(locals_, method)
         if dry_run:
             typer.echo(estimate(config))
             return
-        result = run_pipeline(config)
+        typer.echo(_summary(run_pipeline(config)))
+
+    locals_ = dict(locals())
+    _guarded(go)
+
+
+@app.command()
+def compare(
+    data: Data,
+    methods: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated methods to run on the same data, model and store.",
+            rich_help_panel=_METHOD,
+        ),
+    ] = "wici,miwv,ifd,random",
+    out: Out = None,
+    set_: Settings = None,
+    format: Format = "auto",
+    fields: Fields = None,
+    skip_invalid: SkipInvalid = False,
+    model: Model = "smollm2-135m-instruct",
+    template: TemplateName = "chat",
+    embedder: EmbedderName = "all-minilm-l6-v2",
+    dtype: Dtype = "auto",
+    device: Device = "auto",
+    fraction: Fraction = None,
+    count: Count = None,
+    threshold: Threshold = None,
+    tau: Tau = None,
+    max_batch_tokens: MaxBatchTokens = 8192,
+    max_length: MaxLength = 2048,
+    store: Store = None,
+    quiet: Quiet = False,
+) -> None:
+    """Run several methods on DATA and compare them: cost, rank correlation, subset overlap.
+
+    Each method writes its own run under --out/<method>/ (subset, scores.parquet, manifest.json);
+    --out/compare.md and compare.csv hold the comparison. All methods share one model and one
+    result store, so a request two methods make (L(y|x) for wici, miwv, ifd, perplexity) runs once.
+    """
+    from iclselect.compare import compare as run_compare
+
+    def go() -> None:
+        config = _config(locals_, "compare")
+        result = run_compare(config, [name.strip() for name in methods.split(",") if name.strip()])
+        typer.echo(result.table + "\n" + "\n".join(f"wrote {path}" for path in result.files))
+
+    locals_ = dict(locals())
+    _guarded(go)
+
+
+@app.command("methods")
+def list_methods(
+    name: Annotated[
+        str | None, typer.Argument(help="Show one method's options.", show_default=False)
+    ] = None,
+) -> None:
+    """List the scoring methods, what each costs, and their options (set with --set KEY=VALUE)."""
+    from iclselect.methods.registry import METHODS, get
+
+    def go() -> None:
+        chosen = [get(name)] if name else list(METHODS.values())
+        for m in chosen:
+            tau = f"near-duplicate tau {m.tau}" if m.tau is not None else "no near-duplicate step"
+            model = "uses the LM" if m.uses_model else "no LM"
+            typer.echo(f"{m.name:<11} {m.summary}")
+            typer.echo(f"{'':<11} requests per sample: {m.cost}; {model}")
+            typer.echo(f"{'':<11} default budget: --fraction {m.fraction}; {tau}")
+            for option, default, text in m.options():
+                typer.echo(f"{'':<13}{option} = {default}  {text}")
+            typer.echo("")
+
+    _guarded(go)
+
+
+def _config(values: dict, method: str) -> RunConfig:
+    from iclselect.pipeline import RunConfig
+
+    data: Path = values["data"]
+    return RunConfig(
+        data=str(data),
+        out=str(values["out"] or Path("runs") / data.name.split(".")[0]),
+        method=method,
+        options=_parse_settings(values["set_"]),
+        format=values["format"],
+        fields=_parse_fields(values["fields"]),
+        skip_invalid=values["skip_invalid"],
+        model=values["model"],
+        template=values["template"],
+        dtype=values["dtype"],
+        device=values["device"],
+        embedder=values["embedder"],
+        fraction=values["fraction"],
+        count=values["count"],
+        threshold=values["threshold"],
+        tau=values["tau"],
+        max_batch_tokens=values["max_batch_tokens"],
+        max_length=values["max_length"],
+        store=str(values["store"]) if values["store"] else None,
+        quiet=values["quiet"],
+    )
+
+
+def _guarded(action: Callable[[], None]) -> None:
+    """Run `action`; a user error becomes one line on stderr and exit code 2, no traceback."""
+    from iclselect.io import InputError
+
+    try:
+        action()
     except (InputError, ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(_summary(result))
+
+
+def _parse_settings(items: list[str] | None) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set n_probes=3")
+        settings[key.strip()] = value.strip()
+    return settings
 
 
 def _summary(result: RunResult) -> str:
     """What a user wants to see first: what was kept, why the rest was not, where it all is."""
     lines = [f"kept {result.kept} of {result.rows} rows"]
     lines += [f"  dropped, {reason}: {n}" for reason, n in result.dropped_by_reason.items()]
-    lines.append("  best kept (rank, row, wICI, instruction):")
+    lines.append(f"  best kept (rank, row, {result.method} score, instruction):")
     for rank, row, score, instruction in result.best:
         preview = " ".join(instruction.split())
         preview = preview if len(preview) <= 60 else preview[:57] + "..."
@@ -277,12 +368,6 @@ def _summary(result: RunResult) -> str:
         f"  manifest: {result.manifest}",
     ]
     return "\n".join(lines)
-
-
-def _choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{option} must be one of {', '.join(allowed)}; got {value!r}")
-    return value
 
 
 @app.callback()

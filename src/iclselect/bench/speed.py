@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from iclselect.embed import Embedder
@@ -28,7 +27,7 @@ from iclselect.io import read_dataset
 from iclselect.lm import Engine, LogprobRequest, Template, load_model
 from iclselect.lm.flops import FlopModel
 from iclselect.lm.precision import cpu_name, matmul_gflops
-from iclselect.methods.wici import WiciConfig, choose_probes, own_requests, probe_requests
+from iclselect.methods import Pool, wici
 
 
 @dataclass
@@ -48,10 +47,8 @@ def wici_workload(data: str, rows: int, n_probes: int) -> list[LogprobRequest]:
         raise ValueError(f"--rows {rows}: {data} has only {len(samples)} valid rows")
     samples = samples[:rows]
     vectors = Embedder().encode([s.instruction_text for s in samples])
-    config = WiciConfig(probes="topk", n_probes=n_probes, n_neighbours=n_probes)
-    probes = choose_probes(vectors, np.zeros(len(samples)), config)
-    pairs = [(i, b) for i in range(len(samples)) for b in probes[i]]
-    return own_requests(samples) + probe_requests(samples, pairs)
+    config = wici.WiciConfig(probes="topk", n_probes=n_probes, n_neighbours=n_probes)
+    return wici.plan(Pool(samples, vectors), config)
 
 
 @torch.inference_mode()

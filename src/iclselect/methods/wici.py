@@ -32,34 +32,43 @@ import numpy as np
 from iclselect.embed import nearest_neighbours
 from iclselect.lm import Engine, LogprobRequest
 from iclselect.methods import ifd as ifd_lib
+from iclselect.methods.options import option
+from iclselect.methods.pool import Pool
 from iclselect.methods.scores import Scores
 from iclselect.records import Sample
 
 
 @dataclass(frozen=True)
 class WiciConfig:
-    probes: Literal["difficult", "topk"] = "difficult"
-    n_probes: int = 5  # K clusters for "difficult", k neighbours for "topk"
-    n_neighbours: int = 32  # N neighbours clustered into probes ("difficult" only)
-    difficulty: Literal["ifd", "loss"] = "ifd"  # stand-in for the paper's DEITA complexity
-    seed: int = 42  # k-means seed
-    ifd_form: ifd_lib.IfdForm = "loss"
-    aggregate: Literal["paper", "code"] = "paper"
-    prefilter_ifd: bool = False
+    probes: Literal["difficult", "topk"] = option(
+        "difficult",
+        "difficult: k-means the N nearest into K clusters, hardest of each (paper); "
+        "topk: the K nearest",
+    )
+    n_probes: int = option(5, "probes per candidate: K clusters, or K nearest for topk")
+    n_neighbours: int = option(32, "N nearest neighbours clustered into probes (difficult)")
+    difficulty: Literal["ifd", "loss"] = option(
+        "ifd", "stand-in for the paper's DEITA complexity: the probe's own IFD or loss"
+    )
+    seed: int = option(42, "k-means seed")
+    ifd_form: ifd_lib.IfdForm = option("loss", "IFD as a loss ratio (paper) or ppl ratio (code)")
+    aggregate: Literal["paper", "code"] = option(
+        "paper",
+        "paper: sum of (1-cos)/(2|B|) * ICI; code: mean of (1-cos) * ICI over helped probes",
+    )
+    prefilter_ifd: bool = option(False, "skip candidates whose own IFD > 1 (code; paper: off)")
 
     def __post_init__(self) -> None:
         if self.n_probes < 1 or self.n_neighbours < self.n_probes:
             raise ValueError("wICI needs n_probes >= 1 and n_neighbours >= n_probes")
 
 
-def score_wici(
-    samples: list[Sample], engine: Engine, vectors: np.ndarray, config: WiciConfig
-) -> Scores:
-    """Score every sample. `vectors` are unit-norm instruction embeddings, one per sample."""
+def score(pool: Pool, engine: Engine, config: WiciConfig) -> Scores:
+    samples, vectors = pool.samples, pool.instructions()
     n = len(samples)
-    base = engine.loglikelihood(own_requests(samples), desc="wICI 1/2: IFD of every sample")
-    own_ifd = np.array([ifd_lib.ifd(base[i], base[n + i], config.ifd_form) for i in range(n)])
-    own_loss = np.array([result.loss for result in base[:n]])
+    own_ifd, own_loss, _ = ifd_lib.own_ifd(
+        samples, engine, config.ifd_form, "wICI 1/2: IFD of every sample"
+    )
     probes = choose_probes(vectors, own_ifd if config.difficulty == "ifd" else own_loss, config)
     excluded: dict[int, str] = {}
     if config.prefilter_ifd:
@@ -104,22 +113,15 @@ def score_wici(
     )
 
 
-def estimated_requests(
-    samples: list[Sample], vectors: np.ndarray, config: WiciConfig
-) -> list[LogprobRequest]:
-    """The requests score_wici will make, for a cost estimate before running. "difficult" probes
+def plan(pool: Pool, config: WiciConfig) -> list[LogprobRequest]:
+    """The requests `score` will make, for a cost estimate before running. "difficult" probes
     are chosen from IFD, which is not known yet: the nearest neighbours stand in for them (same
     number of requests; their tokens can differ: on the shipped 100-row slice the real run
     computed 1.34x the tokens this estimated, the hardest probes having longer responses)."""
     stand_in = WiciConfig(probes="topk", n_probes=config.n_probes, n_neighbours=config.n_probes)
-    probes = choose_probes(vectors, np.zeros(len(samples)), stand_in)
-    pairs = [(i, b) for i in range(len(samples)) for b in probes[i]]
-    return own_requests(samples) + probe_requests(samples, pairs)
-
-
-def own_requests(samples: list[Sample]) -> list[LogprobRequest]:
-    """L(y|x) of every sample, then L(y) of every sample: the inputs of their own IFD."""
-    return [ifd_lib.conditioned(s) for s in samples] + [ifd_lib.unconditioned(s) for s in samples]
+    probes = choose_probes(pool.instructions(), np.zeros(len(pool)), stand_in)
+    pairs = [(i, b) for i in range(len(pool)) for b in probes[i]]
+    return ifd_lib.pair_requests(pool.samples) + probe_requests(pool.samples, pairs)
 
 
 def probe_requests(samples: list[Sample], pairs: list[tuple[int, int]]) -> list[LogprobRequest]:

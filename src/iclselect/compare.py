@@ -1,0 +1,111 @@
+"""`iclselect compare`: several methods on the same data, model, embeddings and result store,
+each writing its own run directory, then one table of cost, rank agreement and subset overlap.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from iclselect.io import replace_file
+from iclselect.methods.registry import get
+from iclselect.pipeline import RunConfig, RunResult, _logger, prepare, score_and_write
+
+
+@dataclass
+class Comparison:
+    results: list[RunResult]
+    spearman: np.ndarray  # methods x methods, over samples both scored
+    overlap: np.ndarray  # |A & B| / min(|A|, |B|) of the kept subsets
+    table: str  # Markdown
+    files: list[Path]
+
+
+def compare(config: RunConfig, names: list[str]) -> Comparison:
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError("--methods needs two or more different methods, e.g. wici,ifd,random")
+    methods = [get(name) for name in names]
+    for key in config.options:
+        owner = key.rpartition(".")[0]
+        if owner and owner not in names:
+            raise ValueError(f"--set {key}: {owner!r} is not among --methods {','.join(names)}")
+    configs = [m.configure(config.options_for(m.name, prefixed_only=True)) for m in methods]
+    budget = config.budget()  # one budget for all: a comparison at equal size
+    log = _logger(config.quiet)
+    prepared = prepare(config, methods, log)
+    out = Path(config.out)
+    results = [
+        score_and_write(prepared, m, c, config, budget, out / m.name, log)
+        for m, c in zip(methods, configs, strict=True)
+    ]
+    spearman, overlap = agreement(results)
+    table = markdown(results, spearman, overlap)
+    files = [out / "compare.md", out / "compare.csv"]
+    replace_file(files[0], lambda temp: temp.write_text(table, encoding="utf-8"))
+    replace_file(files[1], lambda temp: _write_csv(temp, results, spearman, overlap))
+    return Comparison(results, spearman, overlap, table, files)
+
+
+def agreement(results: list[RunResult]) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.stats import spearmanr
+
+    k = len(results)
+    spearman, overlap = np.eye(k), np.eye(k)
+    for a in range(k):
+        for b in range(a + 1, k):
+            x, y = results[a].scores_data.score, results[b].scores_data.score
+            both = np.isfinite(x) & np.isfinite(y)
+            rho = spearmanr(x[both], y[both]).statistic if both.sum() > 2 else math.nan
+            kept_a, kept_b = set(results[a].selection.selected), set(results[b].selection.selected)
+            shared = len(kept_a & kept_b) / max(1, min(len(kept_a), len(kept_b)))
+            spearman[a, b] = spearman[b, a] = rho
+            overlap[a, b] = overlap[b, a] = shared
+    return spearman, overlap
+
+
+def markdown(results: list[RunResult], spearman: np.ndarray, overlap: np.ndarray) -> str:
+    names = [r.method for r in results]
+    lines = [
+        "| method | scoring s | requests | from store | computed | tokens computed | scored "
+        "| kept | mean response chars kept |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.method} | {r.seconds:.1f} | {r.engine.get('requests', 0)} "
+            f"| {r.engine.get('stored', 0)} | {r.engine.get('computed', 0)} "
+            f"| {r.engine.get('tokens', 0)} | {int(np.isfinite(r.scores_data.score).sum())} "
+            f"| {r.kept} | {r.kept_response_chars:.0f} |"
+        )
+    for title, matrix, form in (
+        ("Spearman rank correlation of scores (samples both methods scored)", spearman, "+.2f"),
+        ("Overlap of kept subsets, |A & B| / min(|A|, |B|)", overlap, ".2f"),
+    ):
+        lines += ["", title, "", "| | " + " | ".join(names) + " |"]
+        lines.append("|---" * (len(names) + 1) + "|")
+        for name, row in zip(names, matrix, strict=True):
+            lines.append(f"| {name} | " + " | ".join(format(v, form) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(
+    path: Path, results: list[RunResult], spearman: np.ndarray, overlap: np.ndarray
+) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method_a", "method_b", "spearman", "overlap"])
+        for a, first in enumerate(results):
+            for b, second in enumerate(results):
+                if a < b:
+                    writer.writerow(
+                        [
+                            first.method,
+                            second.method,
+                            f"{spearman[a, b]:.4f}",
+                            f"{overlap[a, b]:.4f}",
+                        ]
+                    )

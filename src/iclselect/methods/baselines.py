@@ -1,0 +1,109 @@
+"""The simple baselines users compare ICL methods against at equal budget (METHODS.md):
+response perplexity, response length, seeded random, and embedding diversity. Each scores so
+that "highest first" is its selection rule, and each reuses the engine or the embeddings the
+other methods use."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+
+from iclselect.lm import Engine, LogprobRequest
+from iclselect.methods.ifd import conditioned
+from iclselect.methods.options import option
+from iclselect.methods.pool import Pool
+from iclselect.methods.scores import Scores
+
+
+@dataclass(frozen=True)
+class PerplexityConfig:
+    order: Literal["high", "low"] = option(
+        "high", "high: keep the responses the model finds hardest; low: the easiest"
+    )
+
+
+def perplexity_plan(pool: Pool, config: PerplexityConfig) -> list[LogprobRequest]:
+    return [conditioned(s) for s in pool.samples]
+
+
+def perplexity(pool: Pool, engine: Engine, config: PerplexityConfig) -> Scores:
+    """PPL(y | x) of every sample's response."""
+    answers = engine.loglikelihood(perplexity_plan(pool, config), desc="perplexity")
+    ppl = np.array([a.perplexity for a in answers])
+    return Scores(
+        method="perplexity",
+        score=ppl if config.order == "high" else -ppl,
+        components={"perplexity": ppl.tolist(), "loss": [a.loss for a in answers]},
+        params=asdict(config),
+    )
+
+
+@dataclass(frozen=True)
+class LengthConfig:
+    order: Literal["long", "short"] = option("long", "long: longest responses first; short")
+
+
+def length(pool: Pool, config: LengthConfig) -> Scores:
+    """Response length in characters (no model: the cheapest strong baseline on Alpaca)."""
+    chars = np.array([len(s.response) for s in pool.samples], dtype=np.float64)
+    return Scores(
+        method="length",
+        score=chars if config.order == "long" else -chars,
+        components={"response_chars": chars.astype(int).tolist()},
+        params=asdict(config),
+    )
+
+
+@dataclass(frozen=True)
+class RandomConfig:
+    seed: int = option(0, "seed; run several seeds to see the spread")
+
+
+def random(pool: Pool, config: RandomConfig) -> Scores:
+    """Uniform scores drawn per sample from (seed, content id): the same sample gets the same
+    score whatever else is in the pool or in which order, so subsets are stable under reruns."""
+    values = [_unit(f"{config.seed}:{s.id}") for s in pool.samples]
+    return Scores(method="random", score=np.array(values), params=asdict(config))
+
+
+@dataclass(frozen=True)
+class DiversityConfig:
+    """k-center greedy has no settings; it starts from the sample nearest the centroid."""
+
+
+def diversity(pool: Pool, config: DiversityConfig) -> Scores:
+    """k-center greedy on instruction+response embeddings: repeatedly take the sample farthest
+    (cosine distance) from everything taken so far. The score is the pick order reversed
+    (n for the first pick), so any top-k is exactly the greedy k-center set; `kcenter_distance`
+    is each sample's distance to the set when it was taken. O(n^2 d): minutes at 100k rows."""
+    vectors = pool.fulls()
+    n = len(vectors)
+    centroid = vectors.mean(axis=0)
+    first = int(np.argmax(vectors @ centroid))
+    distance = np.full(n, np.inf)
+    taken = np.zeros(n, dtype=bool)
+    order = np.empty(n, dtype=np.int64)
+    at_pick = np.empty(n)
+    pick, gap = first, math.inf
+    for position in range(n):
+        order[pick], at_pick[pick], taken[pick] = position, gap, True
+        distance = np.minimum(distance, 1.0 - vectors @ vectors[pick])
+        distance[taken] = -np.inf
+        pick = int(np.argmax(distance))
+        gap = float(distance[pick])
+    at_pick[first] = 2.0  # nothing taken yet: the largest possible cosine distance
+    return Scores(
+        method="diversity",
+        score=(n - order).astype(np.float64),
+        components={"kcenter_order": (order + 1).tolist(), "kcenter_distance": at_pick.tolist()},
+        params=asdict(config),
+    )
+
+
+def _unit(text: str) -> float:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64

@@ -1,0 +1,63 @@
+"""MIWV: Model Instruction Weakness Value (arXiv 2511.07074), as defined in METHODS.md.
+
+Each sample gets as one-shot demo C_k its single nearest OTHER sample k in the whole pool, by
+cosine similarity of instruction (+ input) embeddings, and
+
+    MIWV(x_i, y_i) = L(y_i | C_k, x_i) - L(y_i | x_i)
+
+High MIWV: even a closely related example makes the model worse at this sample, a weakness worth
+training on. Selection is the top p% by MIWV, with no threshold and no diversity step (so the
+near-duplicate filter is off by default for this method). 2 requests per sample; L(y|x) is the
+same request IFD and wICI make, so a shared store answers it once for all three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from iclselect.embed import nearest_neighbours
+from iclselect.lm import Engine, LogprobRequest
+from iclselect.methods.ifd import conditioned
+from iclselect.methods.pool import Pool
+from iclselect.methods.scores import Scores
+
+
+@dataclass(frozen=True)
+class MiwvConfig:
+    """MIWV has no settings: retrieval and the score are fixed by the paper."""
+
+
+def demos(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each sample's demo (its nearest other sample) and their cosine similarity."""
+    found, similarity = nearest_neighbours(pool.instructions(), 1)
+    return found[:, 0], similarity[:, 0]
+
+
+def plan(pool: Pool, config: MiwvConfig) -> list[LogprobRequest]:
+    demo, _ = demos(pool)
+    samples = pool.samples
+    with_demo = [conditioned(s, samples[demo[i]].turns) for i, s in enumerate(samples)]
+    return [conditioned(s) for s in samples] + with_demo
+
+
+def score(pool: Pool, engine: Engine, config: MiwvConfig) -> Scores:
+    if len(pool) < 2:
+        raise ValueError("MIWV needs at least 2 samples: each one's demo is another sample")
+    n = len(pool)
+    demo, similarity = demos(pool)
+    answers = engine.loglikelihood(plan(pool, config), desc="MIWV: with and without the demo")
+    alone = np.array([a.loss for a in answers[:n]])
+    with_demo = np.array([a.loss for a in answers[n:]])
+    return Scores(
+        method="miwv",
+        score=with_demo - alone,
+        components={
+            "loss": alone.tolist(),
+            "loss_with_demo": with_demo.tolist(),
+            "demo_row": [pool.samples[k].row for k in demo],
+            "demo_similarity": similarity.astype(float).tolist(),
+        },
+        params=asdict(config),
+    )

@@ -1,0 +1,97 @@
+"""Nuggets golden score (Li et al. 2023, arXiv 2312.10302), a baseline, as in METHODS.md.
+
+Anchors: k-means the pool's instruction embeddings into m clusters (paper: m = 100) and take the
+sample nearest each centre. For candidate c and anchor a:
+
+    s_0(a) = log p(y_a | x_a)            zero-shot
+    s_c(a) = log p(y_a | c, x_a)         c as a one-shot demo
+    GS(c)  = share of anchors a (a != c) with s_c(a) > s_0(a)
+
+Scores are summed log-probs, as in the reference code (both sides score the same tokens).
+m requests per candidate, all sharing the candidate as prefix, so the engine computes each demo
+once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from iclselect.lm import Engine, LogprobRequest
+from iclselect.methods.ifd import conditioned
+from iclselect.methods.options import option
+from iclselect.methods.pool import Pool
+from iclselect.methods.scores import Scores
+
+
+@dataclass(frozen=True)
+class NuggetsConfig:
+    anchors: int = option(100, "m: anchor samples, the nearest to m k-means centres")
+    seed: int = option(42, "k-means seed")
+
+    def __post_init__(self) -> None:
+        if self.anchors < 1:
+            raise ValueError("nuggets.anchors must be at least 1")
+
+
+def choose_anchors(vectors: np.ndarray, config: NuggetsConfig) -> list[int]:
+    """Sample indices of the anchors: for each k-means centre, the nearest sample not already
+    an anchor (two centres can share a nearest sample)."""
+    m = min(config.anchors, len(vectors))
+    from sklearn.cluster import KMeans
+
+    centres = (
+        KMeans(n_clusters=m, random_state=config.seed, n_init=10).fit(vectors).cluster_centers_
+    )
+    anchors: list[int] = []
+    for centre in centres:
+        distance = np.linalg.norm(vectors - centre, axis=1)
+        distance[anchors] = np.inf
+        anchors.append(int(np.argmin(distance)))
+    return anchors
+
+
+def _pairs(n: int, anchors: list[int]) -> list[tuple[int, int]]:
+    return [(c, a) for c in range(n) for a in anchors if a != c]
+
+
+def plan(pool: Pool, config: NuggetsConfig) -> list[LogprobRequest]:
+    anchors = choose_anchors(pool.instructions(), config)
+    return _requests(pool, anchors)
+
+
+def _requests(pool: Pool, anchors: list[int]) -> list[LogprobRequest]:
+    samples = pool.samples
+    zero_shot = [conditioned(samples[a]) for a in anchors]
+    return zero_shot + [
+        conditioned(samples[a], samples[c].turns) for c, a in _pairs(len(samples), anchors)
+    ]
+
+
+def score(pool: Pool, engine: Engine, config: NuggetsConfig) -> Scores:
+    if len(pool) < 2:
+        raise ValueError("Nuggets needs at least 2 samples: a candidate and an anchor")
+    n = len(pool)
+    anchors = choose_anchors(pool.instructions(), config)
+    answers = engine.loglikelihood(
+        _requests(pool, anchors), desc="Nuggets: anchors with each candidate as demo"
+    )
+    zero_shot = {a: answers[k].logprob for k, a in enumerate(anchors)}
+    wins = np.zeros(n)
+    counted = np.zeros(n)
+    for (c, a), answer in zip(_pairs(n, anchors), answers[len(anchors) :], strict=True):
+        wins[c] += answer.logprob > zero_shot[a]
+        counted[c] += 1
+    anchor_rows = [pool.samples[a].row for a in anchors]
+    excluded = {int(c): "no anchor other than itself" for c in np.flatnonzero(counted == 0)}
+    return Scores(
+        method="nuggets",
+        score=np.divide(wins, counted, out=np.full(n, np.nan), where=counted > 0),
+        components={
+            "anchor_wins": wins.astype(int).tolist(),
+            "anchors": counted.astype(int).tolist(),
+        },
+        excluded=excluded,
+        params={**asdict(config), "anchor_rows": anchor_rows},
+    )

@@ -1,0 +1,76 @@
+"""Method options: each method's settings are a frozen dataclass whose fields carry their own
+help text, so one parser serves `--set KEY=VALUE` on the command line, YAML keys and the Python
+API, and `iclselect methods` documents every option from the same source."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def option(default: Any, help: str) -> Any:
+    """A method option: its default and a one-line description."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def make(config_type: type[T], values: dict[str, Any], method: str) -> T:
+    """Build `config_type` from `values`; strings (from the command line) are converted to the
+    field's type. Unknown keys and bad values raise ValueError naming the method and option."""
+    hints = typing.get_type_hints(config_type)
+    known = {f.name for f in dataclasses.fields(config_type)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"{method} has no option {unknown[0]!r}; its options: {', '.join(sorted(known))} "
+            f"(see `iclselect methods {method}`)"
+        )
+    typed = {
+        name: _convert(value, hints[name], f"{method}.{name}") for name, value in values.items()
+    }
+    return config_type(**typed)
+
+
+def describe(config_type: type) -> list[tuple[str, str, str]]:
+    """(name, default, help) of every option, in declaration order."""
+    return [
+        (f.name, _show(f.default), f.metadata.get("help", ""))
+        for f in dataclasses.fields(config_type)
+    ]
+
+
+def _convert(value: Any, kind: Any, name: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value.lower() in ("none", "null", ""):
+            return None
+        return _convert(value, next(a for a in args if a is not type(None)), name)
+    if kind is bool:
+        if value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ValueError(f"{name} must be true or false; got {value!r}")
+    if kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise ValueError(f"{name} must be {what}; got {value!r}") from None
+    return value
+
+
+def _show(default: Any) -> str:
+    if isinstance(default, bool):
+        return str(default).lower()
+    return "none" if default is None else str(default)

@@ -1,0 +1,36 @@
+"""What every method is given: the samples and their embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from iclselect.records import Sample
+
+
+@dataclass
+class Pool:
+    samples: list[Sample]
+    # Unit-norm embeddings, one row per sample: of the instruction (+ input) alone, the text
+    # neighbours and demos are retrieved by; and of instruction and response together, the text
+    # near-duplicates and diversity are judged by. None when the method and selector need none.
+    instruction_vectors: np.ndarray | None = None
+    full_vectors: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def rows(self) -> list[int]:
+        return [s.row for s in self.samples]
+
+    def instructions(self) -> np.ndarray:
+        if self.instruction_vectors is None:
+            raise ValueError("this method needs instruction embeddings")
+        return self.instruction_vectors
+
+    def fulls(self) -> np.ndarray:
+        if self.full_vectors is None:
+            raise ValueError("this method needs instruction+response embeddings")
+        return self.full_vectors

@@ -1,0 +1,134 @@
+"""`iclselect methods`, `run --method` for every method, and `compare`, end to end on real rows."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import write_json
+from typer.testing import CliRunner
+
+from iclselect.cli import app
+from iclselect.methods.registry import METHODS
+
+# Settings that keep each method to a few requests on six rows; everything else is default.
+CHEAP = {
+    "wici": ["-s", "n_probes=2", "-s", "n_neighbours=3"],
+    "nuggets": ["-s", "anchors=2"],
+}
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def six(tmp_path_factory, demo_rows):
+    """Six short real rows, and one store shared by every run so a request is computed once."""
+    tmp = tmp_path_factory.mktemp("six")
+    short = sorted(demo_rows, key=lambda r: len(r["instruction"] + r["input"] + r["output"]))
+    return write_json(tmp / "pool.json", short[:6]), tmp / "store.sqlite"
+
+
+def test_methods_lists_every_method_with_cost_and_options():
+    result = cli("methods")
+    assert result.exit_code == 0, result.output
+    for name in METHODS:
+        assert f"\n{name} " in "\n" + result.output
+    assert "requests per sample: 2 + 2 x n_probes" in result.output
+    one = cli("methods", "nuggets")
+    assert "anchors = 100" in one.output and "wici" not in one.output
+    assert cli("methods", "nope").exit_code == 2
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "wici"])
+def test_run_with_each_method(tmp_path, six, short_assessment, method):
+    data, store = six
+    out = tmp_path / method
+    args = ["run", str(data), "-m", method, "-o", str(out), "--count", "2", "--store", str(store)]
+    if method == "icon":
+        args += ["-s", f"assessment={short_assessment}"]
+    result = cli(*args, *CHEAP.get(method, []), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"best kept (rank, row, {method} score, instruction)" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["method"]["name"] == method and manifest["kept"] == 2
+    table = pq.read_table(out / "scores.parquet").to_pylist()
+    assert [r["row"] for r in table] == list(range(6))
+    assert sum(r["selected"] for r in table) == 2
+    assert len(json.loads((out / "subset.json").read_text())) == 2
+
+
+def test_default_budget_is_the_method_papers_headline(tmp_path, six):
+    data, store = six
+    out = tmp_path / "miwv"
+    result = cli("run", str(data), "-m", "miwv", "-o", str(out), "--store", str(store), "-q")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["budget"]["fraction"] == 0.01  # MIWV's top 1%
+    assert manifest["kept"] == 1  # at least one row, whatever the fraction
+
+
+def test_compare_shares_one_store_and_writes_the_table(tmp_path, six):
+    data, _ = six
+    out = tmp_path / "compare"
+    result = cli(
+        "compare", str(data), "--methods", "ifd,miwv,perplexity,length", "-o", str(out),
+        "--count", "3", "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for name in ("ifd", "miwv", "perplexity", "length"):
+        assert (out / name / "scores.parquet").exists() and (out / name / "subset.json").exists()
+    table = (out / "compare.md").read_text()
+    assert "Spearman rank correlation" in table and "Overlap of kept subsets" in table
+    assert table in result.output
+    budgets = {
+        json.loads((out / name / "manifest.json").read_text())["config"]["budget"]["count"]
+        for name in ("ifd", "miwv", "perplexity", "length")
+    }
+    assert budgets == {3}  # every method at the same budget
+    engine = {
+        name: json.loads((out / name / "manifest.json").read_text())["engine"]
+        for name in ("ifd", "miwv", "perplexity")
+    }
+    # L(y|x) of the six rows: computed for IFD, then answered from the store for MIWV and
+    # perplexity, which ask exactly the same requests.
+    assert engine["ifd"]["computed"] == 12
+    assert engine["miwv"]["stored"] == 6 and engine["miwv"]["computed"] == 6
+    assert engine["perplexity"]["stored"] == 6 and engine["perplexity"]["computed"] == 0
+    rows = (out / "compare.csv").read_text().splitlines()
+    assert rows[0] == "method_a,method_b,spearman,overlap" and len(rows) == 1 + 6
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "-m", "nope"], "unknown method 'nope'"),
+        (["run", "-m", "nuggets", "-s", "anchor=3"], "nuggets has no option 'anchor'"),
+        (["run", "-m", "nuggets", "-s", "anchors=many"], "nuggets.anchors must be an integer"),
+        (["run", "-s", "n_probes"], "expected KEY=VALUE"),
+        (["compare", "--methods", "ifd,random", "-s", "seed=1"], "name the method"),
+        (["compare", "--methods", "ifd,random", "-s", "wici.n_probes=1"], "not among --methods"),
+        (["compare", "--methods", "ifd"], "two or more"),
+    ],
+)
+def test_method_errors_are_one_line(tmp_path, six, args, message):
+    data, _ = six
+    command, *rest = args
+    result = cli(command, str(data), "-o", str(tmp_path / "out"), *rest, "--quiet")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_costs_any_method(tmp_path, six):
+    data, _ = six
+    out = tmp_path / "out"
+    nuggets = cli("run", str(data), "-m", "nuggets", "-s", "anchors=2", "-o", str(out), "--dry-run")
+    assert nuggets.exit_code == 0, nuggets.output
+    assert "requests: 12 (12 distinct" in nuggets.output  # 2 zero-shot + 6 x 2 anchors - 2 self
+    length = cli("run", str(data), "-m", "length", "-o", str(out), "--dry-run", "-q")
+    assert length.exit_code == 0 and "no model requests" in length.output
+    assert not (out / "scores.parquet").exists()
