@@ -36,7 +36,11 @@ def demos(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plan(pool: Pool, config: MiwvConfig) -> list[LogprobRequest]:
-    demo, _ = demos(pool)
+    return _requests(pool, demos(pool)[0])
+
+
+def _requests(pool: Pool, demo: np.ndarray) -> list[LogprobRequest]:
+    """L(y|x) of every sample, then L(y | its demo, x)."""
     samples = pool.samples
     with_demo = [conditioned(s, samples[demo[i]].turns) for i, s in enumerate(samples)]
     return [conditioned(s) for s in samples] + with_demo
@@ -47,7 +51,7 @@ def score(pool: Pool, engine: Engine, config: MiwvConfig) -> Scores:
         raise ValueError("MIWV needs at least 2 samples: each one's demo is another sample")
     n = len(pool)
     demo, similarity = demos(pool)
-    answers = engine.loglikelihood(plan(pool, config), desc="MIWV: with and without the demo")
+    answers = engine.loglikelihood(_requests(pool, demo), desc="MIWV: with and without the demo")
     alone = np.array([a.loss for a in answers[:n]])
     with_demo = np.array([a.loss for a in answers[n:]])
     return Scores(
