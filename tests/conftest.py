@@ -34,7 +34,16 @@ def demo_rows() -> list[dict]:
     return json.loads(DEMO_DATA.read_text(encoding="utf-8"))
 
 
-def write_json(path: Path, rows: list[dict]) -> Path:
+def cli(*args: str):
+    """Run the iclselect command in-process; the result has exit_code and output."""
+    from typer.testing import CliRunner
+
+    from iclselect.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def write_json(path: Path, rows: list[dict] | dict) -> Path:
     path.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 

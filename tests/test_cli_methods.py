@@ -6,10 +6,8 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_json
-from typer.testing import CliRunner
+from conftest import cli, write_json
 
-from iclselect.cli import app
 from iclselect.methods.registry import METHODS
 
 # Settings that keep each method to a few requests on six rows; everything else is default.
@@ -17,10 +15,6 @@ CHEAP = {
     "wici": ["-s", "n_probes=2", "-s", "n_neighbours=3"],
     "nuggets": ["-s", "anchors=2"],
 }
-
-
-def cli(*args: str):
-    return CliRunner().invoke(app, list(args))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +60,7 @@ def test_default_budget_is_the_method_papers_headline(tmp_path, six):
     result = cli("run", str(data), "-m", "miwv", "-o", str(out), "--store", str(store), "-q")
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["config"]["budget"]["fraction"] == 0.01  # MIWV's top 1%
+    assert manifest["config"]["fraction"] == 0.01  # MIWV's top 1%
     assert manifest["kept"] == 1  # at least one row, whatever the fraction
 
 
@@ -84,7 +78,7 @@ def test_compare_shares_one_store_and_writes_the_table(tmp_path, six):
     assert "Spearman rank correlation" in table and "Overlap of kept subsets" in table
     assert table in result.output
     budgets = {
-        json.loads((out / name / "manifest.json").read_text())["config"]["budget"]["count"]
+        json.loads((out / name / "manifest.json").read_text())["config"]["count"]
         for name in ("ifd", "miwv", "perplexity", "length")
     }
     assert budgets == {3}  # every method at the same budget

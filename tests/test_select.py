@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from iclselect.select import Budget, select
+from iclselect.selectors import Budget, select
 
 
 def test_budget_needs_exactly_one_limit():

@@ -12,7 +12,7 @@ Every option has a --help entry; method defaults follow each method's paper.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -56,6 +56,26 @@ Data = Annotated[
         show_default=False,
     ),
 ]
+OptionalData = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Dataset file or directory (Hugging Face save_to_disk, Parquet/Arrow shards, or a "
+        "LLaMA-Factory dataset_info.json with --dataset). Format is detected from the extension "
+        "and the keys of the rows. May come from --config instead.",
+        show_default=False,
+    ),
+]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML (or JSON) file of settings, keys named as these options (max_batch_tokens: "
+        "4096; options: {n_probes: 3} for --set). Options given here override it. A run's "
+        "manifest.json works too: `--config OUT/manifest.json` repeats that run.",
+        show_default=False,
+    ),
+]
 Out = Annotated[
     Path | None,
     typer.Option(
@@ -81,6 +101,17 @@ Fields = Annotated[
     str | None,
     typer.Option(
         help="Map our field names to your columns, e.g. instruction=question,output=answer.",
+        rich_help_panel=_INPUT,
+    ),
+]
+DatasetEntry = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        help="Entry of a LLaMA-Factory dataset_info.json given as DATA (the file or its "
+        "directory): its file, formatting, columns and tags are read from the entry, and the "
+        "output gets a dataset_info.json entry '<name>_<method>' for the subset.",
+        show_default=False,
         rich_help_panel=_INPUT,
     ),
 ]
@@ -173,12 +204,21 @@ Store = Annotated[
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+AddScores = Annotated[
+    bool,
+    typer.Option(
+        help="Also write subset_scored/: the kept rows with their score columns "
+        "(iclselect_score, iclselect_rank, ...) as a Hugging Face dataset (load_from_disk).",
+    ),
+]
 
 
 @app.command()
 def run(
-    data: Data,
+    ctx: typer.Context,
+    data: OptionalData = None,
     out: Out = None,
+    config: ConfigFile = None,
     method: Annotated[
         str,
         typer.Option(
@@ -191,6 +231,7 @@ def run(
     set_: Settings = None,
     format: Format = "auto",
     fields: Fields = None,
+    dataset: DatasetEntry = None,
     skip_invalid: SkipInvalid = False,
     model: Model = "smollm2-135m-instruct",
     template: TemplateName = "chat",
@@ -204,6 +245,7 @@ def run(
     max_batch_tokens: MaxBatchTokens = 8192,
     max_length: MaxLength = 2048,
     store: Store = None,
+    add_scores: AddScores = False,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -220,15 +262,16 @@ def run(
     scores.parquet (one row per input row: score, its components, selected, rank, reason) and
     manifest.json (counts, reasons, every parameter, model and package versions, timings).
     """
+    from iclselect.api import run as run_pipeline
     from iclselect.pipeline import dry_run as estimate
-    from iclselect.pipeline import run as run_pipeline
 
     def go() -> None:
-        config = _config(locals_, method)
-        if dry_run:
-            typer.echo(estimate(config))
+        settings = _settings(ctx, locals_)
+        run_config = _config(settings)
+        if settings.get("dry_run"):
+            typer.echo(estimate(run_config))
             return
-        typer.echo(_summary(run_pipeline(config)))
+        typer.echo(_summary(run_pipeline(run_config)))
 
     locals_ = dict(locals())
     _guarded(go)
@@ -236,6 +279,7 @@ def run(
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     data: Data,
     methods: Annotated[
         str,
@@ -248,6 +292,7 @@ def compare(
     set_: Settings = None,
     format: Format = "auto",
     fields: Fields = None,
+    dataset: DatasetEntry = None,
     skip_invalid: SkipInvalid = False,
     model: Model = "smollm2-135m-instruct",
     template: TemplateName = "chat",
@@ -272,11 +317,48 @@ def compare(
     from iclselect.compare import compare as run_compare
 
     def go() -> None:
-        config = _config(locals_, "compare")
+        config = _config({**_settings(ctx, locals_), "method": "compare"})
         result = run_compare(config, [name.strip() for name in methods.split(",") if name.strip()])
         typer.echo(result.table + "\n" + "\n".join(f"wrote {path}" for path in result.files))
 
     locals_ = dict(locals())
+    _guarded(go)
+
+
+@app.command()
+def inspect(
+    data: Data,
+    methods: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated methods to estimate, or 'all'.", rich_help_panel=_METHOD
+        ),
+    ] = "all",
+    format: Format = "auto",
+    fields: Fields = None,
+    dataset: DatasetEntry = None,
+    model: Model = "smollm2-135m-instruct",
+    template: TemplateName = "chat",
+    embedder: EmbedderName = "all-minilm-l6-v2",
+    dtype: Dtype = "auto",
+    device: Device = "auto",
+    max_batch_tokens: MaxBatchTokens = 8192,
+    max_length: MaxLength = 2048,
+    quiet: Quiet = False,
+) -> None:
+    """Describe DATA before scoring it: format, rows, invalid rows, exact duplicates, token
+    lengths under the model's template, and each method's estimated requests, tokens, FLOPs
+    and time on this machine (from the engine's dry run; a few real requests are timed)."""
+    from iclselect.inspection import inspect_data
+    from iclselect.methods.registry import METHODS
+
+    def go() -> None:
+        names = list(METHODS) if methods == "all" else [m.strip() for m in methods.split(",")]
+        values = {**locals_, "set_": None, "skip_invalid": True, "method": names[0]}
+        config = _config({**values, "fields": _parse_fields(fields)})
+        typer.echo(inspect_data(config, [n for n in names if n]).render())
+
+    locals_ = {k: v for k, v in locals().items() if k != "methods"}
     _guarded(go)
 
 
@@ -304,32 +386,46 @@ def list_methods(
     _guarded(go)
 
 
-def _config(values: dict, method: str) -> RunConfig:
+def _settings(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """The command's options as RunConfig keys, over the --config file's: an option given on
+    the command line wins, a default gives way to the file; --set adds to the file's options."""
+    from iclselect.config import load_config
+
+    values = {k: v for k, v in values.items() if k not in ("ctx", "config")}
+    values["options"] = _parse_settings(values.pop("set_"))
+    values["fields"] = _parse_fields(values["fields"])
+    path = ctx.params.get("config")
+    if path is None:
+        return values
+    given = {
+        "options" if name == "set_" else name
+        for name in ctx.params
+        # By name: typer vendors its own click, whose ParameterSource is not click's.
+        if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+    }
+    settings = dict(values)
+    for key, value in load_config(path).items():
+        if key == "options":
+            settings["options"] = {**value, **values["options"]}
+        elif key not in given:
+            settings[key] = value
+    return settings
+
+
+def _config(settings: dict[str, Any]) -> RunConfig:
+    from iclselect.config import KEYS
     from iclselect.pipeline import RunConfig
 
-    data: Path = values["data"]
-    return RunConfig(
-        data=str(data),
-        out=str(values["out"] or Path("runs") / data.name.split(".")[0]),
-        method=method,
-        options=_parse_settings(values["set_"]),
-        format=values["format"],
-        fields=_parse_fields(values["fields"]),
-        skip_invalid=values["skip_invalid"],
-        model=values["model"],
-        template=values["template"],
-        dtype=values["dtype"],
-        device=values["device"],
-        embedder=values["embedder"],
-        fraction=values["fraction"],
-        count=values["count"],
-        threshold=values["threshold"],
-        tau=values["tau"],
-        max_batch_tokens=values["max_batch_tokens"],
-        max_length=values["max_length"],
-        store=str(values["store"]) if values["store"] else None,
-        quiet=values["quiet"],
+    if settings.get("data") is None:
+        raise ValueError("give DATA, or a --config file with a 'data' key")
+    values = {key: settings[key] for key in KEYS if key in settings}
+    values["data"] = str(settings["data"])
+    values["out"] = str(
+        settings.get("out") or Path("runs") / Path(values["data"]).name.split(".")[0]
     )
+    if settings.get("store") is not None:
+        values["store"] = str(settings["store"])
+    return RunConfig(**values)
 
 
 def _guarded(action: Callable[[], None]) -> None:

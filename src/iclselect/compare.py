@@ -13,7 +13,7 @@ import numpy as np
 
 from iclselect.io import replace_file
 from iclselect.methods.registry import get
-from iclselect.pipeline import RunConfig, RunResult, _logger, prepare, score_and_write
+from iclselect.pipeline import RunConfig, RunResult, _logger, choose, prepare, score, write
 
 
 @dataclass
@@ -38,10 +38,10 @@ def compare(config: RunConfig, names: list[str]) -> Comparison:
     log = _logger(config.quiet)
     prepared = prepare(config, methods, log)
     out = Path(config.out)
-    results = [
-        score_and_write(prepared, m, c, config, budget, out / m.name, log)
-        for m, c in zip(methods, configs, strict=True)
-    ]
+    results = []
+    for method, method_config in zip(methods, configs, strict=True):
+        scored = score(prepared, method, method_config, config, log)
+        results.append(write(scored, choose(scored, budget), out / method.name, log))
     spearman, overlap = agreement(results)
     table = markdown(results, spearman, overlap)
     files = [out / "compare.md", out / "compare.csv"]

@@ -12,9 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iclselect.io import Dataset, replace_file
-from iclselect.methods import Scores
-from iclselect.select import Selection
+from iclselect.io import Dataset, replace_dir, replace_file
+from iclselect.methods import MethodScores
+from iclselect.selectors import Selection
 
 _PACKAGES = (
     "iclselect", "torch", "transformers", "sentence-transformers", "faiss-cpu", "numpy",
@@ -22,14 +22,19 @@ _PACKAGES = (
 )  # fmt: skip
 
 
-def scores_table(dataset: Dataset, scores: Scores, selection: Selection) -> pa.Table:
-    """One row per INPUT row, invalid rows included, so nothing drops out unseen."""
+def scores_table(
+    dataset: Dataset, scores: MethodScores, selection: Selection | None = None
+) -> pa.Table:
+    """One row per INPUT row, invalid rows included, so nothing drops out unseen. Without a
+    selection (scores not yet selected from) there are no selected/rank columns, and `reason`
+    is set only where a row was not scored."""
     by_row = {sample.row: i for i, sample in enumerate(dataset.samples)}
     invalid = {bad.row: bad for bad in dataset.invalid}
     first_of: dict[str, int] = {}
-    columns: dict[str, list[Any]] = {
-        name: [] for name in ("row", "id", "score", "selected", "rank", "reason", "duplicate_of")
-    }
+    names = ["row", "id", "score", "selected", "rank", "reason", "duplicate_of"]
+    if selection is None:
+        names = [name for name in names if name not in ("selected", "rank")]
+    columns: dict[str, list[Any]] = {name: [] for name in names}
     columns.update({name: [] for name in scores.components})
     for row in range(dataset.n_rows):
         i = by_row.get(row)
@@ -44,16 +49,39 @@ def scores_table(dataset: Dataset, scores: Scores, selection: Selection) -> pa.T
             values = {
                 "id": sample.id,
                 "score": None if score != score else score,
-                "selected": selection.reason[i] == "selected",
-                "rank": selection.rank[i],
-                "reason": selection.reason[i],
                 "duplicate_of": first if first != row else None,
                 **{name: column[i] for name, column in scores.components.items()},
             }
+            if selection is None:
+                values["reason"] = scores.excluded.get(i)
+            else:
+                values["selected"] = selection.reason[i] == "selected"
+                values["rank"] = selection.rank[i]
+                values["reason"] = selection.reason[i]
         values["row"] = row
         for name, column in columns.items():
             column.append(values.get(name))
     return pa.table(columns)
+
+
+def with_scores(dataset: Dataset, table: pa.Table, rows: list[int]) -> pa.Table:
+    """The input's own columns for `rows`, followed by their score columns, each prefixed
+    `iclselect_` so they cannot clash with the input's."""
+    data = dataset.table(rows)
+    picked = table.take(pa.array(rows, type=pa.int64()))
+    for name in picked.column_names:
+        if name != "row":
+            data = data.append_column(f"iclselect_{name}", picked.column(name))
+    return data
+
+
+def write_scored_subset(target: Path, dataset: Dataset, table: pa.Table, rows: list[int]) -> Path:
+    """The kept rows with their scores, as a datasets dataset (save_to_disk) at `target`."""
+    import datasets
+
+    scored = datasets.Dataset(with_scores(dataset, table, rows))
+    replace_dir(target, lambda temp: scored.save_to_disk(str(temp)))
+    return target
 
 
 def write_scores(path: Path, table: pa.Table) -> None:
@@ -63,11 +91,11 @@ def write_scores(path: Path, table: pa.Table) -> None:
 def manifest(
     dataset: Dataset,
     table: pa.Table,
-    scores: Scores,
+    scores: MethodScores,
     config: dict[str, Any],
-    model_id: str,
-    template: str,
-    subset_path: Path,
+    model_id: str | None,
+    template: str | None,
+    files: list[Path],
     timings: dict[str, float],
     engine_stats: dict[str, int],
 ) -> dict[str, Any]:
@@ -96,7 +124,7 @@ def manifest(
         "model": model_id,
         "template": template,
         "config": config,
-        "outputs": {"subset": subset_path.name, "scores": "scores.parquet"},
+        "outputs": [path.name for path in files] + ["manifest.json"],
         "versions": {name: _version(name) for name in _PACKAGES},
         "engine": engine_stats,
         "seconds": {name: round(value, 2) for name, value in timings.items()},

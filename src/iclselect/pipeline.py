@@ -1,7 +1,8 @@
 """The whole job, top to bottom: read, embed, score, select, write.
 
-read_dataset -> Embedder.encode -> method (plans requests; Engine answers) -> select
--> write_subset + scores.parquet + manifest.json
+prepare (read_input, Embedder.encode, load the model) -> score (the method plans requests, the
+Engine answers) -> choose (budget, near-duplicate rule) -> write (subset, scores.parquet,
+manifest.json). The CLI and the Python API (iclselect.api) are both thin layers over these.
 
 `compare` runs several methods through the same steps on one prepared pool, one model and one
 result store, so a request two methods share is computed once.
@@ -12,26 +13,34 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from iclselect.embed import DEFAULT_EMBEDDER, Embedder
-from iclselect.io import Dataset, InputError, read_dataset, write_subset
-from iclselect.lm import DEFAULT_MODEL, Engine, Template, load_model
-from iclselect.methods import Pool, Scores
+from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
+from iclselect.lm import DEFAULT_MODEL, Engine, LogprobRequest, Template, load_model
+from iclselect.methods import MethodScores, Pool
 from iclselect.methods.registry import Method, get
-from iclselect.outputs import manifest, scores_table, write_manifest, write_scores
-from iclselect.select import Budget, Selection, select
+from iclselect.outputs import (
+    manifest,
+    scores_table,
+    write_manifest,
+    write_scored_subset,
+    write_scores,
+)
+from iclselect.selectors import Budget, Selection, select
 
 DEFAULT_FRACTION = 0.1  # compare's equal budget for every method, unless one is given
 
 
 @dataclass
 class RunConfig:
-    data: str
+    """Every setting of a run; the CLI's options and a --config file's keys are these fields."""
+
+    data: Any  # a path; through the Python API also rows in memory (see io.read_input)
     out: str
     method: str = "wici"
     # Method options by name ("n_probes") or, to address one method in a compare, by
@@ -39,6 +48,7 @@ class RunConfig:
     options: dict[str, Any] = field(default_factory=dict)
     format: str = "auto"
     fields: dict[str, str] | None = None
+    dataset: str | None = None  # entry of a LLaMA-Factory dataset_info.json given as data
     skip_invalid: bool = False
     model: str = DEFAULT_MODEL
     template: str = "chat"
@@ -54,6 +64,7 @@ class RunConfig:
     max_batch_tokens: int = 8192
     max_length: int = 2048
     store: str | None = None  # result store; None = <out>/store.sqlite
+    add_scores: bool = False  # also write the subset as a datasets dataset with score columns
     quiet: bool = False
 
     def budget(self, method: Method | None = None) -> Budget:
@@ -82,6 +93,36 @@ class RunConfig:
 
 
 @dataclass
+class Prepared:
+    dataset: Dataset
+    pool: Pool
+    engine: Engine | None
+    timings: dict[str, float]
+
+
+@dataclass
+class Scored:
+    """One method's scores on a prepared pool, and what produced them."""
+
+    config: RunConfig
+    method: Method
+    dataset: Dataset
+    pool: Pool
+    scores: MethodScores
+    model_id: str | None
+    template: str | None  # template fingerprint
+    engine_stats: dict[str, int]  # requests asked, answered from the store, computed; tokens
+    timings: dict[str, float]
+
+
+@dataclass
+class Choice:
+    selection: Selection
+    budget: Budget
+    tau: float | None
+
+
+@dataclass
 class RunResult:
     method: str
     out: Path
@@ -95,32 +136,18 @@ class RunResult:
     kept_response_chars: float  # mean response length of the kept rows
     seconds: float
     engine: dict[str, int]  # requests asked, answered from the store, computed; tokens run
-    scores_data: Scores
+    scores_data: MethodScores
     selection: Selection
-
-
-@dataclass
-class Prepared:
-    dataset: Dataset
-    pool: Pool
-    engine: Engine | None
-    timings: dict[str, float]
-
-
-def run(config: RunConfig) -> RunResult:
-    method = get(config.method)
-    method_config = method.configure(config.options_for(method.name))
-    budget = config.budget(method)
-    log = _logger(config.quiet)
-    prepared = prepare(config, [method], log)
-    return score_and_write(prepared, method, method_config, config, budget, Path(config.out), log)
+    files: list[Path]  # every file written
 
 
 def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]) -> Prepared:
     """Read, embed and load the model once, for every method in `methods`."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    dataset = read_dataset(config.data, config.format, config.fields, config.skip_invalid)
+    dataset = read_input(
+        config.data, config.format, config.fields, config.skip_invalid, config.dataset
+    )
     samples = dataset.samples
     if len(samples) < 2:
         raise InputError(str(dataset.path), f"{len(samples)} valid rows: selection needs 2 or more")
@@ -159,22 +186,18 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
     return Prepared(dataset, pool, engine, timings)
 
 
-def score_and_write(
+def score(
     prepared: Prepared,
     method: Method,
     method_config: Any,
     config: RunConfig,
-    budget: Budget,
-    out: Path,
     log: Callable[[str], None],
-) -> RunResult:
-    """Score with one method, select, and write subset, scores.parquet and manifest.json."""
-    dataset, pool, engine = prepared.dataset, prepared.pool, prepared.engine
-    samples = pool.samples
+) -> Scored:
+    engine = prepared.engine
     timings = dict(prepared.timings)
     before = dict(engine.stats) if engine else {}
     started = time.perf_counter()
-    scores = method.score(pool, engine, method_config)
+    scores = method.score(prepared.pool, engine, method_config)
     timings["score"] = time.perf_counter() - started
     stats: dict[str, int] = {}
     if engine:
@@ -185,22 +208,58 @@ def score_and_write(
             f"store, {stats['computed']} computed ({stats['tokens']} tokens)"
             + (f"; {stats['corrupt']} corrupt store entries recomputed" if stats["corrupt"] else "")
         )
+    return Scored(
+        config, method, prepared.dataset, prepared.pool, scores,
+        engine.model_id if engine else None, engine.template.fingerprint if engine else None,
+        stats, timings,
+    )  # fmt: skip
 
-    started = time.perf_counter()
-    tau = config.tau_for(method)
+
+def choose(scored: Scored, budget: Budget, tau: float | None = None) -> Choice:
+    """Select under `budget`; tau None = the run's --tau, else the method's own."""
+    tau = tau if tau is not None else scored.config.tau_for(scored.method)
+    scores, pool = scored.scores, scored.pool
     selection = select(scores.score, budget, scores.excluded, pool.full_vectors, tau, pool.rows)
-    subset = write_subset(dataset, [samples[i].row for i in selection.selected], out)
+    return Choice(selection, budget, tau)
+
+
+def effective_config(scored: Scored, choice: Choice, out: Path) -> dict[str, Any]:
+    """The config that repeats this run: `iclselect run --config manifest.json`."""
+    dataset, config = scored.dataset, scored.config
+    data = config.data if isinstance(config.data, str) else str(dataset.path)
+    return {
+        **asdict(replace(config, data=data)),
+        "out": str(out),
+        "method": scored.method.name,
+        "tau": choice.tau,
+        **asdict(choice.budget),
+    }
+
+
+def write(scored: Scored, choice: Choice, out: Path, log: Callable[[str], None]) -> RunResult:
+    """Write subset, scores.parquet and manifest.json (and what --add-scores and a
+    LLaMA-Factory input ask for) to `out`."""
+    dataset, samples, scores = scored.dataset, scored.pool.samples, scored.scores
+    selection, method = choice.selection, scored.method
+    timings = dict(scored.timings)
+    started = time.perf_counter()
+    kept_rows = [samples[i].row for i in selection.selected]
+    subset = write_subset(dataset, kept_rows, out)
     table = scores_table(dataset, scores, selection)
     write_scores(out / "scores.parquet", table)
+    files = [subset, out / "scores.parquet"]
+    if scored.config.add_scores:
+        files.append(write_scored_subset(out / "subset_scored", dataset, table, sorted(kept_rows)))
+    if dataset.entry is not None:
+        files.append(write_entry(out, dataset.entry, subset, method.name))
     timings["select_and_write"] = time.perf_counter() - started
     timings["total"] = sum(timings.values())
-    effective = {**asdict(config), "method": method.name, "tau": tau, "budget": asdict(budget)}
     content = manifest(
-        dataset, table, scores, effective,
-        engine.model_id if engine else None, engine.template.fingerprint if engine else None,
-        subset, timings, stats,
+        dataset, table, scores, effective_config(scored, choice, out),
+        scored.model_id, scored.template, files, timings, scored.engine_stats,
     )  # fmt: skip
     write_manifest(out / "manifest.json", content)
+    files.append(out / "manifest.json")
     log(f"{method.name}: kept {content['kept']} of {dataset.n_rows} rows")
     best = [
         (selection.rank[i], samples[i].row, float(scores.score[i]), samples[i].instruction_text)
@@ -210,8 +269,7 @@ def score_and_write(
         method.name, out, subset, out / "scores.parquet", out / "manifest.json", dataset.n_rows,
         content["kept"], content["dropped_by_reason"], best,
         float(np.mean([len(samples[i].response) for i in selection.selected] or [0])),
-        timings["score"], stats, scores,
-        selection,
+        timings["score"], scored.engine_stats, scores, selection, files,
     )  # fmt: skip
 
 
@@ -228,17 +286,7 @@ def dry_run(config: RunConfig) -> str:
         return f"{head}: no model requests; it runs in seconds"
     requests = method.planner(pool, method_config)  # type: ignore[misc]
     cost = engine.cost(requests)
-    calibration = requests[: min(len(pool), 16)]
-    flops_before, started = engine.flops, time.perf_counter()
-    engine.loglikelihood(calibration, desc="calibrating")
-    seconds = time.perf_counter() - started
-    rate = (engine.flops - flops_before) / seconds if engine.flops > flops_before else None
-    estimate = (
-        f"~{cost.flops / rate / 60:.1f} min"
-        if rate
-        else "unknown (all calibration requests were stored)"
-    )
-    speed = f" at {rate / 1e9:.0f} GFLOP/s measured here" if rate else ""
+    rate = calibrate(engine, requests[: min(len(pool), 16)])
     note = f"; {method.estimate_note}" if method.estimate_note else ""
     return (
         f"{head} ({method.cost} requests per sample), model {engine.model_id} on "
@@ -247,7 +295,27 @@ def dry_run(config: RunConfig) -> str:
         f"{cost.stored} already in the store)\n"
         f"  tokens to run: ~{cost.tokens:,} (shared demo prefixes counted once{note})\n"
         f"  model FLOPs: ~{cost.flops / 1e12:.2f} TFLOP\n"
-        f"  estimated scoring time: {estimate}{speed}"
+        f"  estimated scoring time: {minutes(cost.flops, rate)}"
+        + (f" at {rate / 1e9:.0f} GFLOP/s measured here" if rate else "")
+    )
+
+
+def calibrate(engine: Engine, requests: list[LogprobRequest]) -> float | None:
+    """Model FLOP/s of this machine on a few real requests (their answers are stored); None
+    when the store already held them all."""
+    flops_before, started = engine.flops, time.perf_counter()
+    engine.loglikelihood(requests, desc="calibrating")
+    seconds = time.perf_counter() - started
+    return (engine.flops - flops_before) / seconds if engine.flops > flops_before else None
+
+
+def minutes(flops: float, rate: float | None) -> str:
+    if not flops:
+        return "none (all answers stored)"
+    return (
+        f"~{flops / rate / 60:.1f} min"
+        if rate
+        else "unknown (all calibration requests were stored)"
     )
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from iclselect.io.errors import InvalidRow
 from iclselect.io.layout import Layout
+from iclselect.io.llamafactory import LlamaFactoryEntry
+from iclselect.io.tables import hf_table
 from iclselect.records import Sample
 
 if TYPE_CHECKING:
@@ -22,6 +24,8 @@ class TextSource:
 
     layout: Layout
     suffix: str  # the input's extension(s), e.g. ".jsonl.gz"
+    # Each row as parsed (None where it did not parse), for writing rows as a table.
+    values: list[dict[str, Any] | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -55,3 +59,16 @@ class Dataset:
     invalid: list[InvalidRow]
     # How to write rows back; None for a Dataset built by hand, which cannot be written.
     _source: Source | None = field(default=None, repr=False, compare=False)
+    # The LLaMA-Factory dataset_info.json entry the data was read through, if any.
+    entry: LlamaFactoryEntry | None = None
+
+    def table(self, rows: list[int]) -> pa.Table:
+        """The given source rows (valid ones) as an Arrow table with the input's columns."""
+        source = self._source
+        if isinstance(source, TextSource):
+            return pa.Table.from_pylist([source.values[row] for row in rows])
+        if isinstance(source, ParquetSource):
+            return source.table.take(pa.array(rows, type=pa.int64()))
+        if isinstance(source, HFSource):
+            return hf_table(source.dataset.select(rows))
+        raise ValueError("this Dataset was not made by a reader and holds no rows")

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import json
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
 
 from iclselect.io.containers import Location, locate
 from iclselect.io.csv_text import parse_csv
 from iclselect.io.dataset import Dataset, HFSource, ParquetSource, Source, TextSource
 from iclselect.io.errors import InputError, InvalidRow, RowError
 from iclselect.io.json_text import is_array, parse_array, parse_lines, single_document
-from iclselect.io.layout import ParsedRow
+from iclselect.io.layout import Layout, ParsedRow
 from iclselect.io.schemas import (
     FORMATS,
     SCHEMAS,
+    as_row,
     detect,
     field_names,
     mismatch_message,
     to_turns,
 )
-from iclselect.io.tables import hf_table, read_hf, read_parquet
+from iclselect.io.tables import hf_table, read_arrow, read_hf, read_parquet
 from iclselect.records import Sample
 
 
@@ -52,6 +57,71 @@ def read_dataset(
     container, columns, rows, source = _parse(path, where)
     allowed = ("alpaca",) if container == "csv" else SCHEMAS
     schema = _schema(format, columns, rows, names, allowed, shown)
+    samples, invalid = _samples(rows, schema, names, skip_invalid, shown)
+    return Dataset(path, schema, container, where.compression, len(rows), samples, invalid, source)
+
+
+def read_records(
+    data: Any,
+    format: str = "auto",
+    fields: dict[str, str] | None = None,
+    skip_invalid: bool = False,
+) -> Dataset:
+    """Read rows held in memory: a list of dicts, a pandas DataFrame or a datasets.Dataset,
+    with the same schemas, options and errors as read_dataset. Errors name the object
+    ("<pandas.DataFrame>: row 3: field 'output': missing"). A list is written back as
+    subset.jsonl, a DataFrame as subset.parquet, a datasets.Dataset as a save_to_disk directory.
+    """
+    kind, columns, values, source = _in_memory(data)
+    shown = f"<{kind}>"
+    if format not in FORMATS:
+        raise InputError(shown, f"unknown format {format!r}; expected one of {list(FORMATS)}")
+    try:
+        names = field_names(fields)
+    except ValueError as error:
+        raise InputError(shown, str(error)) from None
+    if not values:
+        raise InputError(shown, "no rows")
+    rows = [_memory_row(value) for value in values]
+    schema = _schema(format, columns, rows, names, SCHEMAS, shown)
+    samples, invalid = _samples(rows, schema, names, skip_invalid, shown)
+    container = {"list": "jsonl", "pandas.DataFrame": "parquet"}.get(kind, "hf")
+    return Dataset(Path(shown), schema, container, None, len(rows), samples, invalid, source)
+
+
+def _in_memory(data: Any) -> tuple[str, list[str] | None, list[Any], Source]:
+    """(name of the kind, column names if it has them, the rows, how to write rows back)."""
+    if isinstance(data, (list, tuple)):
+        raws = [json.dumps(value, ensure_ascii=False, default=str).encode() for value in data]
+        layout = Layout(b"", [b""] + [b"\n"] * (len(raws) - 1), raws, b"\n" if raws else b"")
+        return "list", None, list(data), TextSource(layout, ".jsonl", list(data))
+    module = type(data).__module__.split(".")[0]
+    if module == "pandas" and type(data).__name__ == "DataFrame":
+        table = pa.Table.from_pandas(data, preserve_index=False)
+        return "pandas.DataFrame", table.column_names, table.to_pylist(), ParquetSource(table)
+    if module == "datasets" and type(data).__name__ == "Dataset":
+        table = hf_table(data)
+        return "datasets.Dataset", table.column_names, table.to_pylist(), HFSource(data)
+    raise TypeError(
+        f"cannot read a {type(data).__name__}: give a path, a list of dicts, a pandas DataFrame "
+        "or a datasets.Dataset"
+    )
+
+
+def _memory_row(value: Any) -> ParsedRow:
+    try:
+        return ParsedRow(None, value=as_row(value))
+    except RowError as problem:
+        return ParsedRow(None, problem=problem)
+
+
+def _samples(
+    rows: list[ParsedRow],
+    schema: str,
+    names: Mapping[str, str],
+    skip_invalid: bool,
+    shown: str,
+) -> tuple[list[Sample], list[InvalidRow]]:
     samples: list[Sample] = []
     invalid: list[InvalidRow] = []
     for index, parsed in enumerate(rows):
@@ -64,7 +134,7 @@ def read_dataset(
             if not skip_invalid:
                 raise _row_error(shown, index, parsed.line, problem) from None
             invalid.append(InvalidRow(index, problem.field, problem.message, parsed.line))
-    return Dataset(path, schema, container, where.compression, len(rows), samples, invalid, source)
+    return samples, invalid
 
 
 def _parse(
@@ -72,12 +142,12 @@ def _parse(
 ) -> tuple[str, Sequence[str] | None, list[ParsedRow], Source]:
     """(container, column names if the container has them, parsed rows, source)."""
     shown = str(path)
-    if where.container in ("parquet", "hf"):
+    if where.container in ("parquet", "arrow", "hf"):
         if where.container == "parquet":
-            table = read_parquet(path)
+            table = read_parquet(where.files)
             source: Source = ParquetSource(table)
         else:
-            dataset = read_hf(path)
+            dataset = read_hf(path) if where.container == "hf" else read_arrow(where.files)
             table = hf_table(dataset)
             source = HFSource(dataset)
         if table.num_rows == 0:
@@ -87,16 +157,16 @@ def _parse(
     data = _load_bytes(path, where.compression)
     if where.container == "csv":
         columns, layout, rows = parse_csv(data, shown, where.compression)
-        return "csv", columns, rows, TextSource(layout, where.suffix)
+        return "csv", columns, rows, TextSource(layout, where.suffix, [r.value for r in rows])
     if is_array(data):
         layout, rows = parse_array(data, shown, where.compression)
-        return "json", None, rows, TextSource(layout, where.suffix)
+        return "json", None, rows, TextSource(layout, where.suffix, [r.value for r in rows])
     layout, rows = parse_lines(data, where.compression)
     if rows[0].problem is not None and len(layout.raws) > 1:
         whole = single_document(data)
         if whole:
             raise InputError(shown, whole)
-    return "jsonl", None, rows, TextSource(layout, where.suffix)
+    return "jsonl", None, rows, TextSource(layout, where.suffix, [r.value for r in rows])
 
 
 def _load_bytes(path: Path, compression: str | None) -> bytes:

@@ -43,6 +43,8 @@ FIELD_NAMES: tuple[str, ...] = (
     "conversations",
     "messages",
 )
+# The keys inside a turn; unless renamed, each conversation schema's own (from/value, role/content).
+TURN_FIELD_NAMES: tuple[str, ...] = ("role", "content")
 _REQUIRED: dict[str, tuple[str, ...]] = {  # in detection order
     "sharegpt": ("conversations",),
     "messages": ("messages",),
@@ -72,10 +74,13 @@ ROLES: dict[str, Role] = {
 def field_names(fields: Mapping[str, str] | None) -> dict[str, str]:
     """Our key name -> the user's key name; raises ValueError naming an unknown key."""
     fields = dict(fields or {})
-    unknown = sorted(set(fields) - set(FIELD_NAMES))
+    known = FIELD_NAMES + TURN_FIELD_NAMES
+    unknown = sorted(set(fields) - set(known))
     if unknown:
-        raise ValueError(f"unknown field name(s) {unknown} in fields; expected {list(FIELD_NAMES)}")
-    return {name: fields.get(name, name) for name in FIELD_NAMES}
+        raise ValueError(f"unknown field name(s) {unknown} in fields; expected {list(known)}")
+    names = {name: fields.get(name, name) for name in FIELD_NAMES}
+    names.update({name: fields[name] for name in TURN_FIELD_NAMES if name in fields})
+    return names
 
 
 def _fits(schema: str, keys: Iterable[str], names: Mapping[str, str]) -> bool:
@@ -105,8 +110,10 @@ def to_turns(schema: str, row: Mapping[str, Any], names: Mapping[str, str]) -> t
     if schema == "alpaca":
         return _alpaca(row, names)
     if schema == "sharegpt":
-        return _conversation(row, names["conversations"], "from", "value", _system(row, names))
-    return _conversation(row, names["messages"], "role", "content", ())
+        role, content = names.get("role", "from"), names.get("content", "value")
+        return _conversation(row, names["conversations"], role, content, _system(row, names))
+    role, content = names.get("role", "role"), names.get("content", "content")
+    return _conversation(row, names["messages"], role, content, ())
 
 
 def as_row(value: object) -> dict[str, Any]:

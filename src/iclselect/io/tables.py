@@ -20,11 +20,31 @@ if TYPE_CHECKING:
     import datasets
 
 
-def read_parquet(path: Path) -> pa.Table:
+def read_parquet(files: Sequence[Path]) -> pa.Table:
+    """One Parquet file, or the shards of one split concatenated in order."""
+    tables = []
+    for path in files:
+        try:
+            tables.append(pq.read_table(path))
+        except (pa.ArrowException, OSError) as error:
+            raise InputError(str(path), f"not a readable Parquet file: {error}") from None
     try:
-        return pq.read_table(path)
-    except (pa.ArrowException, OSError) as error:
-        raise InputError(str(path), f"not a readable Parquet file: {error}") from None
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    except pa.ArrowInvalid as error:
+        raise InputError(str(files[0].parent), f"shards have different schemas: {error}") from None
+
+
+def read_arrow(files: Sequence[Path]) -> datasets.Dataset:
+    """Arrow files as datasets writes them (its cache files and save_to_disk shards)."""
+    import datasets
+
+    parts = []
+    for path in files:
+        try:
+            parts.append(datasets.Dataset.from_file(str(path)))
+        except (OSError, ValueError, pa.ArrowException) as error:
+            raise InputError(str(path), f"not a readable Arrow file: {error}") from None
+    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
 def read_hf(path: Path) -> datasets.Dataset:

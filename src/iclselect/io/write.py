@@ -42,7 +42,7 @@ def write_subset(dataset: Dataset, rows: Sequence[int], out_dir: str | Path) -> 
     else:
         assert isinstance(source, HFSource)
         target = out / "subset"
-        _replace_dir(target, lambda temp: write_hf(source.dataset, chosen, temp))
+        replace_dir(target, lambda temp: write_hf(source.dataset, chosen, temp))
     return target
 
 
@@ -68,7 +68,7 @@ def replace_file(target: Path, write: Callable[[Path], object]) -> None:
         temp.unlink(missing_ok=True)
 
 
-def _replace_dir(target: Path, write: Callable[[Path], object]) -> None:
+def replace_dir(target: Path, write: Callable[[Path], object]) -> None:
     # os.replace cannot put a directory over a non-empty one, so an old subset is moved
     # aside first and removed only once the new one is in place.
     temp, old = _temp_name(target), _temp_name(target)

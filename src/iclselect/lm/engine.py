@@ -12,6 +12,7 @@ Every method's cost is here, so every speed trick lives here once:
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ class Engine:
         self.reuse_prefix = reuse_prefix
         self._base = self.model.base_model
         self._head = self.model.get_output_embeddings()
+        # transformers 5.2x renamed past_key_values to cache (the old name warns, then goes).
+        parameters = inspect.signature(self._base.forward).parameters
+        self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
         self.device = next(self.model.parameters()).device
         dtype = str(self.model.dtype).removeprefix("torch.")
         namespace = f"{self.model_id}|{template.fingerprint}|{dtype}|{max_length}"
@@ -252,7 +256,7 @@ class Engine:
     @torch.inference_mode()
     def _prefix_cache(self, prefix: tuple[int, ...]) -> DynamicCache:
         out = self._base(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
-        return out.past_key_values
+        return getattr(out, self._cache_arg)
 
     @torch.inference_mode()
     def _score(self, batch: list[_Job], prefix: DynamicCache | None) -> list[float]:
@@ -280,7 +284,7 @@ class Engine:
         if prefix is not None:
             positions = torch.arange(skip, skip + width, device=self.device)
             kwargs = {
-                "past_key_values": _expanded(prefix, len(batch), self.model.config),
+                self._cache_arg: _expanded(prefix, len(batch), self.model.config),
                 "position_ids": positions.expand(len(batch), -1),
             }
         hidden = self._base(

@@ -2,6 +2,6 @@
 answers to one score per sample; none calls the model itself. `registry.METHODS` lists them."""
 
 from iclselect.methods.pool import Pool
-from iclselect.methods.scores import Scores
+from iclselect.methods.scores import MethodScores
 
-__all__ = ["Pool", "Scores"]
+__all__ = ["MethodScores", "Pool"]

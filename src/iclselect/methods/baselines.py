@@ -16,7 +16,7 @@ from iclselect.lm import Engine, LogprobRequest
 from iclselect.methods.ifd import conditioned
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
-from iclselect.methods.scores import Scores
+from iclselect.methods.scores import MethodScores
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,11 @@ def perplexity_plan(pool: Pool, config: PerplexityConfig) -> list[LogprobRequest
     return [conditioned(s) for s in pool.samples]
 
 
-def perplexity(pool: Pool, engine: Engine, config: PerplexityConfig) -> Scores:
+def perplexity(pool: Pool, engine: Engine, config: PerplexityConfig) -> MethodScores:
     """PPL(y | x) of every sample's response."""
     answers = engine.loglikelihood(perplexity_plan(pool, config), desc="perplexity")
     ppl = np.array([a.perplexity for a in answers])
-    return Scores(
+    return MethodScores(
         method="perplexity",
         score=ppl if config.order == "high" else -ppl,
         components={"perplexity": ppl.tolist(), "loss": [a.loss for a in answers]},
@@ -47,10 +47,10 @@ class LengthConfig:
     order: Literal["long", "short"] = option("long", "long: longest responses first; short")
 
 
-def length(pool: Pool, config: LengthConfig) -> Scores:
+def length(pool: Pool, config: LengthConfig) -> MethodScores:
     """Response length in characters (no model: the cheapest strong baseline on Alpaca)."""
     chars = np.array([len(s.response) for s in pool.samples], dtype=np.float64)
-    return Scores(
+    return MethodScores(
         method="length",
         score=chars if config.order == "long" else -chars,
         components={"response_chars": chars.astype(int).tolist()},
@@ -63,11 +63,11 @@ class RandomConfig:
     seed: int = option(0, "seed; run several seeds to see the spread")
 
 
-def random(pool: Pool, config: RandomConfig) -> Scores:
+def random(pool: Pool, config: RandomConfig) -> MethodScores:
     """Uniform scores drawn per sample from (seed, content id): the same sample gets the same
     score whatever else is in the pool or in which order, so subsets are stable under reruns."""
     values = [_unit(f"{config.seed}:{s.id}") for s in pool.samples]
-    return Scores(method="random", score=np.array(values), params=asdict(config))
+    return MethodScores(method="random", score=np.array(values), params=asdict(config))
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class DiversityConfig:
     """k-center greedy has no settings; it starts from the sample nearest the centroid."""
 
 
-def diversity(pool: Pool, config: DiversityConfig) -> Scores:
+def diversity(pool: Pool, config: DiversityConfig) -> MethodScores:
     """k-center greedy on instruction+response embeddings: repeatedly take the sample farthest
     (cosine distance) from everything taken so far. The score is the pick order reversed
     (n for the first pick), so any top-k is exactly the greedy k-center set; `kcenter_distance`
@@ -96,7 +96,7 @@ def diversity(pool: Pool, config: DiversityConfig) -> Scores:
         pick = int(np.argmax(distance))
         gap = float(distance[pick])
     at_pick[first] = 2.0  # nothing taken yet: the largest possible cosine distance
-    return Scores(
+    return MethodScores(
         method="diversity",
         score=(n - order).astype(np.float64),
         components={"kcenter_order": (order + 1).tolist(), "kcenter_distance": at_pick.tolist()},

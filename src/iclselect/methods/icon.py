@@ -38,7 +38,7 @@ from iclselect.methods.assessment import load_assessment
 from iclselect.methods.ifd import conditioned
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
-from iclselect.methods.scores import Scores
+from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample, Turn
 
 _PRINTABLE = string.ascii_letters + string.digits + string.punctuation + " "
@@ -135,7 +135,7 @@ def aggregates(influence: np.ndarray, significance: str = "mean") -> dict[str, f
     }
 
 
-def score(pool: Pool, engine: Engine, config: IconConfig) -> Scores:
+def score(pool: Pool, engine: Engine, config: IconConfig) -> MethodScores:
     n = len(pool)
     setup = _setup(pool, config)
     m = len(setup.assessment)
@@ -184,7 +184,7 @@ def score(pool: Pool, engine: Engine, config: IconConfig) -> Scores:
         columns["selector_probability"] = score_values.tolist()
         params["selector_report"] = report
     columns["exact"] = [not math.isnan(v) for v in exact_significance]
-    return Scores("icon", score_values, columns, excluded, params)
+    return MethodScores("icon", score_values, columns, excluded, params)
 
 
 def overlap(pool: list[Sample], assessment: list[Sample]) -> list[int]:

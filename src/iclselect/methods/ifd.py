@@ -21,7 +21,7 @@ from iclselect.lm import Engine
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
-from iclselect.methods.scores import Scores
+from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample, Turn
 
 IfdForm = Literal["loss", "ppl"]
@@ -77,7 +77,7 @@ def plan(pool: Pool, config: IfdConfig) -> list[LogprobRequest]:
     return pair_requests(pool.samples)
 
 
-def score(pool: Pool, engine: Engine, config: IfdConfig) -> Scores:
+def score(pool: Pool, engine: Engine, config: IfdConfig) -> MethodScores:
     values, cond, uncond = own_ifd(pool.samples, engine, config.form, "IFD")
     excluded: dict[int, str] = {}
     for i, value in enumerate(values):
@@ -86,7 +86,7 @@ def score(pool: Pool, engine: Engine, config: IfdConfig) -> Scores:
         elif config.drop_above_one and value > 1:
             excluded[i] = "IFD > 1: the instruction does not help"
     score = np.where([i in excluded for i in range(len(values))], math.nan, values)
-    return Scores(
+    return MethodScores(
         method="ifd",
         score=score,
         components={"ifd": values.tolist(), "loss": cond.tolist(), "loss_alone": uncond.tolist()},

@@ -21,7 +21,7 @@ from iclselect.embed import nearest_neighbours
 from iclselect.lm import Engine, LogprobRequest
 from iclselect.methods.ifd import conditioned
 from iclselect.methods.pool import Pool
-from iclselect.methods.scores import Scores
+from iclselect.methods.scores import MethodScores
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def _requests(pool: Pool, demo: np.ndarray) -> list[LogprobRequest]:
     return [conditioned(s) for s in samples] + with_demo
 
 
-def score(pool: Pool, engine: Engine, config: MiwvConfig) -> Scores:
+def score(pool: Pool, engine: Engine, config: MiwvConfig) -> MethodScores:
     if len(pool) < 2:
         raise ValueError("MIWV needs at least 2 samples: each one's demo is another sample")
     n = len(pool)
@@ -54,7 +54,7 @@ def score(pool: Pool, engine: Engine, config: MiwvConfig) -> Scores:
     answers = engine.loglikelihood(_requests(pool, demo), desc="MIWV: with and without the demo")
     alone = np.array([a.loss for a in answers[:n]])
     with_demo = np.array([a.loss for a in answers[n:]])
-    return Scores(
+    return MethodScores(
         method="miwv",
         score=with_demo - alone,
         components={

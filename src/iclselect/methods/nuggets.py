@@ -7,7 +7,7 @@ sample nearest each centre. For candidate c and anchor a:
     s_c(a) = log p(y_a | c, x_a)         c as a one-shot demo
     GS(c)  = share of anchors a (a != c) with s_c(a) > s_0(a)
 
-Scores are summed log-probs, as in the reference code (both sides score the same tokens).
+MethodScores are summed log-probs, as in the reference code (both sides score the same tokens).
 m requests per candidate, all sharing the candidate as prefix, so the engine computes each demo
 once.
 """
@@ -22,7 +22,7 @@ from iclselect.lm import Engine, LogprobRequest
 from iclselect.methods.ifd import conditioned
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
-from iclselect.methods.scores import Scores
+from iclselect.methods.scores import MethodScores
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def _requests(pool: Pool, anchors: list[int]) -> list[LogprobRequest]:
     ]
 
 
-def score(pool: Pool, engine: Engine, config: NuggetsConfig) -> Scores:
+def score(pool: Pool, engine: Engine, config: NuggetsConfig) -> MethodScores:
     if len(pool) < 2:
         raise ValueError("Nuggets needs at least 2 samples: a candidate and an anchor")
     n = len(pool)
@@ -85,7 +85,7 @@ def score(pool: Pool, engine: Engine, config: NuggetsConfig) -> Scores:
         counted[c] += 1
     anchor_rows = [pool.samples[a].row for a in anchors]
     excluded = {int(c): "no anchor other than itself" for c in np.flatnonzero(counted == 0)}
-    return Scores(
+    return MethodScores(
         method="nuggets",
         score=np.divide(wins, counted, out=np.full(n, np.nan), where=counted > 0),
         components={

@@ -2,7 +2,7 @@
 
 Model methods plan LogprobRequests and have the one Engine answer them (so a shared store
 answers a request any method already made); the others need only the samples or their
-embeddings. All return Scores where higher is better, and all go through the same selector.
+embeddings. All return MethodScores where higher is better, and all go through the same selector.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from iclselect.lm import Engine, LogprobRequest
 from iclselect.methods import baselines, icon, ifd, miwv, nuggets, wici
 from iclselect.methods.options import describe, make
 from iclselect.methods.pool import Pool
-from iclselect.methods.scores import Scores
+from iclselect.methods.scores import MethodScores
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Method:
     cost: str  # requests per sample, in words
     config: type
     # (pool, engine, config) for model methods; (pool, config) for the others.
-    scorer: Callable[..., Scores]
+    scorer: Callable[..., MethodScores]
     planner: Callable[[Pool, Any], list[LogprobRequest]] | None = None  # model methods only
     embeddings: bool = True  # needs the sample embeddings
     tau: float | None = None  # the paper's near-duplicate threshold; None: no diversity step
@@ -39,7 +39,7 @@ class Method:
     def configure(self, options: dict[str, Any]) -> Any:
         return make(self.config, options, self.name)
 
-    def score(self, pool: Pool, engine: Engine | None, config: Any) -> Scores:
+    def score(self, pool: Pool, engine: Engine | None, config: Any) -> MethodScores:
         if self.uses_model:
             return self.scorer(pool, engine, config)
         return self.scorer(pool, config)

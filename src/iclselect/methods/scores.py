@@ -10,7 +10,7 @@ import numpy as np
 
 
 @dataclass
-class Scores:
+class MethodScores:
     method: str
     score: np.ndarray  # float64, one per sample, NaN where excluded
     components: dict[str, list[Any]] = field(default_factory=dict)  # column -> value per sample

@@ -34,7 +34,7 @@ from iclselect.lm import Engine, LogprobRequest
 from iclselect.methods import ifd as ifd_lib
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
-from iclselect.methods.scores import Scores
+from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample
 
 
@@ -63,7 +63,7 @@ class WiciConfig:
             raise ValueError("wICI needs n_probes >= 1 and n_neighbours >= n_probes")
 
 
-def score(pool: Pool, engine: Engine, config: WiciConfig) -> Scores:
+def score(pool: Pool, engine: Engine, config: WiciConfig) -> MethodScores:
     samples, vectors = pool.samples, pool.instructions()
     n = len(samples)
     own_ifd, own_loss, _ = ifd_lib.own_ifd(
@@ -97,7 +97,7 @@ def score(pool: Pool, engine: Engine, config: WiciConfig) -> Scores:
             continue
         score[i] = aggregate(ici[i], weights[i], config.aggregate)
 
-    return Scores(
+    return MethodScores(
         method="wici",
         score=score,
         components={
