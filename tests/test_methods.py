@@ -300,3 +300,18 @@ def test_options_convert_command_line_strings():
     ):
         with pytest.raises(ValueError, match=message):
             make(wici.WiciConfig, values, "wici")
+
+
+def test_options_given_typed_are_checked():
+    """The Python API and YAML hand options over already typed: they are checked, not trusted."""
+    config = make(wici.WiciConfig, {"n_probes": 3, "prefilter_ifd": True}, "wici")
+    assert config == wici.WiciConfig(n_probes=3, prefilter_ifd=True)
+    assert make(icon.IconConfig, {"assessment": None}, "icon").assessment is None
+    for values, message in (
+        ({"n_probes": 2.5}, "wici.n_probes must be int"),
+        ({"n_probes": True}, "wici.n_probes must be int"),
+        ({"probes": 5}, "wici.probes must be one of difficult, topk"),
+        ({"prefilter_ifd": 1}, "wici.prefilter_ifd must be bool"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            make(wici.WiciConfig, values, "wici")

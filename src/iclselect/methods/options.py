@@ -47,7 +47,7 @@ def describe(config_type: type) -> list[tuple[str, str, str]]:
 
 def _convert(value: Any, kind: Any, name: str) -> Any:
     if not isinstance(value, str):
-        return value
+        return _checked(value, kind, name)
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin is Literal:
         if value not in args:
@@ -68,6 +68,28 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
             what = "an integer" if kind is int else "a number"
             raise ValueError(f"{name} must be {what}; got {value!r}") from None
     return value
+
+
+def _checked(value: Any, kind: Any, name: str) -> Any:
+    """A value given already typed (Python API, YAML): refused unless it has the option's type."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _checked(value, next(a for a in args if a is not type(None)), name)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    # bool is an int to Python, never to a user; an int is a fine float.
+    fits = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+    }.get(kind, True)
+    if not fits:
+        raise ValueError(f"{name} must be {kind.__name__}; got {value!r}")
+    return float(value) if kind is float else value
 
 
 def _show(default: Any) -> str:
