@@ -93,6 +93,10 @@ def test_compare_shares_one_store_and_writes_the_table(tmp_path, six):
     assert engine["perplexity"]["stored"] == 6 and engine["perplexity"]["computed"] == 0
     rows = (out / "compare.csv").read_text().splitlines()
     assert rows[0] == "method_a,method_b,spearman,overlap" and len(rows) == 1 + 6
+    report = (out / "report.html").read_text()
+    assert report.count('src="data:image/png;base64,') == 2  # Spearman and overlap heatmaps
+    for name in ("ifd", "miwv", "perplexity", "length"):
+        assert f'href="{name}/report.html"' in report and (out / name / "report.html").exists()
 
 
 @pytest.mark.parametrize(

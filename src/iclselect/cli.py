@@ -204,6 +204,13 @@ Store = Annotated[
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+Report = Annotated[
+    bool,
+    typer.Option(
+        help="Write report.html: why rows were kept or dropped, score distribution, a map of "
+        "the pool and its topic coverage (self-contained; opens in any browser)."
+    ),
+]
 AddScores = Annotated[
     bool,
     typer.Option(
@@ -246,6 +253,7 @@ def run(
     max_length: MaxLength = 2048,
     store: Store = None,
     add_scores: AddScores = False,
+    report: Report = True,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -306,6 +314,7 @@ def compare(
     max_batch_tokens: MaxBatchTokens = 8192,
     max_length: MaxLength = 2048,
     store: Store = None,
+    report: Report = True,
     quiet: Quiet = False,
 ) -> None:
     """Run several methods on DATA and compare them: cost, rank correlation, subset overlap.
@@ -322,6 +331,24 @@ def compare(
         typer.echo(result.table + "\n" + "\n".join(f"wrote {path}" for path in result.files))
 
     locals_ = dict(locals())
+    _guarded(go)
+
+
+@app.command("report")
+def report_command(
+    out: Annotated[Path, typer.Argument(help="A run's output directory.", show_default=False)],
+) -> None:
+    """(Re)build OUT/report.html from OUT/manifest.json and OUT/scores.parquet; sample texts
+    are read again from the run's input."""
+    from iclselect.report import write_report
+
+    def go() -> None:
+        if not (out / "manifest.json").is_file() or not (out / "scores.parquet").is_file():
+            raise FileNotFoundError(
+                f"{out}: no manifest.json and scores.parquet (not a run's --out)"
+            )
+        typer.echo(f"wrote {write_report(out)}")
+
     _guarded(go)
 
 

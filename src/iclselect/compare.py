@@ -14,6 +14,7 @@ import numpy as np
 from iclselect.io import replace_file
 from iclselect.methods.registry import get
 from iclselect.pipeline import RunConfig, RunResult, _logger, choose, prepare, score, write
+from iclselect.report import write_compare_report
 
 
 @dataclass
@@ -47,6 +48,8 @@ def compare(config: RunConfig, names: list[str]) -> Comparison:
     files = [out / "compare.md", out / "compare.csv"]
     replace_file(files[0], lambda temp: temp.write_text(table, encoding="utf-8"))
     replace_file(files[1], lambda temp: _write_csv(temp, results, spearman, overlap))
+    if config.report:
+        files.append(write_compare_report(out, names, spearman, overlap, table))
     return Comparison(results, spearman, overlap, table, files)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from iclselect.embed.atlas import Atlas
 from iclselect.io import Dataset, replace_dir, replace_file
 from iclselect.methods import MethodScores
 from iclselect.selectors import Selection
@@ -62,6 +63,22 @@ def scores_table(
         for name, column in columns.items():
             column.append(values.get(name))
     return pa.table(columns)
+
+
+def with_atlas(table: pa.Table, dataset: Dataset, atlas: Atlas) -> pa.Table:
+    """scores table + map_x, map_y, cluster, cluster_central (null for invalid rows)."""
+    n = table.num_rows
+    columns: dict[str, list[Any]] = {
+        name: [None] * n for name in ("map_x", "map_y", "cluster", "cluster_central")
+    }
+    for i, sample in enumerate(dataset.samples):
+        columns["map_x"][sample.row] = float(atlas.xy[i, 0])
+        columns["map_y"][sample.row] = float(atlas.xy[i, 1])
+        columns["cluster"][sample.row] = int(atlas.cluster[i])
+        columns["cluster_central"][sample.row] = bool(atlas.central[i])
+    for name, values in columns.items():
+        table = table.append_column(name, pa.array(values))
+    return table
 
 
 def with_scores(dataset: Dataset, table: pa.Table, rows: list[int]) -> pa.Table:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from iclselect.embed import DEFAULT_EMBEDDER, Embedder
+from iclselect.embed.atlas import atlas
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
 from iclselect.lm import DEFAULT_MODEL, Engine, LogprobRequest, Template, load_model
 from iclselect.methods import MethodScores, Pool
@@ -27,10 +28,12 @@ from iclselect.methods.registry import Method, get
 from iclselect.outputs import (
     manifest,
     scores_table,
+    with_atlas,
     write_manifest,
     write_scored_subset,
     write_scores,
 )
+from iclselect.report import write_report
 from iclselect.selectors import Budget, Selection, select
 
 DEFAULT_FRACTION = 0.1  # compare's equal budget for every method, unless one is given
@@ -65,6 +68,7 @@ class RunConfig:
     max_length: int = 2048
     store: str | None = None  # result store; None = <out>/store.sqlite
     add_scores: bool = False  # also write the subset as a datasets dataset with score columns
+    report: bool = True  # write report.html
     quiet: bool = False
 
     def budget(self, method: Method | None = None) -> Budget:
@@ -246,6 +250,8 @@ def write(scored: Scored, choice: Choice, out: Path, log: Callable[[str], None])
     kept_rows = [samples[i].row for i in selection.selected]
     subset = write_subset(dataset, kept_rows, out)
     table = scores_table(dataset, scores, selection)
+    if scored.pool.full_vectors is not None:
+        table = with_atlas(table, dataset, atlas(scored.pool.full_vectors))
     write_scores(out / "scores.parquet", table)
     files = [subset, out / "scores.parquet"]
     if scored.config.add_scores:
@@ -260,6 +266,8 @@ def write(scored: Scored, choice: Choice, out: Path, log: Callable[[str], None])
     )  # fmt: skip
     write_manifest(out / "manifest.json", content)
     files.append(out / "manifest.json")
+    if scored.config.report:
+        files.append(write_report(out, dataset))
     log(f"{method.name}: kept {content['kept']} of {dataset.n_rows} rows")
     best = [
         (selection.rank[i], samples[i].row, float(scores.score[i]), samples[i].instruction_text)

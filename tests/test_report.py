@@ -1,0 +1,96 @@
+"""report.html: every section, figures embedded, nothing fetched, renders in headless Chromium,
+and stays small on a large pool."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import cli, write_json
+
+import iclselect
+from iclselect.report import SECTIONS
+from iclselect.report.page import MAP_POINTS
+
+_EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:[a-z]+:)?//|url\(|@import""", re.I)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, demo_rows):
+    """A real wICI run on 13 short rows, one of them an exact copy of another, so the
+    near-duplicate rule has something to suppress."""
+    tmp = tmp_path_factory.mktemp("report")
+    rows = sorted(demo_rows, key=lambda r: len(r["instruction"] + r["input"] + r["output"]))[:12]
+    data = write_json(tmp / "pool.json", [*rows, rows[3]])
+    out = tmp / "out"
+    result = cli(
+        "run", str(data), "-o", str(out), "--count", "12", "-q",
+        "-s", "n_probes=2", "-s", "n_neighbours=3",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out / "report.html"
+
+
+def test_report_has_every_section_and_embedded_figures_only(report):
+    page = report.read_text(encoding="utf-8")
+    for section in SECTIONS:
+        assert f"<h2>{section}</h2>" in page
+    # score histogram, components, map, coverage bars
+    assert page.count('src="data:image/png;base64,') >= 4
+    assert not _EXTERNAL.search(page), _EXTERNAL.search(page)
+    assert "<script" not in page
+    assert "probe_ici" in page  # the per-probe influence behind a wICI score
+    duplicates = page.split("<h2>Near-duplicates</h2>")[1]
+    assert "rows scored high enough to keep but were too similar" in duplicates
+    assert re.search(r'<td class="num">(3|12)</td>', duplicates)
+
+
+def test_report_command_rebuilds_it(report):
+    before = report.read_text(encoding="utf-8")
+    report.unlink()
+    result = cli("report", str(report.parent))
+    assert result.exit_code == 0, result.output
+    assert report.read_text(encoding="utf-8") == before
+    missing = cli("report", str(report.parent / "nope"))
+    assert missing.exit_code == 2 and "not a run's --out" in missing.output
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="needs Debian's chromium (apt-get install chromium) to render the page",
+)
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    shot = tmp_path / "report.png"
+    done = subprocess.run(
+        [
+            "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            "--window-size=1200,2000", f"--screenshot={shot}", "--enable-logging=stderr",
+            "--v=0", report.as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.is_file() and shot.stat().st_size > 50_000
+    assert "CONSOLE" not in done.stderr, done.stderr
+    assert "Failed to load resource" not in done.stderr
+
+
+def test_large_pool_report_samples_the_map_and_stays_small(tmp_path, demo_rows):
+    """100k rows (the real rows, renumbered). Embedding 100k rows takes minutes on a CPU, so
+    the map is built from random unit vectors: the report's size depends on how many points it
+    draws, not on where they are."""
+    rows = [
+        {**demo_rows[i % len(demo_rows)], "instruction": f"{demo_rows[i % 60]['instruction']} #{i}"}
+        for i in range(100_000)
+    ]
+    scores = iclselect.score(rows, method="random", quiet=True)
+    vectors = np.random.default_rng(0).normal(size=(len(rows), 32)).astype(np.float32)
+    scores.scored.pool.full_vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    result = iclselect.select(scores, fraction=0.1).write(tmp_path / "big")
+    report = result.out / "report.html"
+    assert report.stat().st_size < 20e6
+    page = report.read_text(encoding="utf-8")
+    assert f"The map draws {MAP_POINTS:,} of 100,000 rows, sampled uniformly" in page
