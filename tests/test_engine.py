@@ -105,3 +105,22 @@ def test_cost_is_exactly_the_work_done(lm, requests):
     assert eng.flops == pytest.approx(cost.flops, rel=1e-9)
     no_reuse = engine(lm, reuse_prefix=False).cost(requests)
     assert no_reuse.tokens > cost.tokens and no_reuse.flops > cost.flops
+
+
+def test_chunked_scoring_equals_one_pass(lm, requests):
+    """Requests are tokenised and run a chunk at a time (memory stays flat on huge pools);
+    chunk boundaries change batch shapes only."""
+    whole = engine(lm).loglikelihood(requests)
+    chunked_engine = engine(lm, chunk=5)
+    chunked = chunked_engine.loglikelihood(requests)
+    assert_close(losses(whole), losses(chunked))
+    assert [r.n_tokens for r in whole] == [r.n_tokens for r in chunked]
+    assert chunked_engine.stats["requests"] == len(requests)
+    assert engine(lm, chunk=5).cost(requests).requests == len(requests)
+
+
+def test_truncated_answers_are_counted(lm, requests):
+    short = engine(lm, max_length=48)
+    results = short.loglikelihood(requests)
+    cut = sum(1 for r in results if r.truncated)
+    assert cut > 0 and short.stats["truncated"] == cut

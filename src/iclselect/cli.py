@@ -490,6 +490,11 @@ def _summary(result: RunResult) -> str:
         f"  scores:   {result.scores}  (one row per input row: score, components, reason)",
         f"  manifest: {result.manifest}",
     ]
+    lines += [
+        f"  report:   {path}  (open in a browser)"
+        for path in result.files
+        if path.name == "report.html"
+    ]
     return "\n".join(lines)
 
 
@@ -535,3 +540,32 @@ def bench_speed(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(report)
+
+
+@bench_app.command("memory")
+def bench_memory(
+    rows: Annotated[int, typer.Option(help="Rows in the generated pool.")] = 1_000_000,
+    data: Annotated[Path, typer.Option(help="Real rows the pool is cycled from.")] = Path(
+        "data/alpaca_pool_500.json"
+    ),
+    workdir: Annotated[Path, typer.Option(help="Where the pool and the run's outputs go.")] = Path(
+        "runs/bench_memory"
+    ),
+    benchmarks: Annotated[
+        Path | None, typer.Option(help="Append the report here; --no-write to skip.")
+    ] = Path("BENCHMARKS.md"),
+    write: Annotated[bool, typer.Option(help="Append to --benchmarks.")] = True,
+) -> None:
+    """Peak memory and time of reading, planning and selecting a large pool (each phase in its
+    own process), on real rows made unique; appended to BENCHMARKS.md."""
+    import shlex
+    import sys
+
+    from iclselect.bench.memory import run_memory
+
+    def go() -> None:
+        command = "iclselect " + shlex.join(sys.argv[1:])
+        report, _ = run_memory(str(data), rows, workdir, benchmarks if write else None, command)
+        typer.echo(report)
+
+    _guarded(go)

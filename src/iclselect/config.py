@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from iclselect.io import InputError
+from iclselect.methods.options import did_you_mean
 from iclselect.pipeline import RunConfig
 
 KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunConfig))
@@ -34,7 +35,8 @@ def load_config(path: Path) -> dict[str, Any]:
         raise InputError(shown, "a config file holds a mapping of settings, e.g. 'method: wici'")
     unknown = sorted(set(loaded) - set(KEYS) - set(ACTION_KEYS))
     if unknown:
-        raise InputError(shown, f"unknown key {unknown[0]!r}; keys: {', '.join(KEYS)}")
+        hint = did_you_mean(unknown[0], KEYS)
+        raise InputError(shown, f"unknown key {unknown[0]!r}{hint}; keys: {', '.join(KEYS)}")
     for key in ("options", "fields"):
         if loaded.get(key) is not None and not isinstance(loaded[key], dict):
             raise InputError(shown, f"key {key!r}: expected a mapping of NAME: VALUE")

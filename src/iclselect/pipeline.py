@@ -154,7 +154,11 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
     )
     samples = dataset.samples
     if len(samples) < 2:
-        raise InputError(str(dataset.path), f"{len(samples)} valid rows: selection needs 2 or more")
+        raise InputError(
+            str(dataset.path),
+            f"{len(samples)} valid row{'' if len(samples) == 1 else 's'}: selection needs 2 "
+            "or more",
+        )
     duplicates = len(samples) - len({s.id for s in samples})
     log(
         f"read {dataset.n_rows} rows ({dataset.schema}, {dataset.container}) from {dataset.path}"
@@ -211,6 +215,12 @@ def score(
             f"{method.name}: {stats['requests']} requests, {stats['stored']} answered from the "
             f"store, {stats['computed']} computed ({stats['tokens']} tokens)"
             + (f"; {stats['corrupt']} corrupt store entries recomputed" if stats["corrupt"] else "")
+            + (
+                f"; {stats['truncated']} longer than --max-length {config.max_length}, context cut "
+                "from the left (demo first)"
+                if stats["truncated"]
+                else ""
+            )
         )
     return Scored(
         config, method, prepared.dataset, prepared.pool, scores,

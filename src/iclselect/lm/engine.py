@@ -91,6 +91,7 @@ class Engine:
         show_progress: bool = True,
         reuse_prefix: bool = True,
         store_path: str | Path | None = None,
+        chunk: int = 65_536,
     ) -> None:
         self.model = loaded.model
         self.model_id = loaded.model_id
@@ -108,7 +109,11 @@ class Engine:
         dtype = str(self.model.dtype).removeprefix("torch.")
         namespace = f"{self.model_id}|{template.fingerprint}|{dtype}|{max_length}"
         self.store = ResultStore(store_path, namespace) if store_path is not None else None
-        self.stats: dict[str, int] = {"requests": 0, "stored": 0, "computed": 0, "tokens": 0}
+        self.chunk = chunk
+        # truncated: answers whose sequence was longer than max_length (context cut on the left).
+        self.stats: dict[str, int] = {
+            "requests": 0, "stored": 0, "computed": 0, "tokens": 0, "truncated": 0
+        }  # fmt: skip
         # Model FLOPs of the useful work done (padding excluded), for utilisation figures.
         self.flops = 0.0
         self._flop_model = FlopModel.of(self.model)
@@ -116,7 +121,18 @@ class Engine:
     def loglikelihood(
         self, requests: Sequence[LogprobRequest], desc: str = "scoring"
     ) -> list[LogprobResult]:
-        """One result per request, in the same order; a progress bar in tokens on a terminal."""
+        """One result per request, in the same order; a progress bar in tokens on a terminal.
+        Requests are tokenised and run `chunk` at a time, so memory does not grow with the
+        number of requests beyond the requests and answers themselves."""
+        results: list[LogprobResult] = []
+        chunks = range(0, len(requests), self.chunk)
+        for n, start in enumerate(chunks, start=1):
+            label = f"{desc} {n}/{len(chunks)}" if len(chunks) > 1 else desc
+            results += self._run(requests[start : start + self.chunk], label)
+        self.stats["truncated"] += sum(1 for r in results if r.truncated)
+        return results
+
+    def _run(self, requests: Sequence[LogprobRequest], desc: str) -> list[LogprobResult]:
         plan = self._plan(requests)
         answers = plan.answers
         self.stats["requests"] += len(requests)
@@ -143,18 +159,23 @@ class Engine:
                 self._count(bar, sum(job.length for job in batch))
         missing = [i for i, a in enumerate(answers) if a is None]
         assert not missing, f"engine lost {len(missing)} requests"
-        return [answers[slot] for slot in plan.order]
+        return [answers[slot] for slot in plan.order]  # type: ignore[misc]
 
     def cost(self, requests: Sequence[LogprobRequest]) -> Cost:
-        """What loglikelihood(requests) would compute, without computing it."""
-        plan = self._plan(requests)
-        return Cost(
-            len(requests),
-            len(plan.answers),
-            len(plan.answers) - plan.n_jobs,
-            plan.tokens,
-            self._flops(plan),
-        )
+        """What loglikelihood(requests) would compute, without computing it (chunk by chunk,
+        as it runs: a request repeated in a later chunk counts again)."""
+        total = Cost(0, 0, 0, 0, 0.0)
+        for start in range(0, len(requests), self.chunk):
+            chunk = requests[start : start + self.chunk]
+            plan = self._plan(chunk)
+            total = Cost(
+                total.requests + len(chunk),
+                total.distinct + len(plan.answers),
+                total.stored + len(plan.answers) - plan.n_jobs,
+                total.tokens + plan.tokens,
+                total.flops + self._flops(plan),
+            )
+        return total
 
     def _flops(self, plan: _Plan) -> float:
         """Model FLOPs of a plan: each shared prefix once, then every job's own tokens, with the

@@ -5,8 +5,10 @@ API, and `iclselect methods` documents every option from the same source."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
+from collections.abc import Iterable
 from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
@@ -28,13 +30,19 @@ def make(config_type: type[T], values: dict[str, Any], method: str) -> T:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(
-            f"{method} has no option {unknown[0]!r}; its options: {', '.join(sorted(known))} "
-            f"(see `iclselect methods {method}`)"
+            f"{method} has no option {unknown[0]!r}{did_you_mean(unknown[0], known)}; its "
+            f"options: {', '.join(sorted(known))} (iclselect methods {method} describes them)"
         )
     typed = {
         name: _convert(value, hints[name], f"{method}.{name}") for name, value in values.items()
     }
     return config_type(**typed)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ " (did you mean 'fraction'?)" when a choice is a close spelling of `word`, else ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def describe(config_type: type) -> list[tuple[str, str, str]]:

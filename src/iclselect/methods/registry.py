@@ -13,7 +13,7 @@ from typing import Any
 
 from iclselect.lm import Engine, LogprobRequest
 from iclselect.methods import baselines, icon, ifd, miwv, nuggets, wici
-from iclselect.methods.options import describe, make
+from iclselect.methods.options import describe, did_you_mean, make
 from iclselect.methods.pool import Pool
 from iclselect.methods.scores import MethodScores
 
@@ -140,5 +140,8 @@ METHODS: dict[str, Method] = {
 
 def get(name: str) -> Method:
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+        raise ValueError(
+            f"unknown method {name!r}{did_you_mean(name, METHODS)}; choose one of "
+            f"{', '.join(METHODS)}"
+        )
     return METHODS[name]
