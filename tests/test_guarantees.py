@@ -165,6 +165,13 @@ def test_every_input_row_is_accounted_for(rows, kind):
         return  # selection needs two valid rows; that error has its own test
     with tempfile.TemporaryDirectory() as tmp:
         data = _write(Path(tmp), rows, kind)
+        # Round trip: every row written back is the input, bytes or (columnar) table.
+        dataset = read_dataset(data, skip_invalid=True)
+        back = write_subset(dataset, range(len(rows)), Path(tmp) / "all")
+        if kind in ("json", "jsonl", "jsonl.gz", "csv"):
+            assert back.read_bytes() == data.read_bytes()
+        else:
+            assert _table(back).equals(_table(data))
         subset = iclselect.select(
             iclselect.score(data, method="random", skip_invalid=True, quiet=True), count=2
         )
@@ -177,6 +184,14 @@ def test_every_input_row_is_accounted_for(rows, kind):
         invalid = table[table.reason.str.startswith("invalid: ")]
         assert len(invalid) == len(rows) - len(good) == len(manifest["invalid_rows"])
         assert table.selected.sum() == 2
+
+
+def _table(path: Path) -> pa.Table:
+    if path.suffix == ".parquet":
+        return pq.read_table(path)
+    if path.suffix == ".arrow":
+        return datasets.Dataset.from_file(str(path)).data.table
+    return datasets.load_from_disk(str(path)).data.table
 
 
 # Crashes: SIGKILL anywhere, then rerun, gives the uninterrupted outputs; nothing half-written.
