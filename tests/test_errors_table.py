@@ -58,6 +58,10 @@ CASES: dict[str, tuple[dict[str, bytes], list[str]]] = {
         {"pool.json": f"[{GOOD}, {GOOD}]".encode()},
         [*POOL, "--count", "1", "--fraction", "0.5"],
     ),
+    "an executor iclselect does not have": (
+        {"pool.json": f"[{GOOD}, {GOOD}]".encode()},
+        [*POOL, "--executor", "spark"],
+    ),
     "a LLaMA-Factory entry that is not there": (
         {"dataset_info.json": b'{"qa": {"file_name": "qa.json"}}'},
         ["run", "dataset_info.json", "--dataset", "alpaca"],

@@ -193,6 +193,29 @@ MaxLength = Annotated[
         rich_help_panel=_ENGINE,
     ),
 ]
+ExecutorName = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Where the model runs: local (this process) or ray (--workers model copies on a "
+        "Ray cluster; same batches, same numbers; a lost worker costs only its batches).",
+        rich_help_panel=_ENGINE,
+    ),
+]
+Workers = Annotated[
+    int, typer.Option(help="Ray workers, one model copy each.", rich_help_panel=_ENGINE)
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster to join (e.g. auto, or ray://head:10001); default: start Ray here.",
+        show_default=False,
+        rich_help_panel=_ENGINE,
+    ),
+]
+GpusPerWorker = Annotated[
+    float, typer.Option(help="GPUs each Ray worker takes.", rich_help_panel=_ENGINE)
+]
 Store = Annotated[
     Path | None,
     typer.Option(
@@ -251,6 +274,10 @@ def run(
     tau: Tau = None,
     max_batch_tokens: MaxBatchTokens = 8192,
     max_length: MaxLength = 2048,
+    executor: ExecutorName = "local",
+    workers: Workers = 2,
+    ray_address: RayAddress = None,
+    gpus_per_worker: GpusPerWorker = 0.0,
     store: Store = None,
     add_scores: AddScores = False,
     report: Report = True,
@@ -313,6 +340,10 @@ def compare(
     tau: Tau = None,
     max_batch_tokens: MaxBatchTokens = 8192,
     max_length: MaxLength = 2048,
+    executor: ExecutorName = "local",
+    workers: Workers = 2,
+    ray_address: RayAddress = None,
+    gpus_per_worker: GpusPerWorker = 0.0,
     store: Store = None,
     report: Report = True,
     quiet: Quiet = False,
@@ -521,6 +552,10 @@ def bench_speed(
         Path | None, typer.Option(help="Append the report here; --no-write to skip.")
     ] = Path("BENCHMARKS.md"),
     write: Annotated[bool, typer.Option(help="Append to --benchmarks.")] = True,
+    executor: Annotated[
+        str, typer.Option(help="local, or ray: also time the engine on Ray workers.")
+    ] = "local",
+    workers: Annotated[int, typer.Option(help="Ray workers (with --executor ray).")] = 2,
 ) -> None:
     """Time the engine against a plain one-request-per-forward reference loop on the same wICI
     requests, check they agree, and print requests/s, tokens/s, speed-up, peak RSS and MFU."""
@@ -534,7 +569,7 @@ def bench_speed(
     try:
         report = run_speed(
             str(data), rows, n_probes, template, dtype, max_batch_tokens,
-            benchmarks if write else None, command,
+            benchmarks if write else None, command, executor, workers,
         )  # fmt: skip
     except (InputError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)

@@ -10,6 +10,7 @@ result store, so a request two methods share is computed once.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from iclselect.embed import DEFAULT_EMBEDDER, Embedder
 from iclselect.embed.atlas import atlas
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
 from iclselect.lm import DEFAULT_MODEL, Engine, LogprobRequest, Template, load_model
+from iclselect.lm.executors import Executor, RayExecutor, WorkerSpec
+from iclselect.lm.model import LoadedModel
+from iclselect.lm.precision import dtype_name
 from iclselect.methods import MethodScores, Pool
 from iclselect.methods.registry import Method, get
 from iclselect.outputs import (
@@ -66,10 +70,20 @@ class RunConfig:
     tau: float | None = None
     max_batch_tokens: int = 8192
     max_length: int = 2048
+    executor: str = "local"  # local | ray
+    workers: int = 2  # Ray workers, one model copy each
+    ray_address: str | None = None  # None: start Ray on this machine
+    gpus_per_worker: float = 0.0
     store: str | None = None  # result store; None = <out>/store.sqlite
     add_scores: bool = False  # also write the subset as a datasets dataset with score columns
     report: bool = True  # write report.html
     quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"--executor must be local or ray; got {self.executor!r}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be at least 1; got {self.workers}")
 
     def budget(self, method: Method | None = None) -> Budget:
         """The budget given, or else the method's paper's headline fraction (compare passes no
@@ -186,12 +200,25 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
             config.max_length,
             show_progress=not config.quiet,
             store_path=config.store or Path(config.out) / "store.sqlite",
+            executor=executor_for(config, loaded),
         )
         log(
             f"scoring with {loaded.model_id} ({engine.device}, {loaded.model.dtype}), "
             f"template {config.template}"
         )
     return Prepared(dataset, pool, engine, timings)
+
+
+def executor_for(config: RunConfig, loaded: LoadedModel) -> Executor | None:
+    """None (the engine's own, in this process) or Ray workers computing the same batches."""
+    if config.executor == "local":
+        return None
+    spec = WorkerSpec(
+        config.model, loaded.model_id, dtype_name(loaded.model.dtype), config.device,
+        config.template, config.max_batch_tokens, config.max_length,
+        threads=max(1, len(os.sched_getaffinity(0)) // config.workers),
+    )  # fmt: skip
+    return RayExecutor(spec, config.workers, config.ray_address, config.gpus_per_worker)
 
 
 def score(

@@ -104,6 +104,8 @@ def run_speed(
     max_batch_tokens: int,
     benchmarks: Path | None,
     command: str,
+    executor: str = "local",
+    workers: int = 2,
 ) -> str:
     requests = wici_workload(data, rows, n_probes)
     reference_model = load_model(dtype="fp32")
@@ -123,6 +125,11 @@ def run_speed(
         return [r.loss for r in engine.loglikelihood(requests, desc="engine")], engine.flops
 
     fast = measure("engine", engine_work)
+    arms = [fast]
+    if executor == "ray":
+        arms.append(_ray_arm(loaded, template_name, max_batch_tokens, workers, requests))
+        if arms[-1].losses != fast.losses:
+            raise AssertionError("the Ray executor's answers differ from the local engine's")
     engine_dtype = loaded.model.dtype
     peak = matmul_gflops(engine_dtype, seconds=2.0, size=2048)
     reference_peak = (
@@ -165,8 +172,19 @@ def run_speed(
             "| MFU |",
             "|---|---|---|---|---|---|---|---|",
             row(reference, reference_peak),
-            row(fast, peak),
+            *(row(arm, peak) for arm in arms),
             "",
+            *(
+                [
+                    f"The Ray arm: {workers} workers on this machine, "
+                    f"{max(1, torch.get_num_threads() // workers)} threads each, started and "
+                    "loaded before timing; its answers equal the local engine's exactly; peak "
+                    "RSS is the driver's alone.",
+                    "",
+                ]
+                if executor == "ray"
+                else []
+            ),
             "MFU counts the FLOPs each arm actually needs (the reference: every position through "
             "the full-vocabulary head; the engine: shared prefixes once, the head at target "
             "positions only, padding excluded), against the measured matmul peak. tokens/s is "
@@ -178,6 +196,33 @@ def run_speed(
         with benchmarks.open("a", encoding="utf-8") as handle:
             handle.write("\n" + report)
     return report
+
+
+def _ray_arm(
+    loaded, template_name: str, max_batch_tokens: int, workers: int, requests: list
+) -> Arm:
+    import ray
+
+    from iclselect.lm.executors import RayExecutor, WorkerSpec
+    from iclselect.lm.precision import dtype_name
+
+    threads = max(1, torch.get_num_threads() // workers)
+    spec = WorkerSpec(
+        "smollm2-135m-instruct", loaded.model_id, dtype_name(loaded.model.dtype), "auto",
+        template_name, max_batch_tokens, 2048, threads,
+    )  # fmt: skip
+    executor = RayExecutor(spec, workers)
+    ray.get([worker.pid.remote() for worker in executor.workers])  # started and loaded
+    engine = Engine(
+        loaded, Template(template_name, loaded.tokenizer), max_batch_tokens, executor=executor
+    )
+
+    def work() -> tuple[list[float], float]:
+        return [r.loss for r in engine.loglikelihood(requests, desc="ray")], engine.flops
+
+    arm = measure(f"engine, Ray x{workers}", work)
+    ray.shutdown()
+    return arm
 
 
 def _device(model) -> str:

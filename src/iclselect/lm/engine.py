@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 from transformers import DynamicCache
 
+from iclselect.lm.executors import Executor, LocalExecutor
 from iclselect.lm.flops import FlopModel
 from iclselect.lm.model import LoadedModel
 from iclselect.lm.requests import LogprobRequest, LogprobResult
@@ -38,6 +39,8 @@ _MIN_PREFIX = 16
 # it buys nothing: padding the suffixes of one demo to the longest made the wICI workload 1.34x
 # slower than this rule (and 1.15x slower than no batching at all).
 _MIN_FILL = 0.8
+# Batches without a shared prefix are handed out this many at a time.
+_SINGLES_PER_UNIT = 4
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,19 @@ class _Plan:
 
 
 @dataclass(frozen=True)
+class Unit:
+    """Work one executor worker does at once: batches that share `prefix` (None: no prefix)."""
+
+    prefix: tuple[int, ...] | None
+    batches: list[list[_Job]]
+
+    @property
+    def tokens(self) -> int:
+        skip = len(self.prefix) if self.prefix is not None else 0
+        return skip + sum(job.length - skip for batch in self.batches for job in batch)
+
+
+@dataclass(frozen=True)
 class Cost:
     requests: int
     distinct: int
@@ -92,6 +108,7 @@ class Engine:
         reuse_prefix: bool = True,
         store_path: str | Path | None = None,
         chunk: int = 65_536,
+        executor: Executor | None = None,
     ) -> None:
         self.model = loaded.model
         self.model_id = loaded.model_id
@@ -110,6 +127,7 @@ class Engine:
         namespace = f"{self.model_id}|{template.fingerprint}|{dtype}|{max_length}"
         self.store = ResultStore(store_path, namespace) if store_path is not None else None
         self.chunk = chunk
+        self.executor = executor or LocalExecutor()
         # truncated: answers whose sequence was longer than max_length (context cut on the left).
         self.stats: dict[str, int] = {
             "requests": 0, "stored": 0, "computed": 0, "tokens": 0, "truncated": 0
@@ -148,15 +166,10 @@ class Engine:
             disable=None if self.show_progress else True,
         )
         with bar:
-            for prefix, group in plan.groups.items():
-                cache = self._prefix_cache(prefix)
-                self._count(bar, len(prefix))
-                for batch in self._batches(group, skip=len(prefix)):
-                    self._answer(batch, self._score(batch, cache), answers, plan.store_keys)
-                    self._count(bar, sum(job.length - job.prefix for job in batch))
-            for batch in self._batches(plan.singles, skip=0):
-                self._answer(batch, self._score(batch, None), answers, plan.store_keys)
-                self._count(bar, sum(job.length for job in batch))
+            for unit, logprobs in self.executor.run(self, self._units(plan)):
+                for batch, batch_logprobs in zip(unit.batches, logprobs, strict=True):
+                    self._answer(batch, batch_logprobs, answers, plan.store_keys)
+                self._count(bar, unit.tokens)
         missing = [i for i, a in enumerate(answers) if a is None]
         assert not missing, f"engine lost {len(missing)} requests"
         return [answers[slot] for slot in plan.order]  # type: ignore[misc]
@@ -206,6 +219,23 @@ class Engine:
         ]
         groups, singles = self._group_by_prefix(jobs)
         return _Plan(order, answers, store_keys, groups, singles, len(jobs))
+
+    def _units(self, plan: _Plan) -> list[Unit]:
+        """The plan as units of work an executor can hand out: one per shared prefix (its cache
+        is computed once, where the unit runs), and the rest in runs of a few batches."""
+        units = [
+            Unit(prefix, self._batches(group, skip=len(prefix)))
+            for prefix, group in plan.groups.items()
+        ]
+        singles = self._batches(plan.singles, skip=0)
+        for start in range(0, len(singles), _SINGLES_PER_UNIT):
+            units.append(Unit(None, singles[start : start + _SINGLES_PER_UNIT]))
+        return units
+
+    def compute(self, unit: Unit) -> list[list[float]]:
+        """Sum of target log-probs of every job of every batch of `unit`."""
+        cache = self._prefix_cache(unit.prefix) if unit.prefix is not None else None
+        return [self._score(batch, cache) for batch in unit.batches]
 
     def _answer(
         self,

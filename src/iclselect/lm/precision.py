@@ -65,3 +65,8 @@ def cpu_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The --dtype name of a torch dtype (fp32, bf16, fp16)."""
+    return next(name for name, value in DTYPES.items() if value == dtype)
