@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from iclselect.embed.atlas import Atlas
 from iclselect.io import Dataset, replace_dir, replace_file
+from iclselect.io.tables import save_quietly
 from iclselect.methods import MethodScores
 from iclselect.selectors import Selection
 
@@ -97,7 +98,7 @@ def write_scored_subset(target: Path, dataset: Dataset, table: pa.Table, rows: l
     import datasets
 
     scored = datasets.Dataset(with_scores(dataset, table, rows))
-    replace_dir(target, lambda temp: scored.save_to_disk(str(temp)))
+    replace_dir(target, lambda temp: save_quietly(scored, temp))
     return target
 
 

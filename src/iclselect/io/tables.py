@@ -72,4 +72,17 @@ def write_parquet(table: pa.Table, rows: Sequence[int], target: Path) -> None:
 
 
 def write_hf(dataset: datasets.Dataset, rows: Sequence[int], target: Path) -> None:
-    dataset.select(rows).save_to_disk(str(target))
+    save_quietly(dataset.select(rows), target)
+
+
+def save_quietly(dataset: datasets.Dataset, target: Path) -> None:
+    """save_to_disk without its progress bar, which would break the run's own output."""
+    from datasets.utils import logging
+
+    shown = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        dataset.save_to_disk(str(target))
+    finally:
+        if shown:
+            logging.enable_progress_bar()
