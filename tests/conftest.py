@@ -43,6 +43,18 @@ def cli(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+# Method options that keep a run to a few requests on a few rows; everything else is default.
+CHEAP = {
+    "wici": ["-s", "n_probes=2", "-s", "n_neighbours=3"],
+    "nuggets": ["-s", "anchors=2"],
+}
+
+
+def shortest(rows: list[dict], n: int) -> list[dict]:
+    """The n shortest real rows: cheap to score."""
+    return sorted(rows, key=lambda r: len(r["instruction"] + r["input"] + r["output"]))[:n]
+
+
 def write_json(path: Path, rows: list[dict] | dict) -> Path:
     path.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path

@@ -6,23 +6,16 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import cli, write_json
+from conftest import CHEAP, cli, shortest, write_json
 
 from iclselect.methods.registry import METHODS
-
-# Settings that keep each method to a few requests on six rows; everything else is default.
-CHEAP = {
-    "wici": ["-s", "n_probes=2", "-s", "n_neighbours=3"],
-    "nuggets": ["-s", "anchors=2"],
-}
 
 
 @pytest.fixture(scope="module")
 def six(tmp_path_factory, demo_rows):
     """Six short real rows, and one store shared by every run so a request is computed once."""
     tmp = tmp_path_factory.mktemp("six")
-    short = sorted(demo_rows, key=lambda r: len(r["instruction"] + r["input"] + r["output"]))
-    return write_json(tmp / "pool.json", short[:6]), tmp / "store.sqlite"
+    return write_json(tmp / "pool.json", shortest(demo_rows, 6)), tmp / "store.sqlite"
 
 
 def test_methods_lists_every_method_with_cost_and_options():

@@ -7,7 +7,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import cli, write_json
+from conftest import cli, shortest, write_json
 from typer.main import get_command
 
 from iclselect.cli import app
@@ -17,8 +17,7 @@ from iclselect.config import ACTION_KEYS, KEYS
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory, demo_rows):
     tmp = tmp_path_factory.mktemp("config")
-    short = sorted(demo_rows, key=lambda r: len(r["instruction"] + r["input"] + r["output"]))
-    return write_json(tmp / "pool.json", short[:8]), tmp / "store.sqlite"
+    return write_json(tmp / "pool.json", shortest(demo_rows, 8)), tmp / "store.sqlite"
 
 
 def test_every_run_option_has_a_config_key():

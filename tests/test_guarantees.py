@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import cli, write_json
+from conftest import CHEAP, cli, write_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -62,12 +62,6 @@ def test_odd_text_round_trips_exactly(tmp_path, odd_rows):
             assert back.read_bytes() == jsonl.read_bytes()
         else:
             assert pq.read_table(back).equals(pq.read_table(parquet))
-
-
-CHEAP = {
-    "wici": ["-s", "n_probes=2", "-s", "n_neighbours=3"],
-    "nuggets": ["-s", "anchors=2"],
-}
 
 
 @pytest.mark.parametrize("method", [name for name, m in METHODS.items() if m.uses_model])

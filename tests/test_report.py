@@ -9,7 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import cli, write_json
+from conftest import cli, shortest, write_json
 
 import iclselect
 from iclselect.report import SECTIONS
@@ -23,7 +23,7 @@ def report(tmp_path_factory, demo_rows):
     """A real wICI run on 13 short rows, one of them an exact copy of another, so the
     near-duplicate rule has something to suppress."""
     tmp = tmp_path_factory.mktemp("report")
-    rows = sorted(demo_rows, key=lambda r: len(r["instruction"] + r["input"] + r["output"]))[:12]
+    rows = shortest(demo_rows, 12)
     data = write_json(tmp / "pool.json", [*rows, rows[3]])
     out = tmp / "out"
     result = cli(

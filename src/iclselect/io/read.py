@@ -47,12 +47,7 @@ def read_dataset(
     """
     path = Path(path)
     shown = str(path)
-    if format not in FORMATS:
-        raise InputError(shown, f"unknown format {format!r}; expected one of {list(FORMATS)}")
-    try:
-        names = field_names(fields)
-    except ValueError as error:
-        raise InputError(shown, str(error)) from None
+    names = _names(format, fields, shown)
     where = locate(path)
     container, columns, rows, source = _parse(path, where)
     allowed = ("alpaca",) if container == "csv" else SCHEMAS
@@ -74,12 +69,7 @@ def read_records(
     """
     kind, columns, values, source = _in_memory(data)
     shown = f"<{kind}>"
-    if format not in FORMATS:
-        raise InputError(shown, f"unknown format {format!r}; expected one of {list(FORMATS)}")
-    try:
-        names = field_names(fields)
-    except ValueError as error:
-        raise InputError(shown, str(error)) from None
+    names = _names(format, fields, shown)
     if not values:
         raise InputError(shown, "no rows")
     rows = [_memory_row(value) for value in values]
@@ -87,6 +77,16 @@ def read_records(
     samples, invalid = _samples(rows, schema, names, skip_invalid, shown)
     container = {"list": "jsonl", "pandas.DataFrame": "parquet"}.get(kind, "hf")
     return Dataset(Path(shown), schema, container, None, len(rows), samples, invalid, source)
+
+
+def _names(format: str, fields: dict[str, str] | None, shown: str) -> dict[str, str]:
+    """Check --format, and our field names -> the user's (--fields)."""
+    if format not in FORMATS:
+        raise InputError(shown, f"unknown format {format!r}; expected one of {list(FORMATS)}")
+    try:
+        return field_names(fields)
+    except ValueError as error:
+        raise InputError(shown, str(error)) from None
 
 
 def _in_memory(data: Any) -> tuple[str, list[str] | None, list[Any], Source]:
