@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from iclselect.embed import DEFAULT_EMBEDDER, Embedder
-from iclselect.embed.atlas import atlas
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
 from iclselect.lm import DEFAULT_MODEL, Engine, LogprobRequest, Template, load_model
 from iclselect.lm.executors import Executor, RayExecutor, WorkerSpec
@@ -288,7 +287,7 @@ def write(scored: Scored, choice: Choice, out: Path, log: Callable[[str], None])
     subset = write_subset(dataset, kept_rows, out)
     table = scores_table(dataset, scores, selection)
     if scored.pool.full_vectors is not None:
-        table = with_atlas(table, dataset, atlas(scored.pool.full_vectors))
+        table = with_atlas(table, dataset, scored.pool.atlas())
     write_scores(out / "scores.parquet", table)
     files = [subset, out / "scores.parquet"]
     if scored.config.add_scores:

@@ -12,6 +12,7 @@ machine's measured matmul peak are printed and appended to BENCHMARKS.md.
 
 from __future__ import annotations
 
+import os
 import platform
 import threading
 import time
@@ -177,7 +178,7 @@ def run_speed(
             *(
                 [
                     f"The Ray arm: {workers} workers on this machine, "
-                    f"{max(1, torch.get_num_threads() // workers)} threads each, started and "
+                    f"{max(1, len(os.sched_getaffinity(0)) // workers)} threads each, started and "
                     "loaded before timing; its answers equal the local engine's exactly; peak "
                     "RSS is the driver's alone.",
                     "",
@@ -203,15 +204,13 @@ def _ray_arm(
 ) -> Arm:
     import ray
 
-    from iclselect.lm.executors import RayExecutor, WorkerSpec
-    from iclselect.lm.precision import dtype_name
+    from iclselect.pipeline import RunConfig, executor_for
 
-    threads = max(1, torch.get_num_threads() // workers)
-    spec = WorkerSpec(
-        "smollm2-135m-instruct", loaded.model_id, dtype_name(loaded.model.dtype), "auto",
-        template_name, max_batch_tokens, 2048, threads,
+    config = RunConfig(
+        data="", out="", executor="ray", workers=workers, template=template_name,
+        max_batch_tokens=max_batch_tokens,
     )  # fmt: skip
-    executor = RayExecutor(spec, workers)
+    executor = executor_for(config, loaded)
     ray.get([worker.pid.remote() for worker in executor.workers])  # started and loaded
     engine = Engine(
         loaded, Template(template_name, loaded.tokenizer), max_batch_tokens, executor=executor

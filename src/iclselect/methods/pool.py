@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from iclselect.embed.atlas import Atlas, atlas
 from iclselect.records import Sample
 
 
@@ -17,6 +18,7 @@ class Pool:
     # near-duplicates and diversity are judged by. None when the method and selector need none.
     instruction_vectors: np.ndarray | None = None
     full_vectors: np.ndarray | None = None
+    _atlas: Atlas | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -34,3 +36,10 @@ class Pool:
         if self.full_vectors is None:
             raise ValueError("this method needs instruction+response embeddings")
         return self.full_vectors
+
+    def atlas(self) -> Atlas:
+        """The pool's map (PCA + k-means of full_vectors), computed once: every method written
+        from this pool (a compare) shares it."""
+        if self._atlas is None:
+            self._atlas = atlas(self.fulls())
+        return self._atlas
