@@ -72,3 +72,23 @@ def test_a_worker_killed_mid_run_changes_nothing(lm, requests, local_answers, sp
     answers = [r.logprob for r in ray_engine(lm, executor).loglikelihood(requests)]
     assert executor.restarts == 1
     assert answers == local_answers
+
+
+def test_sharded_embedding_on_two_workers_matches_local(embedder):
+    from iclselect.embed.sharded import ShardedEmbedder
+
+    texts = [s.full_text for s in samples_from(json.loads(POOL_DATA.read_text("utf-8"))[:200])]
+    sharded = ShardedEmbedder("all-minilm-l6-v2", workers=2, shard=48)  # 5 shards, one short
+    try:
+        vectors = sharded.encode(texts)
+        victim = ray.get(sharded.pool.workers[0].pid.remote())
+        os.kill(victim, signal.SIGKILL)
+        again = sharded.encode(texts)  # the dead worker is replaced, its shards redone
+    finally:
+        sharded.close()
+    local = embedder.encode(texts)
+    # Same model and texts, other batch boundaries and thread counts: equal to float rounding.
+    assert vectors.shape == local.shape == (200, 384)
+    assert abs(vectors - local).max() < 1e-5
+    assert abs(again - local).max() < 1e-5
+    assert sharded.pool.restarts == 1

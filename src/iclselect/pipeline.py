@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from iclselect.embed import DEFAULT_EMBEDDER, Embedder
+from iclselect.embed.sharded import SHARD, ShardedEmbedder
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
 from iclselect.lm import DEFAULT_MODEL, Engine, LogprobRequest, Template, load_model
 from iclselect.lm.executors import Executor, RayExecutor, WorkerSpec
-from iclselect.lm.model import LoadedModel
+from iclselect.lm.model import LoadedModel, model_dir
 from iclselect.lm.precision import dtype_name
 from iclselect.methods import MethodScores, Pool
 from iclselect.methods.registry import Method, get
@@ -40,6 +41,9 @@ from iclselect.report import write_report
 from iclselect.selectors import Budget, Selection, select
 
 DEFAULT_FRACTION = 0.1  # compare's equal budget for every method, unless one is given
+
+
+EXECUTORS = ("local", "ray", "vllm")
 
 
 @dataclass
@@ -69,7 +73,7 @@ class RunConfig:
     tau: float | None = None
     max_batch_tokens: int = 8192
     max_length: int = 2048
-    executor: str = "local"  # local | ray
+    executor: str = "local"  # local | ray | vllm
     workers: int = 2  # Ray workers, one model copy each
     ray_address: str | None = None  # None: start Ray on this machine
     gpus_per_worker: float = 0.0
@@ -79,8 +83,10 @@ class RunConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        if self.executor not in ("local", "ray"):
-            raise ValueError(f"--executor must be local or ray; got {self.executor!r}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(
+                f"--executor must be one of {', '.join(EXECUTORS)}; got {self.executor!r}"
+            )
         if self.workers < 1:
             raise ValueError(f"--workers must be at least 1; got {self.workers}")
 
@@ -183,15 +189,24 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
     pool = Pool(samples)
     if any(m.embeddings or config.tau_for(m) is not None for m in methods):
         started = time.perf_counter()
-        embedder = Embedder(config.embedder)
+        embedder = embedder_for(config, len(samples))
         pool.instruction_vectors = embedder.encode([s.instruction_text for s in samples])
         pool.full_vectors = embedder.encode([s.full_text for s in samples])
-        log(f"embedded {len(samples)} samples with {config.embedder}")
+        if isinstance(embedder, ShardedEmbedder):
+            embedder.close()
+        log(
+            f"embedded {len(samples)} samples with {config.embedder}"
+            + (f" on {config.workers} Ray workers" if isinstance(embedder, ShardedEmbedder) else "")
+        )
         timings["embed"] = time.perf_counter() - started
 
     engine = None
     if any(m.uses_model for m in methods):
-        loaded = load_model(config.model, config.dtype, config.device)
+        if config.executor == "vllm":
+            # vLLM holds the weights on the GPU; this copy only tokenises and counts FLOPs.
+            loaded = load_model(config.model, vllm_dtype(config.dtype), "cpu")
+        else:
+            loaded = load_model(config.model, config.dtype, config.device)
         engine = Engine(
             loaded,
             Template(config.template, loaded.tokenizer),
@@ -208,10 +223,36 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
     return Prepared(dataset, pool, engine, timings)
 
 
+def embedder_for(config: RunConfig, n: int) -> Embedder | ShardedEmbedder:
+    """This process's embedder, or Ray workers' when the run is on Ray and the pool is more than
+    one shard (below that, starting the workers costs more than they save)."""
+    if config.executor == "ray" and n > SHARD:
+        threads = max(1, len(os.sched_getaffinity(0)) // config.workers)
+        return ShardedEmbedder(config.embedder, config.workers, config.ray_address, threads)
+    return Embedder(config.embedder)
+
+
+def vllm_dtype(requested: str) -> str:
+    """auto on a GPU: bf16 where supported, else fp16."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError("--executor vllm needs a CUDA GPU; none is visible")
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
 def executor_for(config: RunConfig, loaded: LoadedModel) -> Executor | None:
     """None (the engine's own, in this process) or Ray workers computing the same batches."""
     if config.executor == "local":
         return None
+    if config.executor == "vllm":
+        from iclselect.lm.vllm_executor import VllmExecutor
+
+        return VllmExecutor(
+            str(model_dir(config.model)), dtype_name(loaded.model.dtype), config.max_length
+        )
     spec = WorkerSpec(
         config.model, loaded.model_id, dtype_name(loaded.model.dtype), config.device,
         config.template, config.max_batch_tokens, config.max_length,

@@ -131,6 +131,12 @@ def run_speed(
         arms.append(_ray_arm(loaded, template_name, max_batch_tokens, workers, requests))
         if arms[-1].losses != fast.losses:
             raise AssertionError("the Ray executor's answers differ from the local engine's")
+    if executor == "vllm":
+        arms.append(_vllm_arm(loaded, template_name, max_batch_tokens, requests))
+        from scipy.stats import spearmanr
+
+        if spearmanr(arms[-1].losses, fast.losses).statistic < 0.99:
+            raise AssertionError("vLLM and the HF engine disagree: Spearman < 0.99")
     engine_dtype = loaded.model.dtype
     peak = matmul_gflops(engine_dtype, seconds=2.0, size=2048)
     reference_peak = (
@@ -222,6 +228,22 @@ def _ray_arm(
     arm = measure(f"engine, Ray x{workers}", work)
     ray.shutdown()
     return arm
+
+
+def _vllm_arm(loaded, template_name: str, max_batch_tokens: int, requests: list) -> Arm:
+    from iclselect.lm.model import DEFAULT_MODEL, model_dir
+    from iclselect.lm.precision import dtype_name
+    from iclselect.lm.vllm_executor import VllmExecutor
+
+    executor = VllmExecutor(str(model_dir(DEFAULT_MODEL)), dtype_name(loaded.model.dtype), 2048)
+    engine = Engine(
+        loaded, Template(template_name, loaded.tokenizer), max_batch_tokens, executor=executor
+    )
+
+    def work() -> tuple[list[float], float]:
+        return [r.loss for r in engine.loglikelihood(requests, desc="vllm")], engine.flops
+
+    return measure("engine, vLLM", work)
 
 
 def _device(model) -> str:

@@ -125,9 +125,12 @@ class Engine:
         self.device = next(self.model.parameters()).device
         dtype = str(self.model.dtype).removeprefix("torch.")
         namespace = f"{self.model_id}|{template.fingerprint}|{dtype}|{max_length}"
+        self.executor = executor or LocalExecutor()
+        # Another backend's numbers differ by kernel rounding: they get their own store entries.
+        backend = getattr(self.executor, "backend", "hf")
+        namespace += f"|{backend}" if backend != "hf" else ""
         self.store = ResultStore(store_path, namespace) if store_path is not None else None
         self.chunk = chunk
-        self.executor = executor or LocalExecutor()
         # truncated: answers whose sequence was longer than max_length (context cut on the left).
         self.stats: dict[str, int] = {
             "requests": 0, "stored": 0, "computed": 0, "tokens": 0, "truncated": 0

@@ -7,10 +7,11 @@ and a lost worker costs only the units it held, which go to another worker.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from iclselect.cluster import ActorPool
 
 if TYPE_CHECKING:
     from iclselect.lm.engine import Engine, Unit
@@ -82,61 +83,19 @@ class RayExecutor:
         gpus_per_worker: float = 0.0,
         in_flight: int = 2,
     ) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise ValueError("--executor ray needs Ray: pip install 'iclselect[ray]'") from None
-        if not ray.is_initialized():
-            local = {"num_cpus": max(workers * spec.threads, 1)} if address is None else {}
-            ray.init(
-                address=address, include_dashboard=False, log_to_driver=False,
-                ignore_reinit_error=True, **local,
-            )  # fmt: skip
-        self._ray = ray
-        self._remote = ray.remote(num_cpus=spec.threads, num_gpus=gpus_per_worker)(_Worker)
         self.spec = spec
-        self.in_flight = in_flight
-        self.workers: list[Any] = [self._spawn() for _ in range(workers)]
-        self.restarts = 0
+        self.pool = ActorPool(
+            _Worker, (spec,), workers, address, spec.threads, gpus_per_worker, in_flight
+        )
 
-    def _spawn(self) -> Any:
-        return self._remote.remote(self.spec)
+    @property
+    def workers(self) -> list[Any]:
+        return self.pool.workers
+
+    @property
+    def restarts(self) -> int:
+        return self.pool.restarts
 
     def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[list[float]]]]:
-        ray = self._ray
-        queue = deque(units)
-        pending: dict[Any, tuple[Unit, int]] = {}  # object ref -> (unit, worker slot)
-        load = [0] * len(self.workers)
-
-        def fill() -> None:
-            for slot in range(len(self.workers)):
-                while queue and load[slot] < self.in_flight:
-                    unit = queue.popleft()
-                    pending[self.workers[slot].compute.remote(unit)] = (unit, slot)
-                    load[slot] += 1
-
-        fill()
-        while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
-            unit, slot = pending.pop(ref)
-            load[slot] -= 1
-            try:
-                result = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
-                queue.appendleft(unit)
-                self._replace(slot, pending, queue, load)
-            else:
-                yield unit, result
-            fill()
-
-    def _replace(
-        self, slot: int, pending: dict[Any, tuple[Unit, int]], queue: deque, load: list[int]
-    ) -> None:
-        """A dead worker's other units go back in the queue; a fresh worker takes its slot."""
-        for ref, (unit, owner) in list(pending.items()):
-            if owner == slot:
-                del pending[ref]
-                queue.appendleft(unit)
-        load[slot] = 0
-        self.workers[slot] = self._spawn()
-        self.restarts += 1
+        for index, result in self.pool.map("compute", units):
+            yield units[index], result

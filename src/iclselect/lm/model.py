@@ -39,18 +39,24 @@ def load_model(name: str = DEFAULT_MODEL, dtype: str = "fp32", device: str = "au
     quiet_hub()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    directory = _default_model_dir() if name == DEFAULT_MODEL else Path(name)
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(
-            f"--model {name}: not a Hugging Face model directory (no config.json); "
-            "give a local directory saved with save_pretrained"
-        )
+    directory = model_dir(name)
     target = precision.resolve_device(device)
     torch_dtype = precision.resolve_dtype(dtype, target, cache_dir())
     tokenizer = AutoTokenizer.from_pretrained(directory)
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype).to(target)
     model.eval()
     return LoadedModel(model, tokenizer, f"{name}@{_weights_fingerprint(directory)}")
+
+
+def model_dir(name: str) -> Path:
+    """The local directory `name` loads from (the default model's converted copy)."""
+    directory = _default_model_dir() if name == DEFAULT_MODEL else Path(name)
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(
+            f"--model {name}: not a Hugging Face model directory (no config.json); "
+            "give a local directory saved with save_pretrained"
+        )
+    return directory
 
 
 def quiet_hub() -> None:
