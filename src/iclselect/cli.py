@@ -197,8 +197,9 @@ ExecutorName = Annotated[
     str,
     typer.Option(
         "--executor",
-        help="Where the model runs: local (this process) or ray (--workers model copies on a "
-        "Ray cluster; same batches, same numbers; a lost worker costs only its batches).",
+        help="Where the model runs: local (this process), ray (--workers model copies on a "
+        "Ray cluster; same batches, same numbers; a lost worker costs only its batches) or "
+        "vllm (vLLM on this machine's GPU; extra iclselect[vllm]).",
         rich_help_panel=_ENGINE,
     ),
 ]
@@ -553,7 +554,8 @@ def bench_speed(
     ] = Path("BENCHMARKS.md"),
     write: Annotated[bool, typer.Option(help="Append to --benchmarks.")] = True,
     executor: Annotated[
-        str, typer.Option(help="local, or ray: also time the engine on Ray workers.")
+        str,
+        typer.Option(help="local; ray: also time the engine on Ray workers; vllm: and with vLLM."),
     ] = "local",
     workers: Annotated[int, typer.Option(help="Ray workers (with --executor ray).")] = 2,
 ) -> None:
@@ -602,5 +604,112 @@ def bench_memory(
         command = "iclselect " + shlex.join(sys.argv[1:])
         report, _ = run_memory(str(data), rows, workdir, benchmarks if write else None, command)
         typer.echo(report)
+
+    _guarded(go)
+
+
+@bench_app.command("quality")
+def bench_quality(
+    pool: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Pool to select from (default: DATA_DIR/alpaca_pool_21k.json.gz); the preset "
+            "takes its first rows.",
+            show_default=False,
+        ),
+    ] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="cpu-small: the default model, 2,000 pool rows, 1% and 5% budgets, one epoch, "
+            "under an hour on 2 cores. gpu: a 0.5-8B --model directory, the whole pool, 1/5/10%."
+        ),
+    ] = "cpu-small",
+    methods: Annotated[
+        str, typer.Option(help="Methods whose subsets are tuned on; random always runs too.")
+    ] = ",".join(("wici", "miwv", "icon", "ifd", "longest")),
+    scores: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=PATH: also tune on the ranking of a run's scores.parquet."),
+    ] = None,
+    evals: Annotated[
+        list[str] | None,
+        typer.Option("--eval", help="More held-out eval files (Alpaca, ShareGPT, messages)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Default: runs/quality-PRESET.")] = None,
+    data_dir: Annotated[Path, typer.Option(help="Where the pool and eval/ sets live.")] = Path(
+        "../shared/data"
+    ),
+    model: Model = "smollm2-135m-instruct",
+    template: TemplateName = "chat",
+    budgets: Annotated[
+        str | None, typer.Option(help="Comma-separated fractions, e.g. 0.01,0.05,0.1.")
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(help="Random subsets per budget.")] = None,
+    pool_rows: Annotated[
+        int | None, typer.Option(help="First valid rows of POOL (0: all).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs, every arm.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate, every arm.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Rows per optimizer step.")] = None,
+    lora: Annotated[
+        bool | None, typer.Option("--lora/--full", help="LoRA (peft) or full fine-tuning.")
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="Training: fp32, bf16 (autocast) or auto.")
+    ] = None,
+    eval_rows: Annotated[
+        int | None, typer.Option(help="Cap every eval set at this many items (a quick look).")
+    ] = None,
+    store: Annotated[str | None, typer.Option(help="Scoring result store.")] = None,
+    benchmarks: Annotated[
+        Path | None, typer.Option(help="Append the table here; --no-write to skip.")
+    ] = Path("BENCHMARKS.md"),
+    write: Annotated[bool, typer.Option(help="Append to --benchmarks.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or log.")] = False,
+) -> None:
+    """Fine-tune on each method's subset, on random subsets of the same size (several seeds)
+    and on the whole pool, with the same hyperparameters; score every tuned model and the
+    untuned one on held-out sets (reference NLL; accuracy on MMLU and GSM8K). Eval sets are
+    checked disjoint from the pool. Writes quality.md/.csv/.json/.png under OUT; an
+    interrupted run resumes (finished arms are read back, a running one from its checkpoint).
+    """
+    import shlex
+    import sys
+
+    from iclselect.bench.quality import QualityConfig, append_benchmarks, run_quality
+
+    def go() -> None:
+        overrides = {
+            key: value
+            for key, value in {
+                "seeds": seeds, "pool_rows": pool_rows, "epochs": epochs, "lr": lr,
+                "batch_size": batch_size, "lora": lora, "precision": precision,
+                "eval_rows": eval_rows,
+            }.items()
+            if value is not None
+        }  # fmt: skip
+        if budgets:
+            overrides["budgets"] = tuple(float(b) for b in budgets.split(","))
+        named = {}
+        for item in scores or []:
+            name, eq, path = item.partition("=")
+            if not eq:
+                raise ValueError(f"--scores {item!r}: expected NAME=PATH")
+            named[name] = path
+        config = QualityConfig(
+            out=str(out or Path("runs") / f"quality-{preset}"), preset=preset,
+            pool=str(pool) if pool else None, data_dir=str(data_dir),
+            methods=tuple(m.strip() for m in methods.split(",") if m.strip()), scores=named,
+            evals=tuple(evals or ()), model=model, template=template, store=store, quiet=quiet,
+            overrides=overrides,
+        )  # fmt: skip
+        result = run_quality(config)
+        typer.echo(result.table)
+        typer.echo("wrote " + ", ".join(str(f) for f in result.files))
+        if write and benchmarks is not None:
+            command = "iclselect " + shlex.join(sys.argv[1:])
+            append_benchmarks(benchmarks, result, command)
+            typer.echo(f"appended to {benchmarks}")
 
     _guarded(go)

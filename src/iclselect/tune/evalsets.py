@@ -1,0 +1,192 @@
+"""Held-out evaluation sets for `bench quality`, and the check that they are disjoint from the
+pool.
+
+An eval item is a prompt and a reference reply; the metric every set gets is the tuned model's
+mean per-token NLL of the reference. Sets with short gold answers also get exact-match accuracy:
+MMLU by which of the four letters the model finds likeliest, GSM8K by the final number of a
+greedy answer.
+
+Recognised files: GSM8K JSONL (question, answer ending "#### N"), MMLU JSONL (question, choices,
+answer_index), self-instruct seed tasks (instruction, instances: one item per task, its first
+instance; tasks whose reference output is empty are left out and counted, never scored as NaN),
+and any file iclselect reads (Alpaca, ShareGPT, messages: the last reply is the reference).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from iclselect.io import read_input
+from iclselect.io.errors import InputError
+from iclselect.records import Sample, Turn
+
+LETTERS = "ABCD"
+_SPACE = re.compile(r"\s+")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    prompt: tuple[Turn, ...]
+    reference: str
+    choices: tuple[str, ...] = ()  # MMLU: the reply to each choice; reference is one of them
+    number: str | None = None  # GSM8K: the gold final number
+
+
+@dataclass
+class EvalSet:
+    name: str
+    path: str
+    items: list[EvalItem]
+    n_rows: int  # rows in the file
+    n_empty: int = 0  # rows left out because their reference reply is empty
+
+    @property
+    def kind(self) -> str:
+        if self.items and self.items[0].choices:
+            return "choice"
+        if self.items and self.items[0].number is not None:
+            return "number"
+        return "text"
+
+
+def load_eval_set(path: str | Path, max_rows: int = 0, name: str | None = None) -> EvalSet:
+    """Read `path` as one of the recognised kinds; `max_rows` > 0 keeps the first that many
+    scorable rows."""
+    path = Path(path)
+    name = name or _stem(path)
+    first = _first_json_row(path)
+    if first is not None and {"question", "choices", "answer_index"} <= first.keys():
+        items, n_rows, empty = _mmlu(path)
+    elif first is not None and {"question", "answer"} <= first.keys():
+        items, n_rows, empty = _gsm8k(path)
+    elif first is not None and {"instruction", "instances"} <= first.keys():
+        items, n_rows, empty = _self_instruct(path)
+    else:
+        dataset = read_input(str(path))
+        samples = dataset.samples
+        items = [EvalItem(s.prompt, s.response) for s in samples if s.response.strip()]
+        n_rows, empty = dataset.n_rows, sum(1 for s in samples if not s.response.strip())
+    if not items:
+        raise InputError(str(path), "no row with a non-empty reference reply to evaluate")
+    return EvalSet(name, str(path), items[:max_rows] if max_rows else items, n_rows, empty)
+
+
+def held_out(path: str | Path, pool: list[Sample], skip: int, count: int) -> EvalSet:
+    """`count` rows of the pool's own file after its first `skip` (the pool), leaving out any
+    whose prompt is also in the pool: the same distribution, none of the same questions."""
+    seen = {prompt_hash(s.prompt) for s in pool}
+    samples = read_input(str(path), skip_invalid=True).samples[skip:]
+    items = [
+        EvalItem(s.prompt, s.response)
+        for s in samples
+        if s.response.strip() and prompt_hash(s.prompt) not in seen
+    ][:count]
+    return EvalSet(f"{_stem(Path(path))}-heldout", str(path), items, len(items))
+
+
+def prompt_hash(prompt: tuple[Turn, ...]) -> str:
+    """sha256 of the prompt's user text, case and whitespace folded: the same question asked
+    with other spacing or capitals is the same question."""
+    text = "\n".join(t.content for t in prompt if t.role == "user")
+    folded = _SPACE.sub(" ", text).strip().lower()
+    return hashlib.sha256(folded.encode("utf-8")).hexdigest()
+
+
+def check_disjoint(eval_set: EvalSet, pool: list[Sample]) -> int:
+    """Raise if any eval prompt is also a pool prompt; return how many prompts were checked."""
+    pool_hashes = {prompt_hash(s.prompt) for s in pool}
+    shared = [i for i, item in enumerate(eval_set.items) if prompt_hash(item.prompt) in pool_hashes]
+    if shared:
+        raise InputError(
+            eval_set.path,
+            f"eval set {eval_set.name!r}: {len(shared)} of {len(eval_set.items)} prompts are also "
+            f"in the pool (sha256 of the folded prompt), first at item {shared[0]}; an eval set "
+            "must be disjoint from the pool it judges",
+        )
+    return len(eval_set.items)
+
+
+def final_number(text: str) -> str | None:
+    """The answer a GSM8K-style reply ends on: the number after '####', else the last number."""
+    tail = text.rsplit("####", 1)[1] if "####" in text else text
+    numbers = _NUMBER.findall(tail)
+    if not numbers:
+        return None
+    value = numbers[0] if "####" in text else numbers[-1]
+    return _canonical(value)
+
+
+def _canonical(number: str) -> str:
+    cleaned = number.replace(",", "").rstrip(".")
+    return str(float(cleaned)).removesuffix(".0")
+
+
+def _mmlu(path: Path) -> tuple[list[EvalItem], int, int]:
+    rows = _json_rows(path)
+    items = []
+    for row in rows:
+        options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(row["choices"]))
+        prompt = f"{row['question']}\n\n{options}\n\nAnswer with the letter of the correct choice."
+        letters = tuple(LETTERS[: len(row["choices"])])
+        items.append(EvalItem((Turn("user", prompt),), letters[int(row["answer_index"])], letters))
+    return items, len(rows), 0
+
+
+def _gsm8k(path: Path) -> tuple[list[EvalItem], int, int]:
+    rows = _json_rows(path)
+    items = [
+        EvalItem(
+            (Turn("user", row["question"]),), row["answer"], number=final_number(row["answer"])
+        )
+        for row in rows
+    ]
+    return items, len(rows), 0
+
+
+def _self_instruct(path: Path) -> tuple[list[EvalItem], int, int]:
+    rows = _json_rows(path)
+    items = []
+    for row in rows:
+        instance = row["instances"][0]
+        if not instance["output"].strip():
+            continue
+        text = row["instruction"] + (f"\n\n{instance['input']}" if instance["input"] else "")
+        items.append(EvalItem((Turn("user", text),), instance["output"]))
+    return items, len(rows), len(rows) - len(items)
+
+
+def _first_json_row(path: Path) -> dict | None:
+    name = path.name.removesuffix(".gz")
+    if not name.endswith(".jsonl"):
+        return None
+    with _open(path) as handle:
+        line = handle.readline()
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return row if isinstance(row, dict) else None
+
+
+def _json_rows(path: Path) -> list[dict]:
+    with _open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _open(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".jsonl", ".json", ".parquet", ".csv"):
+        name = name.removesuffix(suffix)
+    return name

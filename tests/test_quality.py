@@ -1,0 +1,190 @@
+"""bench quality: eval sets disjoint from the pool, seeded runs repeat exactly, and an arm
+killed mid-training resumes to the same numbers. Real model, real rows, tiny sizes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from conftest import shortest, write_json
+
+from iclselect.bench.quality import QualityConfig, markdown, run_quality
+from iclselect.io import InputError
+from iclselect.tune.evalsets import check_disjoint, final_number, held_out, load_eval_set
+
+# 12 pool rows, 3 per subset (one optimizer step), the whole pool in 3 steps, fp32, a
+# checkpoint after every step, 8 held-out rows, no shared data needed.
+TINY = {
+    "pool_rows": 12, "budgets": (0.25,), "seeds": 2, "heldout": 8, "eval_files": (),
+    "generate_tokens": 0, "batch_size": 4, "precision": "fp32", "checkpoint_every": 1,
+    "max_length": 256,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_pool(demo_rows, tmp_path_factory) -> Path:
+    return write_json(tmp_path_factory.mktemp("pool") / "pool.json", shortest(demo_rows, 20))
+
+
+def tiny_config(pool: Path, out: Path, store: Path | None = None) -> QualityConfig:
+    return QualityConfig(
+        out=str(out), pool=str(pool), methods=("longest",), quiet=True, overrides=dict(TINY),
+        store=str(store) if store else None,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_pool, tmp_path_factory):
+    return run_quality(tiny_config(tiny_pool, tmp_path_factory.mktemp("first")))
+
+
+def numbers(summary: dict) -> list[tuple]:
+    return [(a["arm"], a["pool_rows"], a["eval"], a.get("train", {}).get("losses")) for a in
+            summary["arms"]]  # fmt: skip
+
+
+def test_same_seed_gives_identical_subsets_and_eval_numbers(first_run, tiny_pool, tmp_path):
+    again = run_quality(tiny_config(tiny_pool, tmp_path / "again", tmp_path / "other.sqlite"))
+    names = [a["arm"] for a in first_run.summary["arms"]]
+    assert names == ["untuned", "longest@25%", "random-s0@25%", "random-s1@25%", "full"]
+    # fp32 on the same machine: bit-identical, not merely close.
+    assert numbers(again.summary) == numbers(first_run.summary)
+    random_rows = [a["pool_rows"] for a in first_run.summary["arms"] if a["method"] == "random"]
+    assert random_rows[0] != random_rows[1]  # the seeds draw different subsets
+    longest = first_run.summary["arms"][1]
+    assert longest["mean_response_chars"] >= max(a["mean_response_chars"] for a in
+                                                 first_run.summary["arms"][2:4])  # fmt: skip
+    for arm in first_run.summary["arms"]:
+        assert all(math.isfinite(v["nll"]) for v in arm["eval"].values())
+    # The tuned models moved: training changed the held-out NLL.
+    held = "pool-heldout"
+    assert (
+        first_run.summary["arms"][-1]["eval"][held]["nll"]
+        != (first_run.summary["arms"][0]["eval"][held]["nll"])
+    )
+
+
+def test_outputs_table_csv_json_and_plot(first_run):
+    out = {path.name: path for path in first_run.files}
+    assert set(out) == {"quality.json", "quality.md", "quality.csv", "quality.png"}
+    assert out["quality.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = out["quality.md"].read_text()
+    assert "| random@25% (mean ± sd, 2 seeds) | 3 |" in table
+    assert "pool-heldout nll: longest@25%" in table
+    rows = out["quality.csv"].read_text().splitlines()
+    assert rows[0].startswith("arm,method,budget,seed,rows,mean_response_chars,train_seconds")
+    assert len(rows) == 1 + 5
+    saved = json.loads(out["quality.json"].read_text())
+    assert saved["eval_sets"][0]["disjoint_from_pool"] is True
+    assert markdown(saved) == first_run.table
+
+
+def test_finished_arms_are_read_back_not_rerun(first_run, tiny_pool):
+    out = Path(first_run.summary["config"]["out"])
+    started = time.perf_counter()
+    again = run_quality(tiny_config(tiny_pool, out))
+    assert numbers(again.summary) == numbers(first_run.summary)
+    assert time.perf_counter() - started < 60  # no training: every arm is read back
+
+
+def test_killed_arm_resumes_from_its_checkpoint(first_run, tiny_pool, tmp_path):
+    out = tmp_path / "killed"
+    script = (
+        "from iclselect.bench.quality import QualityConfig, run_quality\n"
+        f"run_quality(QualityConfig(**{asdict(tiny_config(tiny_pool, out))!r}))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
+    deadline = time.monotonic() + 300
+    checkpoint = None
+    while checkpoint is None and time.monotonic() < deadline and process.poll() is None:
+        checkpoint = next((out / "arms" / "full").glob("*/checkpoint.pt"), None)
+        time.sleep(0.05)
+    assert checkpoint is not None, "the full arm never wrote a checkpoint"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not next((out / "arms" / "full").glob("*/result.json"), None)
+
+    resumed = run_quality(tiny_config(tiny_pool, out))
+    full = resumed.summary["arms"][-1]
+    assert full["train"]["resumed_from"] >= 1
+    assert numbers(resumed.summary) == numbers(first_run.summary)
+    assert not list((out / "arms" / "full").glob("*/checkpoint.pt"))  # removed when done
+
+
+def test_an_eval_set_overlapping_the_pool_is_refused(tiny_pool, tmp_path, demo_rows):
+    rows = shortest(demo_rows, 20)
+    overlap = write_json(tmp_path / "overlap.json", [rows[20 - 1], dict(rows[3], output="x")])
+    config = tiny_config(tiny_pool, tmp_path / "out")
+    config.evals = (str(overlap),)
+    with pytest.raises(InputError, match=r"overlap.json: .*1 of 2 prompts are also in the pool"):
+        run_quality(config)
+    assert not (tmp_path / "out" / "arms").exists()  # refused before any scoring or training
+
+
+def test_disjointness_folds_case_and_spacing(tiny_pool, tmp_path):
+    pool = load_eval_set(tiny_pool).items
+    from iclselect.records import Sample, Turn
+
+    samples = [Sample(i, (*item.prompt, Turn("assistant", item.reference)))
+               for i, item in enumerate(pool[:5])]  # fmt: skip
+    first = pool[0].prompt[0].content
+    shouted = write_json(
+        tmp_path / "e.json", [{"instruction": "  " + first.upper() + " ", "output": "y"}]
+    )
+    with pytest.raises(InputError, match="also in the pool"):
+        check_disjoint(load_eval_set(shouted), samples)
+    held = held_out(tiny_pool, samples, 5, 100)
+    assert check_disjoint(held, samples) == len(held.items) == len(pool) - 5
+
+
+def test_eval_file_kinds(tmp_path):
+    gsm = tmp_path / "gsm.jsonl"
+    gsm.write_text(json.dumps({"question": "2+2?", "answer": "2+2=4\n#### 4"}) + "\n")
+    mmlu = tmp_path / "mmlu.jsonl"
+    mmlu.write_text(json.dumps({"question": "q", "choices": ["a", "b", "c", "d"],
+                                "answer": "C", "answer_index": 2}) + "\n")  # fmt: skip
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        json.dumps({"instruction": "say hi", "instances": [{"input": "", "output": "hi"}]}) + "\n"
+        + json.dumps({"instruction": "list", "instances": [{"input": "x", "output": " "}]}) + "\n"
+    )  # fmt: skip
+    assert load_eval_set(gsm).items[0].number == "4"
+    choice = load_eval_set(mmlu).items[0]
+    assert (choice.reference, choice.choices) == ("C", ("A", "B", "C", "D"))
+    instruct = load_eval_set(tasks)
+    assert (len(instruct.items), instruct.n_empty, instruct.n_rows) == (1, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("so 48+24 = 72.\n#### 72", "72"), ("The answer is 1,250.", "1250"),
+     ("#### -3.50", "-3.5"), ("no digits", None), ("3 apples, then 7", "7")],
+)  # fmt: skip
+def test_final_number(text, number):
+    assert final_number(text) == number
+
+
+def test_lora_arm_trains_and_merges_into_a_plain_model(demo_rows, tmp_path):
+    pytest.importorskip("peft", reason="--lora needs the lora extra")
+    from conftest import samples_from
+
+    from iclselect.lm import Template, load_model
+    from iclselect.tune.finetune import TrainConfig, examples, finetune
+
+    loaded = load_model()
+    before = loaded.model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    data = examples(samples_from(shortest(demo_rows, 2)), Template("chat", loaded.tokenizer), 128)
+    config = TrainConfig(lora=True, lr=1e-2, batch_size=2, precision="fp32")
+    model, log = finetune(loaded.model, data, config, tmp_path, show_progress=False)
+    assert type(model).__name__ == type(loaded.model).__name__  # merged: no peft wrapper left
+    after = model.model.layers[0].self_attn.q_proj.weight
+    assert not after.equal(before)  # the merged LoRA update moved the frozen weight
+    assert log.steps == 1 and len(log.losses) == 1 and math.isfinite(log.losses[0])
