@@ -375,14 +375,14 @@ def verdicts(summary: dict[str, Any]) -> str:
                 value = arm["eval"][name][metric]
                 gap = (mean - value) if metric == "nll" else (value - mean)
                 units = f", {gap / spread:+.1f} sd" if spread > 0 else ""
-                word = "beats" if better(value, mean) == value and gap > 0 else "does not beat"
+                word = "better than" if gap > 0 else "no better than"
                 versus_full = ""
                 if full is not None:
                     f = full["eval"][name][metric]
-                    versus_full = "; beats full" if better(value, f) == value and value != f else ""
+                    versus_full = "; better than full" if better(value, f) == value != f else ""
                 lines.append(
-                    f"- {name} {metric}: {arm['arm']} {value:.4f} {word} random "
-                    f"{mean:.4f} ± {spread:.4f} (gap {gap:+.4f}{units}){versus_full}"
+                    f"- {name} {metric}: {arm['arm']} {value:.4f}, {word} random's mean "
+                    f"{mean:.4f} ± {spread:.4f} (by {gap:+.4f}{units}){versus_full}"
                 )
     return "\n".join(lines)
 

@@ -126,7 +126,10 @@ def quality_plot(summary: dict, columns: Sequence[tuple[str, str]], path) -> Non
         randoms = [[value(a) for a in arms if a["method"] == "random" and a["budget"] == b]
                    for b in budgets]  # fmt: skip
         x = [b * 100 for b in budgets]
-        mean, sd = np.array([np.mean(r) for r in randoms]), np.array([np.std(r) for r in randoms])
+        mean, sd = (
+            np.array([np.mean(r) for r in randoms]),
+            np.array([np.std(r, ddof=1) if len(r) > 1 else 0.0 for r in randoms]),
+        )
         axes.fill_between(x, mean - sd, mean + sd, color=_DROPPED, alpha=0.5, label="random ± sd")
         axes.plot(x, mean, color="#495057", marker="o", linewidth=1)
         methods = dict.fromkeys(
