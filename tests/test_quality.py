@@ -188,3 +188,28 @@ def test_lora_arm_trains_and_merges_into_a_plain_model(demo_rows, tmp_path):
     after = model.model.layers[0].self_attn.q_proj.weight
     assert not after.equal(before)  # the merged LoRA update moved the frozen weight
     assert log.steps == 1 and len(log.losses) == 1 and math.isfinite(log.losses[0])
+
+
+def test_greedy_answers_batched_equal_one_at_a_time(lm, tmp_path):
+    """GSM8K exact match reads greedy answers generated in left-padded batches: padding must
+    not change them."""
+    from iclselect.lm import Template
+    from iclselect.tune.evaluate import evaluate, generate
+
+    rows = [
+        {"question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"},
+        {"question": "Tom has 4 apples and buys 6 more. How many apples does he have now?",
+         "answer": "4 + 6 = 10\n#### 10"},
+        {"question": "Compute 7 times 8.", "answer": "#### 56"},
+    ]  # fmt: skip
+    path = tmp_path / "gsm.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    eval_set = load_eval_set(path)
+    template = Template("chat", lm.tokenizer)
+    batched = generate(lm, template, eval_set.items, 12)
+    single = [generate(lm, template, [item], 12)[0] for item in eval_set.items]
+    assert batched == single
+    assert all(isinstance(text, str) and text for text in batched)
+    result = evaluate(lm, template, [eval_set], 12, show_progress=False)["gsm"]
+    hits = [final_number(t) == item.number for t, item in zip(batched, eval_set.items, strict=True)]
+    assert result["accuracy"] == sum(hits) / 3 and result["n"] == 3
