@@ -213,3 +213,13 @@ def test_greedy_answers_batched_equal_one_at_a_time(lm, tmp_path):
     result = evaluate(lm, template, [eval_set], 12, show_progress=False)["gsm"]
     hits = [final_number(t) == item.number for t, item in zip(batched, eval_set.items, strict=True)]
     assert result["accuracy"] == sum(hits) / 3 and result["n"] == 3
+
+
+def test_a_malformed_eval_row_names_file_row_and_field(tmp_path):
+    bad = tmp_path / "gsm.jsonl"
+    bad.write_text(
+        json.dumps({"question": "2+2?", "answer": "#### 4"}) + "\n"
+        + json.dumps({"question": "3+3?", "answer": 6}) + "\n"
+    )  # fmt: skip
+    with pytest.raises(InputError, match=r"gsm.jsonl: row 1: field 'answer': missing or not a"):
+        load_eval_set(bad)

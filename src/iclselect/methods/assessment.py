@@ -9,13 +9,11 @@ Dolly context, as Alpaca's input is) the user turn, so every --template renders 
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 from importlib import resources
 from pathlib import Path
 
-from iclselect.io import InputError, read_dataset
+from iclselect.io import jsonl, read_dataset
 from iclselect.records import Sample, Turn
 
 SHIPPED = "icon_assessment_1020.jsonl.gz"
@@ -34,32 +32,15 @@ def load_assessment(path: str | None) -> tuple[list[Sample], str]:
 
 
 def _is_icon_format(path: Path) -> bool:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        first = handle.readline()
-    try:
-        row = json.loads(first)
-    except json.JSONDecodeError:
-        return False
-    return isinstance(row, dict) and {"inputs", "response"} <= set(row)
+    row = jsonl.first_row(path)
+    return row is not None and {"inputs", "response"} <= set(row)
 
 
 def _icon_rows(path: Path) -> list[Sample]:
-    opener = gzip.open if path.suffix == ".gz" else open
     samples = []
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(str(path), f"not valid JSON: {error.msg}", number) from None
-            for field in ("inputs", "response"):
-                if not isinstance(row.get(field), str):
-                    raise InputError(str(path), "missing or not a string", number, field)
-            turns = (*parse_prompt(row["inputs"]), Turn("assistant", row["response"]))
-            samples.append(Sample(number, turns))
+    for number, row in jsonl.rows(path):
+        inputs, response = (jsonl.need(row, f, str, path, number) for f in ("inputs", "response"))
+        samples.append(Sample(number, (*parse_prompt(inputs), Turn("assistant", response))))
     return samples
 
 

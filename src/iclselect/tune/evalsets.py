@@ -14,14 +14,12 @@ and any file iclselect reads (Alpaca, ShareGPT, messages: the last reply is the 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from iclselect.io import read_input
+from iclselect.io import jsonl, read_input
 from iclselect.io.errors import InputError
 from iclselect.records import Sample, Turn
 
@@ -60,7 +58,7 @@ def load_eval_set(path: str | Path, max_rows: int = 0, name: str | None = None) 
     scorable rows."""
     path = Path(path)
     name = name or _stem(path)
-    first = _first_json_row(path)
+    first = jsonl.first_row(path) if path.name.removesuffix(".gz").endswith(".jsonl") else None
     if first is not None and {"question", "choices", "answer_index"} <= first.keys():
         items, n_rows, empty = _mmlu(path)
     elif first is not None and {"question", "answer"} <= first.keys():
@@ -128,61 +126,44 @@ def _canonical(number: str) -> str:
 
 
 def _mmlu(path: Path) -> tuple[list[EvalItem], int, int]:
-    rows = _json_rows(path)
     items = []
-    for row in rows:
-        options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(row["choices"]))
-        prompt = f"{row['question']}\n\n{options}\n\nAnswer with the letter of the correct choice."
-        letters = tuple(LETTERS[: len(row["choices"])])
-        items.append(EvalItem((Turn("user", prompt),), letters[int(row["answer_index"])], letters))
-    return items, len(rows), 0
+    for number, row in jsonl.rows(path):
+        choices = jsonl.need(row, "choices", list, path, number)
+        answer = jsonl.need(row, "answer_index", int, path, number)
+        if not 0 <= answer < min(len(choices), len(LETTERS)):
+            raise InputError(str(path), f"{answer} is not a choice's index", number, "answer_index")
+        options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
+        question = jsonl.need(row, "question", str, path, number)
+        prompt = f"{question}\n\n{options}\n\nAnswer with the letter of the correct choice."
+        letters = tuple(LETTERS[: len(choices)])
+        items.append(EvalItem((Turn("user", prompt),), letters[answer], letters))
+    return items, len(items), 0
 
 
 def _gsm8k(path: Path) -> tuple[list[EvalItem], int, int]:
-    rows = _json_rows(path)
-    items = [
-        EvalItem(
-            (Turn("user", row["question"]),), row["answer"], number=final_number(row["answer"])
-        )
-        for row in rows
-    ]
-    return items, len(rows), 0
+    items = []
+    for number, row in jsonl.rows(path):
+        question = jsonl.need(row, "question", str, path, number)
+        answer = jsonl.need(row, "answer", str, path, number)
+        items.append(EvalItem((Turn("user", question),), answer, number=final_number(answer)))
+    return items, len(items), 0
 
 
 def _self_instruct(path: Path) -> tuple[list[EvalItem], int, int]:
-    rows = _json_rows(path)
-    items = []
-    for row in rows:
-        instance = row["instances"][0]
-        if not instance["output"].strip():
+    items, n_rows = [], 0
+    for number, row in jsonl.rows(path):
+        n_rows += 1
+        instances = jsonl.need(row, "instances", list, path, number)
+        if not instances or not isinstance(instances[0], dict):
+            raise InputError(str(path), "needs at least one instance object", number, "instances")
+        output = jsonl.need(instances[0], "output", str, path, number)
+        given = jsonl.need(instances[0], "input", str, path, number)
+        if not output.strip():
             continue
-        text = row["instruction"] + (f"\n\n{instance['input']}" if instance["input"] else "")
-        items.append(EvalItem((Turn("user", text),), instance["output"]))
-    return items, len(rows), len(rows) - len(items)
-
-
-def _first_json_row(path: Path) -> dict | None:
-    name = path.name.removesuffix(".gz")
-    if not name.endswith(".jsonl"):
-        return None
-    with _open(path) as handle:
-        line = handle.readline()
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return row if isinstance(row, dict) else None
-
-
-def _json_rows(path: Path) -> list[dict]:
-    with _open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def _open(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+        instruction = jsonl.need(row, "instruction", str, path, number)
+        text = instruction + (f"\n\n{given}" if given else "")
+        items.append(EvalItem((Turn("user", text),), output))
+    return items, n_rows, n_rows - len(items)
 
 
 def _stem(path: Path) -> str:
