@@ -24,6 +24,16 @@ def connect(address: str | None, num_cpus: int) -> Any:
     return ray
 
 
+class Actor:
+    """Base of every actor an ActorPool runs."""
+
+    def pid(self) -> int:
+        """Its process id: lets a driver (or a test) find, or kill, the process behind it."""
+        import os
+
+        return os.getpid()
+
+
 class ActorPool:
     """`workers` copies of `actor(*args)`, each with `cpus` CPUs and `gpus` GPUs, at most
     `in_flight` items queued per actor."""

@@ -192,11 +192,12 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
         embedder = embedder_for(config, len(samples))
         pool.instruction_vectors = embedder.encode([s.instruction_text for s in samples])
         pool.full_vectors = embedder.encode([s.full_text for s in samples])
-        if isinstance(embedder, ShardedEmbedder):
+        sharded = isinstance(embedder, ShardedEmbedder)
+        if sharded:
             embedder.close()
         log(
             f"embedded {len(samples)} samples with {config.embedder}"
-            + (f" on {config.workers} Ray workers" if isinstance(embedder, ShardedEmbedder) else "")
+            + (f" on {config.workers} Ray workers" if sharded else "")
         )
         timings["embed"] = time.perf_counter() - started
 

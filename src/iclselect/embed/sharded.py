@@ -8,13 +8,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from iclselect.cluster import ActorPool
+from iclselect.cluster import Actor, ActorPool
 from iclselect.embed.embedder import Embedder
 
 SHARD = 8192  # texts per unit of work: a few seconds of encoding, small next to actor start-up
 
 
-class _EmbedWorker:
+class _EmbedWorker(Actor):
     def __init__(self, name: str, threads: int) -> None:
         import torch
 
@@ -23,11 +23,6 @@ class _EmbedWorker:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode(texts)
-
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()
 
 
 class ShardedEmbedder:

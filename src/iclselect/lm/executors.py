@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from iclselect.cluster import ActorPool
+from iclselect.cluster import Actor, ActorPool
 
 if TYPE_CHECKING:
     from iclselect.lm.engine import Engine, Unit
@@ -43,7 +43,7 @@ class WorkerSpec:
     threads: int
 
 
-class _Worker:
+class _Worker(Actor):
     """One model copy; computes units for the driver."""
 
     def __init__(self, spec: WorkerSpec) -> None:
@@ -64,11 +64,6 @@ class _Worker:
 
     def compute(self, unit: Unit) -> list[list[float]]:
         return self.engine.compute(unit)
-
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()
 
 
 class RayExecutor:

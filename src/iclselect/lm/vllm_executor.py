@@ -53,29 +53,15 @@ class VllmExecutor:
 
         for start in range(0, len(units), _UNITS_PER_CALL):
             chunk = units[start : start + _UNITS_PER_CALL]
-            sequences = [
-                job.context + job.target for unit in chunk for batch in unit.batches
-                for job in batch
-            ]  # fmt: skip
-            outputs = iter(
-                self.llm.generate(
-                    [TokensPrompt(prompt_token_ids=list(ids)) for ids in sequences],
-                    self.params,
-                    use_tqdm=False,
+            jobs = [job for unit in chunk for batch in unit.batches for job in batch]
+            prompts = [TokensPrompt(prompt_token_ids=[*j.context, *j.target]) for j in jobs]
+            outputs = self.llm.generate(prompts, self.params, use_tqdm=False)
+            sums = iter(
+                sum(
+                    out.prompt_logprobs[p][prompt["prompt_token_ids"][p]].logprob
+                    for p in range(len(job.context), job.length)
                 )
+                for job, prompt, out in zip(jobs, prompts, outputs, strict=True)
             )
             for unit in chunk:
-                sums = []
-                for batch in unit.batches:
-                    batch_sums = []
-                    for job in batch:
-                        ids = job.context + job.target
-                        per_token = next(outputs).prompt_logprobs
-                        batch_sums.append(
-                            sum(
-                                per_token[p][ids[p]].logprob
-                                for p in range(len(job.context), len(ids))
-                            )
-                        )
-                    sums.append(batch_sums)
-                yield unit, sums
+                yield unit, [[next(sums) for _ in batch] for batch in unit.batches]
