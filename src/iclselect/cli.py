@@ -498,12 +498,14 @@ def _guarded(action: Callable[[], None]) -> None:
         raise typer.Exit(2) from None
 
 
-def _parse_settings(items: list[str] | None) -> dict[str, str]:
+def _parse_settings(
+    items: list[str] | None, flag: str = "--set", example: str = "n_probes=3"
+) -> dict[str, str]:
     settings: dict[str, str] = {}
     for item in items or []:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set n_probes=3")
+            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} {example}")
         settings[key.strip()] = value.strip()
     return settings
 
@@ -691,12 +693,7 @@ def bench_quality(
         }  # fmt: skip
         if budgets:
             overrides["budgets"] = tuple(float(b) for b in budgets.split(","))
-        named = {}
-        for item in scores or []:
-            name, eq, path = item.partition("=")
-            if not eq:
-                raise ValueError(f"--scores {item!r}: expected NAME=PATH")
-            named[name] = path
+        named = _parse_settings(scores, "--scores", "wici=runs/wici/scores.parquet")
         config = QualityConfig(
             out=str(out or Path("runs") / f"quality-{preset}"), preset=preset,
             pool=str(pool) if pool else None, data_dir=str(data_dir),

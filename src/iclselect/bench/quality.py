@@ -161,10 +161,15 @@ def run_quality(config: QualityConfig) -> Quality:
     arms, pool, scoring = _plan_arms(config, preset, run_config, log)
     scoring_seconds = time.perf_counter() - started
 
+    # The identity every arm's key names; each arm that runs loads fresh weights of its own.
+    base = load_model(config.model, "fp32", config.device)
+    template = Template(config.template, base.tokenizer)
     results = []
     for n, arm in enumerate(arms, start=1):
         log(f"arm {n}/{len(arms)}: {arm.name} ({len(arm.indices)} rows)")
-        results.append(_run_arm(arm, pool, eval_sets, preset, config, out, log))
+        results.append(
+            _run_arm(arm, pool, eval_sets, preset, config, base.model_id, template, out, log)
+        )
     summary = {
         "date": date.today().isoformat(),
         "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -214,12 +219,15 @@ def _plan_arms(
     for name, path in config.scores.items():
         rankings[name] = _ranking_from_file(path, pool)
     random = get("random")
+    draws = [
+        score(prepared, random, random.configure({"seed": seed}), run_config, log)
+        for seed in range(preset.seeds)
+    ]
     for budget in preset.budgets:
         label = f"{budget * 100:g}%"
         for name, ranking in rankings.items():
             arms.append(Arm(f"{name}@{label}", name, budget, ranking(Budget(fraction=budget))))
-        for seed in range(preset.seeds):
-            scored = score(prepared, random, random.configure({"seed": seed}), run_config, log)
+        for seed, scored in enumerate(draws):
             chosen = choose(scored, Budget(fraction=budget)).selection.selected
             arms.append(Arm(f"random-s{seed}@{label}", "random", budget, chosen, seed))
     arms.append(Arm("full", "full", 1.0, list(range(len(pool)))))
@@ -267,12 +275,12 @@ def _run_arm(
     eval_sets: list[EvalSet],
     preset: Preset,
     config: QualityConfig,
+    model_id: str,
+    template: Template,
     out: Path,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    loaded = load_model(config.model, "fp32", config.device)
-    template = Template(config.template, loaded.tokenizer)
-    key = _arm_key(arm, pool, eval_sets, preset, loaded.model_id, template.fingerprint)
+    key = _arm_key(arm, pool, eval_sets, preset, model_id, template.fingerprint)
     workdir = out / "arms" / arm.name.replace("%", "pct").replace("@", "-") / key[:12]
     done = workdir / "result.json"
     if done.is_file():
@@ -285,6 +293,7 @@ def _run_arm(
         "rows": len(chosen), "pool_rows": [s.row for s in chosen],
         "mean_response_chars": statistics.fmean(len(s.response) for s in chosen) if chosen else 0.0,
     }  # fmt: skip
+    loaded = load_model(config.model, "fp32", config.device)
     model = loaded.model
     if chosen:
         model, train_log = finetune(

@@ -12,7 +12,6 @@ one.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -171,10 +170,6 @@ def schedule(lengths: list[int], config: TrainConfig) -> list[list[int]]:
             chunk = sorted(order[start : start + group], key=lambda i: -lengths[i])
             steps += [chunk[i : i + size] for i in range(0, len(chunk), size)]
     return steps
-
-
-def steps_for(n_examples: int, config: TrainConfig) -> int:
-    return config.epochs * math.ceil(n_examples / config.batch_size)
 
 
 def _loss(
