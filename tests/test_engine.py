@@ -1,7 +1,8 @@
 """Engine numbers against a plain forward pass, and equivalence of every speed trick.
 
-Tolerance: 1e-4 on the mean per-token loss (fp32). Batching, padding and the cached prefix
-change matmul shapes, hence float summation order, and nothing else."""
+Tolerance: 1e-4 on the mean per-token loss (fp32). Packing several requests into one row and
+running a shared prefix once change matmul shapes, hence float summation order, and nothing
+else."""
 
 from __future__ import annotations
 
@@ -63,6 +64,19 @@ def test_batched_equals_one_at_a_time(lm, requests, name):
     assert_close(
         losses(one_at_a_time.loglikelihood(requests)), losses(batched.loglikelihood(requests))
     )
+
+
+@pytest.mark.parametrize("budget", [48, 160, 4096])
+def test_packed_trees_equal_one_request_per_pass(lm, requests, budget):
+    """48 tokens: every tree is split, each part running its prefix again; 160: a few trees
+    and lone requests share each row; 4096: everything in one row."""
+    alone = engine(lm, max_batch_tokens=1, reuse_prefix=False)
+    packed = engine(lm, max_batch_tokens=budget)
+    units = packed._plan(requests).units
+    assert all(unit.tokens <= budget or len(unit.jobs) == 1 for unit in units)
+    if budget == 160:
+        assert any(len(unit.trees) > 1 for unit in units)
+    assert_close(losses(alone.loglikelihood(requests)), losses(packed.loglikelihood(requests)))
 
 
 def test_prefix_reuse_equals_no_reuse(lm, requests):

@@ -125,7 +125,7 @@ def score(
     fields: dict[str, str] | None = None,
     dataset: str | None = None,
     skip_invalid: bool = False,
-    max_batch_tokens: int = 8192,
+    max_batch_tokens: int | None = None,
     max_length: int = 2048,
     tau: float | None = None,
     store: str | Path | None = None,

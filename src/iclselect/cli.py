@@ -183,7 +183,13 @@ Tau = Annotated[
     ),
 ]
 MaxBatchTokens = Annotated[
-    int, typer.Option(help="Padded tokens per forward pass.", rich_help_panel=_ENGINE)
+    int | None,
+    typer.Option(
+        help="Tokens per forward pass; requests are packed end to end, without padding "
+        "[default: 2048 on a CPU, where larger rows fall out of cache; 16384 on a GPU].",
+        show_default=False,
+        rich_help_panel=_ENGINE,
+    ),
 ]
 MaxLength = Annotated[
     int,
@@ -273,7 +279,7 @@ def run(
     count: Count = None,
     threshold: Threshold = None,
     tau: Tau = None,
-    max_batch_tokens: MaxBatchTokens = 8192,
+    max_batch_tokens: MaxBatchTokens = None,
     max_length: MaxLength = 2048,
     executor: ExecutorName = "local",
     workers: Workers = 2,
@@ -339,7 +345,7 @@ def compare(
     count: Count = None,
     threshold: Threshold = None,
     tau: Tau = None,
-    max_batch_tokens: MaxBatchTokens = 8192,
+    max_batch_tokens: MaxBatchTokens = None,
     max_length: MaxLength = 2048,
     executor: ExecutorName = "local",
     workers: Workers = 2,
@@ -401,7 +407,7 @@ def inspect(
     embedder: EmbedderName = "all-minilm-l6-v2",
     dtype: Dtype = "auto",
     device: Device = "auto",
-    max_batch_tokens: MaxBatchTokens = 8192,
+    max_batch_tokens: MaxBatchTokens = None,
     max_length: MaxLength = 2048,
     quiet: Quiet = False,
 ) -> None:
@@ -550,7 +556,12 @@ def bench_speed(
     n_probes: Annotated[int, typer.Option(help="Top-k probes per candidate.")] = 5,
     template: Annotated[str, typer.Option(help="chat, alpaca or plain.")] = "chat",
     dtype: Annotated[str, typer.Option(help="Engine dtype (the reference is fp32).")] = "auto",
-    max_batch_tokens: Annotated[int, typer.Option(help="Engine batch budget.")] = 8192,
+    max_batch_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Engine tokens per forward pass [default: the engine's].", show_default=False
+        ),
+    ] = None,
     benchmarks: Annotated[
         Path | None, typer.Option(help="Append the report here; --no-write to skip.")
     ] = Path("BENCHMARKS.md"),

@@ -71,7 +71,7 @@ class RunConfig:
     # Near-duplicate threshold (cosine of instruction+response embeddings); None: the method's
     # own (0.9 for wICI, whose paper has the diversity step; off for the others).
     tau: float | None = None
-    max_batch_tokens: int = 8192
+    max_batch_tokens: int | None = None
     max_length: int = 2048
     executor: str = "local"  # local | ray | vllm
     workers: int = 2  # Ray workers, one model copy each

@@ -102,7 +102,7 @@ def run_speed(
     n_probes: int,
     template_name: str,
     dtype: str,
-    max_batch_tokens: int,
+    max_batch_tokens: int | None,
     benchmarks: Path | None,
     command: str,
     executor: str = "local",
@@ -206,7 +206,7 @@ def run_speed(
 
 
 def _ray_arm(
-    loaded, template_name: str, max_batch_tokens: int, workers: int, requests: list
+    loaded, template_name: str, max_batch_tokens: int | None, workers: int, requests: list
 ) -> Arm:
     import ray
 
@@ -230,7 +230,7 @@ def _ray_arm(
     return arm
 
 
-def _vllm_arm(loaded, template_name: str, max_batch_tokens: int, requests: list) -> Arm:
+def _vllm_arm(loaded, template_name: str, max_batch_tokens: int | None, requests: list) -> Arm:
     from iclselect.lm.model import DEFAULT_MODEL, model_dir
     from iclselect.lm.precision import dtype_name
     from iclselect.lm.vllm_executor import VllmExecutor

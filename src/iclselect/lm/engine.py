@@ -1,18 +1,18 @@
-"""The engine: answers log-likelihood requests in batches, in request order.
+"""The engine: answers log-likelihood requests in packed forward passes, in request order.
 
 Every method's cost is here, so every speed trick lives here once:
 - identical requests (same key) are computed once;
-- requests that share a prefix (the same demo before many probes) run that prefix once and
-  score their suffixes, batched, on its KV cache;
-- requests are sorted longest first (an out-of-memory shows on the first batch, and the ETA is
-  pessimistic rather than optimistic) and packed into batches by a padded-token budget;
-- the LM head and log-softmax run only at the positions that predict target tokens, never over
-  the whole padded batch (on 2 CPU cores the full-vocabulary logits cost more than batching saves).
+- requests that share a prefix (the same demo before many probes) form a tree: the prefix runs
+  once and each request's own tokens follow it in the same row, attending to its keys;
+- trees are laid end to end in one row per forward pass up to a token budget, with no padding
+  (lm/packed.py), largest first (an out-of-memory shows on the first pass, and the ETA is
+  pessimistic rather than optimistic);
+- the LM head and log-softmax run only at the positions that predict target tokens, in chunks
+  small enough to stay in cache, never over the whole row.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,27 +20,27 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from transformers import DynamicCache
 
 from iclselect.lm.executors import Executor, LocalExecutor
 from iclselect.lm.flops import FlopModel
 from iclselect.lm.model import LoadedModel
+from iclselect.lm.packed import Segment, check_all_layers, packed
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.lm.store import ResultStore
 from iclselect.lm.templates import Encoded, Template
 
-# Rows of the (positions x vocabulary) logit matrix computed at once: bounds memory at
-# about 200 MB for a 50k vocabulary in float32, whatever the batch size.
-_HEAD_CHUNK = 1024
-# Shorter shared prefixes are not worth a separate forward pass and a cache copy.
+# Target positions whose full-vocabulary logits are computed at once. On a CPU the log-softmax
+# is bound by memory traffic: 128 rows (25 MB of float32 logits for a 49k vocabulary) ran the
+# head 1.9x faster than 1024 rows; on a GPU larger chunks keep the device busy.
+_HEAD_CHUNK_CPU = 128
+_HEAD_CHUNK_GPU = 1024
+# Tokens per packed forward pass by default. On 2 CPU cores the wICI workload in bf16 ran at
+# 524 / 569 / 549 / 465 model GFLOP/s with rows of 1024 / 2048 / 4096 / 8192 tokens (taller
+# rows push each layer's activations out of cache); a GPU wants rows as tall as memory allows.
+_ROW_TOKENS_CPU = 2048
+_ROW_TOKENS_GPU = 16384
+# Shorter shared prefixes are not worth a tree of their own.
 _MIN_PREFIX = 16
-# A job joins a batch only if it fills at least this share of the batch's padded width. Padding
-# is computed like real tokens, and on a CPU, where one sequence already keeps the cores busy,
-# it buys nothing: padding the suffixes of one demo to the longest made the wICI workload 1.34x
-# slower than this rule (and 1.15x slower than no batching at all).
-_MIN_FILL = 0.8
-# Batches without a shared prefix are handed out this many at a time.
-_SINGLES_PER_UNIT = 4
 
 
 @dataclass(frozen=True)
@@ -61,29 +61,35 @@ class _Plan:
     order: list[int]  # request -> its slot among the distinct requests
     answers: list[LogprobResult | None]  # per slot; filled from the store, then by computing
     store_keys: list[str]
-    groups: dict[tuple[int, ...], list[_Job]]  # jobs by shared prefix
-    singles: list[_Job]  # jobs with no shared prefix
-    n_jobs: int
+    units: list[Unit]  # the forward passes still to run
+    n_jobs: int  # requests still to compute
+
+
+@dataclass(frozen=True)
+class Tree:
+    """Jobs run behind one shared prefix (empty: a job on its own)."""
+
+    prefix: tuple[int, ...]
+    jobs: tuple[_Job, ...]
 
     @property
     def tokens(self) -> int:
-        """Tokens run: each shared prefix once, then every job's own tokens."""
-        shared = sum(len(prefix) for prefix in self.groups)
-        suffixes = sum(j.length - j.prefix for group in self.groups.values() for j in group)
-        return shared + suffixes + sum(j.length for j in self.singles)
+        return len(self.prefix) + sum(job.length - len(self.prefix) for job in self.jobs)
 
 
 @dataclass(frozen=True)
 class Unit:
-    """Work one executor worker does at once: batches that share `prefix` (None: no prefix)."""
+    """One packed forward pass: trees laid end to end in one row. Executors compute units."""
 
-    prefix: tuple[int, ...] | None
-    batches: list[list[_Job]]
+    trees: tuple[Tree, ...]
+
+    @property
+    def jobs(self) -> list[_Job]:
+        return [job for tree in self.trees for job in tree.jobs]
 
     @property
     def tokens(self) -> int:
-        skip = len(self.prefix) if self.prefix is not None else 0
-        return skip + sum(job.length - skip for batch in self.batches for job in batch)
+        return sum(tree.tokens for tree in self.trees)
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,7 @@ class Engine:
         self,
         loaded: LoadedModel,
         template: Template,
-        max_batch_tokens: int = 8192,
+        max_batch_tokens: int | None = None,
         max_length: int = 2048,
         show_progress: bool = True,
         reuse_prefix: bool = True,
@@ -113,16 +119,15 @@ class Engine:
         self.model = loaded.model
         self.model_id = loaded.model_id
         self.template = template
-        self.max_batch_tokens = max_batch_tokens
         self.max_length = max_length
         self.show_progress = show_progress
         self.reuse_prefix = reuse_prefix
         self._base = self.model.base_model
         self._head = self.model.get_output_embeddings()
-        # transformers 5.2x renamed past_key_values to cache (the old name warns, then goes).
-        parameters = inspect.signature(self._base.forward).parameters
-        self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
         self.device = next(self.model.parameters()).device
+        on_cpu = self.device.type == "cpu"
+        self.max_batch_tokens = max_batch_tokens or (_ROW_TOKENS_CPU if on_cpu else _ROW_TOKENS_GPU)
+        self._head_chunk = _HEAD_CHUNK_CPU if on_cpu else _HEAD_CHUNK_GPU
         dtype = str(self.model.dtype).removeprefix("torch.")
         namespace = f"{self.model_id}|{template.fingerprint}|{dtype}|{max_length}"
         self.executor = executor or LocalExecutor()
@@ -155,13 +160,14 @@ class Engine:
 
     def _run(self, requests: Sequence[LogprobRequest], desc: str) -> list[LogprobResult]:
         plan = self._plan(requests)
+        units = plan.units
         answers = plan.answers
         self.stats["requests"] += len(requests)
         self.stats["stored"] += len(answers) - plan.n_jobs
         self.stats["computed"] += plan.n_jobs
-        self.flops += self._flops(plan)
+        self.flops += self._flops(units)
         bar = tqdm(
-            total=plan.tokens,
+            total=sum(unit.tokens for unit in units),
             desc=f"{desc} ({plan.n_jobs} requests)",
             unit="tok",
             unit_scale=True,
@@ -169,9 +175,8 @@ class Engine:
             disable=None if self.show_progress else True,
         )
         with bar:
-            for unit, logprobs in self.executor.run(self, self._units(plan)):
-                for batch, batch_logprobs in zip(unit.batches, logprobs, strict=True):
-                    self._answer(batch, batch_logprobs, answers, plan.store_keys)
+            for unit, logprobs in self.executor.run(self, units):
+                self._answer(unit.jobs, logprobs, answers, plan.store_keys)
                 self._count(bar, unit.tokens)
         missing = [i for i, a in enumerate(answers) if a is None]
         assert not missing, f"engine lost {len(missing)} requests"
@@ -188,22 +193,31 @@ class Engine:
                 total.requests + len(chunk),
                 total.distinct + len(plan.answers),
                 total.stored + len(plan.answers) - plan.n_jobs,
-                total.tokens + plan.tokens,
-                total.flops + self._flops(plan),
+                total.tokens + sum(unit.tokens for unit in plan.units),
+                total.flops + self._flops(plan.units),
             )
         return total
 
-    def _flops(self, plan: _Plan) -> float:
-        """Model FLOPs of a plan: each shared prefix once, then every job's own tokens, with the
-        LM head at target positions only (padding is not useful work and is not counted)."""
-        flops = sum(self._flop_model.forward(len(prefix)) for prefix in plan.groups)
-        for job in [j for group in plan.groups.values() for j in group] + plan.singles:
-            flops += self._flop_model.forward(job.length - job.prefix, job.prefix)
-            flops += self._flop_model.head(len(job.target))
+    def _flops(self, units: list[Unit]) -> float:
+        """Model FLOPs of the forward passes that run: each tree's prefix, then each job's own
+        tokens after it, with the LM head at target positions only."""
+        flops = 0.0
+        for tree in [tree for unit in units for tree in unit.trees]:
+            skip = len(tree.prefix)
+            flops += self._flop_model.forward(skip)
+            for job in tree.jobs:
+                flops += self._flop_model.forward(job.length - skip, skip)
+                flops += self._flop_model.head(len(job.target))
         return flops
 
     def _plan(self, requests: Sequence[LogprobRequest]) -> _Plan:
-        """Deduplicate, answer what the store holds, tokenise the rest and group by prefix."""
+        """Deduplicate, answer what the store holds, and pack the rest into forward passes.
+
+        The passes are packed from *all* the distinct requests, answered or not, and then
+        reduced to the requests still missing: answers are committed a pass at a time, so a
+        run killed and resumed runs exactly the passes the uninterrupted run would have, and
+        its numbers are the same to the bit (in fp32 a request's log-prob moves by ~1e-6 with
+        what else shares its row)."""
         unique: dict[str, int] = {}
         order = [unique.setdefault(r.key(), len(unique)) for r in requests]
         firsts: dict[int, LogprobRequest] = {}
@@ -215,30 +229,97 @@ class Engine:
             stored = self.store.get(store_keys)
             for slot, key in enumerate(store_keys):
                 answers[slot] = stored.get(key)
-        jobs = [
-            self._job(slot, self.template.encode(firsts[slot]))
-            for slot in range(len(unique))
-            if answers[slot] is None
-        ]
-        groups, singles = self._group_by_prefix(jobs)
-        return _Plan(order, answers, store_keys, groups, singles, len(jobs))
+        missing = sum(1 for answer in answers if answer is None)
+        units: list[Unit] = []
+        if missing:
+            jobs = [self._job(slot, self.template.encode(firsts[slot])) for slot in firsts]
+            units = [_pending(unit, answers) for unit in self._units(*self._group_by_prefix(jobs))]
+        return _Plan(order, answers, store_keys, [u for u in units if u.trees], missing)
 
-    def _units(self, plan: _Plan) -> list[Unit]:
-        """The plan as units of work an executor can hand out: one per shared prefix (its cache
-        is computed once, where the unit runs), and the rest in runs of a few batches."""
-        units = [
-            Unit(prefix, self._batches(group, skip=len(prefix)))
-            for prefix, group in plan.groups.items()
-        ]
-        singles = self._batches(plan.singles, skip=0)
-        for start in range(0, len(singles), _SINGLES_PER_UNIT):
-            units.append(Unit(None, singles[start : start + _SINGLES_PER_UNIT]))
-        return units
+    def _units(self, groups: dict[tuple[int, ...], list[_Job]], singles: list[_Job]) -> list[Unit]:
+        """Jobs as packed forward passes of at most max_batch_tokens tokens (a tree larger than
+        that is split, each part running its prefix again), largest trees first."""
+        trees = [Tree((), (job,)) for job in singles]
+        for prefix, group in groups.items():
+            trees += self._split(prefix, group)
+        trees.sort(key=lambda tree: -tree.tokens)
+        units: list[Unit] = []
+        row: list[Tree] = []
+        for tree in trees:
+            if row and sum(t.tokens for t in row) + tree.tokens > self.max_batch_tokens:
+                units.append(Unit(tuple(row)))
+                row = []
+            row.append(tree)
+        return [*units, Unit(tuple(row))] if row else units
 
-    def compute(self, unit: Unit) -> list[list[float]]:
-        """Sum of target log-probs of every job of every batch of `unit`."""
-        cache = self._prefix_cache(unit.prefix) if unit.prefix is not None else None
-        return [self._score(batch, cache) for batch in unit.batches]
+    def _split(self, prefix: tuple[int, ...], jobs: list[_Job]) -> list[Tree]:
+        """Trees of at most max_batch_tokens tokens (and at least one job each)."""
+        trees: list[Tree] = []
+        part: list[_Job] = []
+        for job in sorted(jobs, key=lambda j: -j.length):
+            if part and Tree(prefix, (*part, job)).tokens > self.max_batch_tokens:
+                trees.append(Tree(prefix, tuple(part)))
+                part = []
+            part.append(job)
+        return [*trees, Tree(prefix, tuple(part))]
+
+    @torch.inference_mode()
+    def compute(self, unit: Unit) -> list[float]:
+        """Sum of target log-probs of every job of `unit`, in unit.jobs order."""
+        ids: list[int] = []
+        positions: list[int] = []
+        segments: list[Segment] = []
+        picks: list[int] = []
+        targets: list[int] = []
+        for tree in unit.trees:
+            start, skip = len(ids), len(tree.prefix)
+            if skip:
+                ids += tree.prefix
+                positions += range(skip)
+                segments.append(Segment(start, start + skip))
+            for job in tree.jobs:
+                first = len(ids)
+                ids += (job.context + job.target)[skip:]
+                positions += range(skip, skip + job.length - skip)
+                segments.append(Segment(first, len(ids), start, start + skip))
+                # Position p predicts token p + 1:
+                #   tokens   c0 c1 c2 | t0 t1 t2      (| = end of context)
+                #   hidden   h0 h1 h2   h3 h4         h2 predicts t0, h3 t1, h4 t2; h5 is unused
+                # (positions counted after the prefix, which the tree ran once).
+                predicting = first + len(job.context) - skip - 1
+                picks += range(predicting, predicting + len(job.target))
+                targets += job.target
+        with packed(self.model):
+            hidden = self._base(
+                input_ids=torch.tensor([ids], device=self.device),
+                position_ids=torch.tensor([positions], device=self.device),
+                use_cache=False,
+                segments=segments,
+            ).last_hidden_state[0]
+        check_all_layers(self.model)
+        token_logprobs = self._target_logprobs(
+            hidden[torch.tensor(picks, device=self.device)],
+            torch.tensor(targets, device=self.device),
+        )
+        jobs = unit.jobs
+        owners = torch.repeat_interleave(
+            torch.arange(len(jobs), device=self.device),
+            torch.tensor([len(job.target) for job in jobs], device=self.device),
+        )
+        sums = torch.zeros(len(jobs), dtype=torch.float64, device=self.device)
+        sums.index_add_(0, owners, token_logprobs.double())
+        return sums.tolist()
+
+    def _target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(target) at each row of `hidden`, a chunk of rows at a time."""
+        out = torch.empty(len(targets), dtype=torch.float32, device=self.device)
+        for start in range(0, len(targets), self._head_chunk):
+            stop = start + self._head_chunk
+            logits = self._head(hidden[start:stop]).float()
+            out[start:stop] = (
+                torch.log_softmax(logits, dim=-1).gather(1, targets[start:stop, None]).squeeze(1)
+            )
+        return out
 
     def _answer(
         self,
@@ -283,8 +364,8 @@ class Engine:
         self, jobs: list[_Job]
     ) -> tuple[dict[tuple[int, ...], list[_Job]], list[_Job]]:
         """Jobs by shared prefix, and the jobs with none. A job takes the prefix path even when
-        no other pending job shares it, so its numbers never depend on what else is pending
-        (a resumed run computes exactly what the uninterrupted run did)."""
+        no other job shares it, so its tokens, positions and attention never depend on what
+        else is asked."""
         groups: dict[tuple[int, ...], list[_Job]] = defaultdict(list)
         singles: list[_Job] = []
         for job in jobs:
@@ -294,78 +375,10 @@ class Engine:
                 singles.append(job)
         return groups, singles
 
-    def _batches(self, jobs: list[_Job], skip: int) -> list[list[_Job]]:
-        """Longest first; `skip` leading tokens of each job are already in a cache."""
-        batches: list[list[_Job]] = []
-        for job in sorted(jobs, key=lambda j: -j.length):
-            # Sorted longest first, so the first job of a batch sets its padded width.
-            width = batches[-1][0].length - skip if batches else 0
-            fits = (len(batches[-1]) + 1) * width <= self.max_batch_tokens if batches else False
-            if fits and job.length - skip >= _MIN_FILL * width:
-                batches[-1].append(job)
-            else:
-                batches.append([job])
-        return batches
 
-    @torch.inference_mode()
-    def _prefix_cache(self, prefix: tuple[int, ...]) -> DynamicCache:
-        out = self._base(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
-        return getattr(out, self._cache_arg)
-
-    @torch.inference_mode()
-    def _score(self, batch: list[_Job], prefix: DynamicCache | None) -> list[float]:
-        """Sum of target log-probs per job; with `prefix`, each job's first job.prefix tokens
-        are taken from that cache and only the rest runs."""
-        skip = batch[0].prefix if prefix is not None else 0
-        width = batch[0].length - skip
-        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
-        attention = torch.zeros((len(batch), skip + width), dtype=torch.long)
-        attention[:, :skip] = 1
-        rows, cols, targets = [], [], []
-        for i, job in enumerate(batch):
-            tokens = (job.context + job.target)[skip:]
-            input_ids[i, : len(tokens)] = torch.tensor(tokens)
-            attention[i, skip : skip + len(tokens)] = 1
-            # Position p predicts token p + 1:
-            #   tokens   c0 c1 c2 | t0 t1 t2      (| = end of context)
-            #   hidden   h0 h1 h2   h3 h4         h2 predicts t0, h3 t1, h4 t2; h5 is unused
-            # (positions counted after the `skip` cached tokens).
-            first = len(job.context) - skip - 1
-            rows += [i] * len(job.target)
-            cols += range(first, first + len(job.target))
-            targets += job.target
-        kwargs = {}
-        if prefix is not None:
-            positions = torch.arange(skip, skip + width, device=self.device)
-            kwargs = {
-                self._cache_arg: _expanded(prefix, len(batch), self.model.config),
-                "position_ids": positions.expand(len(batch), -1),
-            }
-        hidden = self._base(
-            input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs
-        )
-        rows_t = torch.tensor(rows, device=self.device)
-        picked = hidden.last_hidden_state[rows_t, torch.tensor(cols, device=self.device)]
-        target_ids = torch.tensor(targets, device=self.device)
-        token_logprobs = torch.empty(len(targets), dtype=torch.float32, device=self.device)
-        for start in range(0, len(targets), _HEAD_CHUNK):
-            stop = start + _HEAD_CHUNK
-            logits = self._head(picked[start:stop]).float()
-            token_logprobs[start:stop] = (
-                torch.log_softmax(logits, dim=-1).gather(1, target_ids[start:stop, None]).squeeze(1)
-            )
-        sums = torch.zeros(len(batch), dtype=torch.float64, device=self.device)
-        sums.index_add_(0, rows_t, token_logprobs.double())
-        return sums.tolist()
-
-
-def _expanded(cache: DynamicCache, batch: int, config: object) -> DynamicCache:
-    """A cache holding `batch` views of a one-row cache; the forward pass concatenates new keys
-    onto these views, so the shared prefix itself is never copied or modified."""
-    return DynamicCache(
-        [
-            (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
-            for layer in cache.layers
-        ],
-        config=config,
-    )
+def _pending(unit: Unit, answers: list[LogprobResult | None]) -> Unit:
+    """`unit` without the jobs already answered (and without trees left with none)."""
+    trees = [
+        Tree(t.prefix, tuple(j for j in t.jobs if answers[j.index] is None)) for t in unit.trees
+    ]
+    return Unit(tuple(tree for tree in trees if tree.jobs))

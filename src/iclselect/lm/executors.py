@@ -1,8 +1,9 @@
 """Where the engine's units of work run: in this process, or on Ray workers.
 
-The engine plans (deduplicates, answers from the store, tokenises, batches) and commits answers
-to the store; an executor only computes units, so every executor computes the very same batches
-and a lost worker costs only the units it held, which go to another worker.
+The engine plans (deduplicates, answers from the store, tokenises, packs) and commits answers
+to the store; an executor only computes units (packed forward passes), so every executor
+computes the very same passes and a lost worker costs only the units it held, which go to
+another worker.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ if TYPE_CHECKING:
 
 
 class Executor(Protocol):
-    def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[list[float]]]]:
-        """Each unit with its log-probs (one list per batch), in any order."""
+    def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:
+        """Each unit with its log-probs (one per job, in unit.jobs order), in any order."""
         ...
 
 
 class LocalExecutor:
-    def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[list[float]]]]:
+    def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:
         for unit in units:
             yield unit, engine.compute(unit)
 
@@ -38,7 +39,7 @@ class WorkerSpec:
     dtype: str  # resolved (fp32, bf16, fp16), never auto: every worker computes alike
     device: str
     template: str
-    max_batch_tokens: int
+    max_batch_tokens: int | None  # None: the engine's default for the worker's device
     max_length: int
     threads: int
 
@@ -62,7 +63,7 @@ class _Worker(Actor):
             loaded, template, spec.max_batch_tokens, spec.max_length, show_progress=False
         )
 
-    def compute(self, unit: Unit) -> list[list[float]]:
+    def compute(self, unit: Unit) -> list[float]:
         return self.engine.compute(unit)
 
 
@@ -91,6 +92,6 @@ class RayExecutor:
     def restarts(self) -> int:
         return self.pool.restarts
 
-    def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[list[float]]]]:
+    def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:
         for index, result in self.pool.map("compute", units):
             yield units[index], result

@@ -48,12 +48,12 @@ class VllmExecutor:
         # log-prob of each prompt token itself and no alternatives.
         self.params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
 
-    def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[list[float]]]]:
+    def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:
         from vllm.inputs import TokensPrompt
 
         for start in range(0, len(units), _UNITS_PER_CALL):
             chunk = units[start : start + _UNITS_PER_CALL]
-            jobs = [job for unit in chunk for batch in unit.batches for job in batch]
+            jobs = [job for unit in chunk for job in unit.jobs]
             prompts = [TokensPrompt(prompt_token_ids=[*j.context, *j.target]) for j in jobs]
             outputs = self.llm.generate(prompts, self.params, use_tqdm=False)
             sums = iter(
@@ -64,4 +64,4 @@ class VllmExecutor:
                 for job, prompt, out in zip(jobs, prompts, outputs, strict=True)
             )
             for unit in chunk:
-                yield unit, [[next(sums) for _ in batch] for batch in unit.batches]
+                yield unit, [next(sums) for _ in unit.jobs]

@@ -22,7 +22,7 @@ def evaluate(
     template: Template,
     eval_sets: list[EvalSet],
     generate_tokens: int,
-    max_batch_tokens: int = 8192,
+    max_batch_tokens: int | None = None,
     max_length: int = 2048,
     show_progress: bool = True,
 ) -> dict[str, dict[str, Any]]:

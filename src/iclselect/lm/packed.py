@@ -1,0 +1,133 @@
+"""Many sequences in one forward pass, laid end to end in a single row ("packed"), no padding.
+
+A packed row holds segments. A segment's queries attend to an optional span earlier in the same
+row (its shared prefix, e.g. the demo before several probes) and causally to themselves, never
+to other segments; each token's position id restarts per sequence, so rotary embeddings see the
+positions a lone forward pass would. The prefix runs once per row and every segment behind it
+reads its keys and values directly: no cache copies, no padding, and the linear layers see one
+tall matrix instead of many short ones (on a CPU that is what keeps them near peak).
+
+The model's own layers do everything but attention; attention is swapped in through
+transformers' AttentionInterface for the duration of `packed(model)`, and `check_all_layers`
+refuses a model whose layers did not route through it (their attention would have crossed
+segments and given wrong numbers silently).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import AttentionInterface
+
+NAME = "iclselect-packed"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Queries start..stop attend to prefix_start..prefix_stop, then causally to themselves."""
+
+    start: int
+    stop: int
+    prefix_start: int = 0
+    prefix_stop: int = 0
+
+
+# Layers that ran packed attention since the last `packed(...)` began.
+_layers_run: set[int] = set()
+_causal_masks: dict[torch.device, torch.Tensor] = {}
+
+
+def _future(length: int, device: torch.device) -> torch.Tensor:
+    """True above the diagonal of a length x length block: the keys a query may not see. One
+    matrix per device, grown as needed; its top-left corner is the mask of any shorter block."""
+    mask = _causal_masks.get(device)
+    if mask is None or mask.shape[0] < length:
+        size = max(length, 2 * mask.shape[0] if mask is not None else 1024)
+        mask = torch.ones(size, size, dtype=torch.bool, device=device).triu(1)
+        _causal_masks[device] = mask
+    return mask[:length, :length]
+
+
+def attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    segments: Sequence[Segment] = (),
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Attention of a packed row (query: 1 x heads x tokens x dim; key and value: 1 x kv-heads x
+    tokens x dim), segment by segment; returns 1 x tokens x heads x dim like transformers' own.
+    Query heads sharing a key-value head are stacked into one matrix product (grouped-query
+    attention without copying keys), and the softmax runs in the model's dtype (the CPU and CUDA
+    kernels accumulate in float32)."""
+    for unsupported in ("softcap", "s_aux"):
+        if kwargs.get(unsupported) is not None:
+            raise ValueError(
+                f"{type(module).__name__} uses attention {unsupported!r}, which iclselect's "
+                "packed scoring does not implement"
+            )
+    window = kwargs.get("sliding_window")
+    heads, kv_heads, dim = query.shape[1], key.shape[1], query.shape[-1]
+    group = heads // kv_heads
+    scale = scaling if scaling is not None else dim**-0.5
+    queries, keys, values = query[0], key[0], value[0]
+    out = query.new_empty(query.shape[2], heads, dim)
+    for seg in segments:
+        length, prefix = seg.stop - seg.start, seg.prefix_stop - seg.prefix_start
+        q = queries[:, seg.start : seg.stop].reshape(kv_heads, group * length, dim)
+        k, v = keys[:, seg.start : seg.stop], values[:, seg.start : seg.stop]
+        if prefix:
+            k = torch.cat((keys[:, seg.prefix_start : seg.prefix_stop], k), dim=1)
+            v = torch.cat((values[:, seg.prefix_start : seg.prefix_stop], v), dim=1)
+        scores = torch.baddbmm(q.new_empty(1, 1, 1), q, k.transpose(1, 2), beta=0, alpha=scale)
+        scores = scores.view(kv_heads, group, length, prefix + length)
+        scores[..., prefix:].masked_fill_(_future(length, q.device), float("-inf"))
+        if window is not None and prefix + length > window:
+            scores.masked_fill_(_outside_window(length, prefix, window, q.device), float("-inf"))
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
+        weights = weights.view(kv_heads, group * length, prefix + length)
+        out[seg.start : seg.stop] = torch.bmm(weights, v).view(heads, length, dim).transpose(0, 1)
+    _layers_run.add(getattr(module, "layer_idx", id(module)))
+    return out.unsqueeze(0), None
+
+
+def _outside_window(length: int, prefix: int, window: int, device: torch.device) -> torch.Tensor:
+    """Keys at least `window` positions behind their query (sliding-window attention)."""
+    query_positions = torch.arange(prefix, prefix + length, device=device)[:, None]
+    key_positions = torch.arange(prefix + length, device=device)[None, :]
+    return query_positions - key_positions >= window
+
+
+AttentionInterface.register(NAME, attention)
+
+
+@contextmanager
+def packed(model: torch.nn.Module) -> Iterator[None]:
+    """Attention of `model` is packed attention inside the block, its own again after."""
+    config = model.config
+    previous = config._attn_implementation
+    config._attn_implementation = NAME
+    _layers_run.clear()
+    try:
+        yield
+    finally:
+        config._attn_implementation = previous
+
+
+def check_all_layers(model: torch.nn.Module) -> None:
+    """Raise unless every attention layer of `model` ran packed attention in the last pass."""
+    expected = model.config.num_hidden_layers
+    if len(_layers_run) != expected:
+        raise RuntimeError(
+            f"{type(model).__name__}: {len(_layers_run)} of {expected} attention layers went "
+            "through transformers' AttentionInterface; iclselect scores packed rows and needs "
+            "all of them to (models with their own attention code are not supported)"
+        )
