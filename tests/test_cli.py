@@ -164,3 +164,14 @@ def test_dry_run_estimates_without_writing_outputs(tmp_path, demo_rows):
     assert "requests: 30 (30 distinct" in result.output  # 5 x (2 + 2 x 2 probes)
     assert "estimated scoring time: ~" in result.output and "TFLOP" in result.output
     assert not (tmp_path / "out" / "scores.parquet").exists()
+
+
+def test_bench_speed_runs_both_arms_and_checks_agreement(tmp_path):
+    """The benchmark itself (figures are never asserted: they live in BENCHMARKS.md)."""
+    report = tmp_path / "BENCH.md"
+    args = ["bench", "speed", "--rows", "3", "--n-probes", "1", "--benchmarks", str(report)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = report.read_text()
+    assert "| reference loop |" in text and "| engine |" in text
+    assert "Agreement with the fp32 reference: Spearman" in text

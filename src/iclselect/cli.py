@@ -186,7 +186,7 @@ MaxBatchTokens = Annotated[
     int | None,
     typer.Option(
         help="Tokens per forward pass; requests are packed end to end, without padding "
-        "[default: 2048 on a CPU, where larger rows fall out of cache; 16384 on a GPU].",
+        "(default: 2048 on a CPU, where taller rows fall out of cache; 16384 on a GPU).",
         show_default=False,
         rich_help_panel=_ENGINE,
     ),
@@ -559,7 +559,8 @@ def bench_speed(
     max_batch_tokens: Annotated[
         int | None,
         typer.Option(
-            help="Engine tokens per forward pass [default: the engine's].", show_default=False
+            help="Engine tokens per forward pass (default: the engine's for the device).",
+            show_default=False,
         ),
     ] = None,
     benchmarks: Annotated[

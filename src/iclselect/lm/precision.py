@@ -35,15 +35,22 @@ def resolve_dtype(requested: str, device: torch.device, cache: Path) -> torch.dt
     return DTYPES[_cpu_probe(cache / "dtype-probe.json")]
 
 
-def matmul_gflops(dtype: torch.dtype, seconds: float = 0.5, size: int = 1024) -> float:
-    """Sustained matmul throughput of this CPU in `dtype`, over about `seconds`."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
+def matmul_gflops(
+    dtype: torch.dtype, seconds: float = 0.5, size: int = 1024, device: str = "cpu"
+) -> float:
+    """Sustained matmul throughput of `device` in `dtype`, over about `seconds`."""
+    a = torch.randn(size, size).to(device, dtype)
+    b = torch.randn(size, size).to(device, dtype)
     a @ b  # warm-up: the first call pays for kernel selection
+    sync = torch.cuda.synchronize if a.is_cuda else (lambda: None)
+    sync()
     runs, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         a @ b
         runs += 1
+        if runs % 16 == 0:
+            sync()
+    sync()
     return 2 * size**3 * runs / (time.perf_counter() - started) / 1e9
 
 
