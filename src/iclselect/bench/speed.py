@@ -131,7 +131,7 @@ def run_speed(
     # machine's matmul rate drifts by several percent within minutes, and MFU must not profit
     # from a dip.
     device = next(loaded.model.parameters()).device
-    peaks = {dtype: _peak(dtype, device) for dtype in (engine_dtype, torch.float32)}
+    peaks = {kind: _peak(kind, device) for kind in (engine_dtype, torch.float32)}
     engine = Engine(loaded, Template(template_name, loaded.tokenizer), max_batch_tokens)
 
     def engine_work() -> tuple[list[float], float]:
@@ -149,7 +149,7 @@ def run_speed(
 
         if spearmanr(arms[-1].losses, fast.losses).statistic < 0.99:
             raise AssertionError("vLLM and the HF engine disagree: Spearman < 0.99")
-    peaks = {dtype: max(gflops, _peak(dtype, device)) for dtype, gflops in peaks.items()}
+    peaks = {kind: max(gflops, _peak(kind, device)) for kind, gflops in peaks.items()}
     peak, reference_peak = peaks[engine_dtype], peaks[torch.float32]
 
     from scipy.stats import spearmanr

@@ -160,8 +160,7 @@ class Engine:
 
     def _run(self, requests: Sequence[LogprobRequest], desc: str) -> list[LogprobResult]:
         plan = self._plan(requests)
-        units = plan.units
-        answers = plan.answers
+        units, answers = plan.units, plan.answers
         self.stats["requests"] += len(requests)
         self.stats["stored"] += len(answers) - plan.n_jobs
         self.stats["computed"] += plan.n_jobs
@@ -245,22 +244,27 @@ class Engine:
         trees.sort(key=lambda tree: -tree.tokens)
         units: list[Unit] = []
         row: list[Tree] = []
+        size = 0
         for tree in trees:
-            if row and sum(t.tokens for t in row) + tree.tokens > self.max_batch_tokens:
+            if row and size + tree.tokens > self.max_batch_tokens:
                 units.append(Unit(tuple(row)))
-                row = []
+                row, size = [], 0
             row.append(tree)
+            size += tree.tokens
         return [*units, Unit(tuple(row))] if row else units
 
     def _split(self, prefix: tuple[int, ...], jobs: list[_Job]) -> list[Tree]:
         """Trees of at most max_batch_tokens tokens (and at least one job each)."""
         trees: list[Tree] = []
         part: list[_Job] = []
+        size = len(prefix)
         for job in sorted(jobs, key=lambda j: -j.length):
-            if part and Tree(prefix, (*part, job)).tokens > self.max_batch_tokens:
+            own = job.length - len(prefix)
+            if part and size + own > self.max_batch_tokens:
                 trees.append(Tree(prefix, tuple(part)))
-                part = []
+                part, size = [], len(prefix)
             part.append(job)
+            size += own
         return [*trees, Tree(prefix, tuple(part))]
 
     @torch.inference_mode()
@@ -280,7 +284,7 @@ class Engine:
             for job in tree.jobs:
                 first = len(ids)
                 ids += (job.context + job.target)[skip:]
-                positions += range(skip, skip + job.length - skip)
+                positions += range(skip, job.length)
                 segments.append(Segment(first, len(ids), start, start + skip))
                 # Position p predicts token p + 1:
                 #   tokens   c0 c1 c2 | t0 t1 t2      (| = end of context)

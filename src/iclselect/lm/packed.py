@@ -71,8 +71,8 @@ def attention(
     """Attention of a packed row (query: 1 x heads x tokens x dim; key and value: 1 x kv-heads x
     tokens x dim), segment by segment; returns 1 x tokens x heads x dim like transformers' own.
     Query heads sharing a key-value head are stacked into one matrix product (grouped-query
-    attention without copying keys), and the softmax runs in the model's dtype (the CPU and CUDA
-    kernels accumulate in float32)."""
+    attention without copying keys); the softmax runs in float32 and its weights go back to the
+    model's dtype for the product with the values, as transformers' eager attention does."""
     for unsupported in ("softcap", "s_aux"):
         if kwargs.get(unsupported) is not None:
             raise ValueError(
