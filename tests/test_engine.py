@@ -138,3 +138,53 @@ def test_truncated_answers_are_counted(lm, requests):
     results = short.loglikelihood(requests)
     cut = sum(1 for r in results if r.truncated)
     assert cut > 0 and short.stats["truncated"] == cut
+
+
+def test_flex_kernel_equals_the_loop_in_the_engine(lm, requests):
+    """The GPU attention kernel (compiled flex attention), run here on the CPU, gives the loop's
+    answers on the real model: one candidate as the demo of three probes (a shared prefix),
+    grouped-query heads. One row: flex attention on a CPU compiles slowly and runs slowly."""
+    probes = requests[-6:]
+    assert_close(
+        losses(engine(lm, attention="flex").loglikelihood(probes)),
+        losses(engine(lm, attention="loop").loglikelihood(probes)),
+    )
+
+
+def test_out_of_memory_halves_the_row_and_loses_nothing(lm, requests, tmp_path, monkeypatch):
+    """An injected out-of-memory on any pass over a third of the workload (or over its longest
+    request, which no split can shorten): the engine
+    splits passes (whole trees apart, then one tree's probes apart) until they fit, every
+    request is answered once (the store holds each distinct request once) with the numbers of
+    an unsplit run, and the splits are counted."""
+    requests = requests[:2] + requests[-6:]  # two own IFD pairs, then three demo probes
+    expected = losses(engine(lm).loglikelihood(requests))
+    eng = engine(lm, store_path=tmp_path / "store")
+    forward, rows = eng._forward, []
+    limit = max(eng.cost(requests).tokens // 3, *(eng.cost([r]).tokens for r in requests))
+
+    def small_rows_only(unit):
+        if unit.tokens > limit:
+            raise torch.OutOfMemoryError("injected")
+        rows.append(unit.tokens)
+        return forward(unit)
+
+    monkeypatch.setattr(eng, "_forward", small_rows_only)
+    assert_close(losses(eng.loglikelihood(requests)), expected)
+    assert eng.stats["oom_splits"] > 0
+    assert max(rows) <= limit
+    distinct = len({r.key() for r in requests})
+    assert eng.stats["computed"] == distinct
+    assert len(eng.store.get([eng.store.key(r.key()) for r in requests])) == distinct
+
+
+def test_out_of_memory_on_a_single_request_is_raised(lm, monkeypatch):
+    """A request that alone does not fit cannot be split: the error reaches the user."""
+    eng = engine(lm)
+
+    def no_memory(unit):
+        raise torch.OutOfMemoryError("injected")
+
+    monkeypatch.setattr(eng, "_forward", no_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        eng.loglikelihood([LogprobRequest((Turn("user", "Say hi."),), "Hi!")])

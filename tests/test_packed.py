@@ -1,4 +1,5 @@
-"""Packed attention against PyTorch's own scaled_dot_product_attention, one sequence at a time.
+"""Packed attention against PyTorch's own scaled_dot_product_attention, one sequence at a time,
+and the two packed kernels (the loop and compiled flex attention) against each other.
 
 Tolerance: 1e-5 on fp32 outputs (different summation order, same arithmetic)."""
 
@@ -10,7 +11,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from iclselect.lm import Engine, LogprobRequest, Template
-from iclselect.lm.packed import NAME, Segment, attention
+from iclselect.lm.packed import NAME, Row, Segment, attention, flex_attention
 
 HEADS, KV_HEADS, DIM = 6, 2, 16
 
@@ -35,27 +36,61 @@ def _reference(q, k, v, prefix: range | None, own: range, window: int | None) ->
     return out.transpose(0, 1)  # tokens x heads x dim
 
 
+# A prefix (0-8) with two sequences behind it, a sequence on its own, then a second prefix with
+# one sequence behind it.
+SEGMENTS = [
+    Segment(0, 8), Segment(8, 17, 0, 8), Segment(17, 30, 0, 8), Segment(30, 40),
+    Segment(40, 58), Segment(58, 70, 40, 58),
+]  # fmt: skip
+
+
+def _row(segments: list[Segment]) -> Row:
+    """Position ids as the engine lays them: a prefix from 0, a sequence after its prefix."""
+    positions: list[int] = []
+    for seg in segments:
+        after = seg.prefix_stop - seg.prefix_start
+        positions += range(after, after + seg.stop - seg.start)
+    return Row(segments, torch.tensor(positions))
+
+
+def _qkv(tokens: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(0)
+    return tuple(
+        torch.randn(1, heads, tokens, DIM, generator=generator).to(dtype)
+        for heads in (HEADS, KV_HEADS, KV_HEADS)
+    )
+
+
 @pytest.mark.parametrize("window", [None, 5])
 def test_packed_attention_equals_each_sequence_alone(window):
-    generator = torch.Generator().manual_seed(0)
-    tokens = 40
-    q = torch.randn(1, HEADS, tokens, DIM, generator=generator)
-    k = torch.randn(1, KV_HEADS, tokens, DIM, generator=generator)
-    v = torch.randn(1, KV_HEADS, tokens, DIM, generator=generator)
-    # A prefix (0-8) with two sequences behind it, then a sequence on its own.
-    segments = [Segment(0, 8), Segment(8, 17, 0, 8), Segment(17, 30, 0, 8), Segment(30, 40)]
-    out, _ = attention(_Layer(), q, k, v, None, DIM**-0.5, segments=segments, sliding_window=window)
-    for seg in segments:
+    q, k, v = _qkv(70)
+    row = _row(SEGMENTS)
+    out, _ = attention(_Layer(), q, k, v, None, DIM**-0.5, row=row, sliding_window=window)
+    for seg in SEGMENTS:
         prefix = range(seg.prefix_start, seg.prefix_stop) if seg.prefix_stop else None
         expected = _reference(q, k, v, prefix, range(seg.start, seg.stop), window)
         worst = (out[0, seg.start : seg.stop] - expected).abs().max().item()
         assert worst < 1e-5, f"segment {seg}: max difference {worst:.2e}"
 
 
+def test_flex_kernel_equals_the_loop():
+    """The GPU kernel (compiled flex attention over the whole padded row) and the loop agree on
+    shared prefixes, grouped-query heads and sliding windows (fp32: 1e-5). Both windows share
+    one test so the CPU compiles the kernel for one bucket only."""
+    q, k, v = _qkv(70)
+    for window in (None, 5):
+        row = _row(SEGMENTS)
+        loop, _ = attention(_Layer(), q, k, v, None, DIM**-0.5, row=row, sliding_window=window)
+        flex, _ = flex_attention(_Layer(), q, k, v, None, DIM**-0.5, row=row, sliding_window=window)
+        assert flex.shape == loop.shape
+        worst = (flex - loop).abs().max().item()
+        assert worst < 1e-5, f"window {window}: max difference {worst:.2e}"
+
+
 def test_unsupported_attention_variants_are_refused():
     q, kv = torch.zeros(1, HEADS, 4, DIM), torch.zeros(1, KV_HEADS, 4, DIM)
     with pytest.raises(ValueError, match="softcap"):
-        attention(_Layer(), q, kv, kv, None, segments=[Segment(0, 4)], softcap=30.0)
+        attention(_Layer(), q, kv, kv, None, row=_row([Segment(0, 4)]), softcap=30.0)
 
 
 def test_a_model_whose_attention_ignores_segments_is_refused(lm, monkeypatch):

@@ -284,6 +284,12 @@ def score(
             f"store, {stats['computed']} computed ({stats['tokens']} tokens)"
             + (f"; {stats['corrupt']} corrupt store entries recomputed" if stats["corrupt"] else "")
             + (
+                f"; {stats['oom_splits']} forward passes split in halves after running out of "
+                "device memory"
+                if stats["oom_splits"]
+                else ""
+            )
+            + (
                 f"; {stats['truncated']} longer than --max-length {config.max_length}, context cut "
                 "from the left (demo first)"
                 if stats["truncated"]

@@ -13,6 +13,7 @@ Every method's cost is here, so every speed trick lives here once:
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from iclselect.lm.executors import Executor, LocalExecutor
 from iclselect.lm.flops import FlopModel
 from iclselect.lm.model import LoadedModel
-from iclselect.lm.packed import Segment, check_all_layers, packed
+from iclselect.lm.packed import KERNELS, Row, Segment, check_all_layers, default_kernel, packed
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.lm.store import ResultStore
 from iclselect.lm.templates import Encoded, Template
@@ -115,6 +116,7 @@ class Engine:
         store_path: str | Path | None = None,
         chunk: int = 65_536,
         executor: Executor | None = None,
+        attention: str = "auto",
     ) -> None:
         self.model = loaded.model
         self.model_id = loaded.model_id
@@ -128,6 +130,11 @@ class Engine:
         on_cpu = self.device.type == "cpu"
         self.max_batch_tokens = max_batch_tokens or (_ROW_TOKENS_CPU if on_cpu else _ROW_TOKENS_GPU)
         self._head_chunk = _HEAD_CHUNK_CPU if on_cpu else _HEAD_CHUNK_GPU
+        if attention not in ("auto", *KERNELS):
+            raise ValueError(f"attention must be auto, {' or '.join(KERNELS)}; got {attention!r}")
+        # The kernels agree to float rounding (tests/test_packed.py), as two devices do: the
+        # store key does not name the kernel.
+        self.attention = default_kernel(self.device) if attention == "auto" else attention
         dtype = str(self.model.dtype).removeprefix("torch.")
         namespace = f"{self.model_id}|{template.fingerprint}|{dtype}|{max_length}"
         self.executor = executor or LocalExecutor()
@@ -137,8 +144,10 @@ class Engine:
         self.store = ResultStore(store_path, namespace) if store_path is not None else None
         self.chunk = chunk
         # truncated: answers whose sequence was longer than max_length (context cut on the left).
+        # oom_splits: forward passes that ran out of device memory and were split in two.
         self.stats: dict[str, int] = {
-            "requests": 0, "stored": 0, "computed": 0, "tokens": 0, "truncated": 0
+            "requests": 0, "stored": 0, "computed": 0, "tokens": 0, "truncated": 0,
+            "oom_splits": 0,
         }  # fmt: skip
         # Model FLOPs of the useful work done (padding excluded), for utilisation figures.
         self.flops = 0.0
@@ -267,9 +276,27 @@ class Engine:
             size += own
         return [*trees, Tree(prefix, tuple(part))]
 
-    @torch.inference_mode()
     def compute(self, unit: Unit) -> list[float]:
-        """Sum of target log-probs of every job of `unit`, in unit.jobs order."""
+        """Sum of target log-probs of every job of `unit`, in unit.jobs order. A pass that runs
+        out of device memory is split into two halves of its row, each retried the same way."""
+        try:
+            return self._forward(unit)
+        except torch.OutOfMemoryError:
+            if len(unit.jobs) == 1:
+                raise
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if not self.stats["oom_splits"]:
+            tqdm.write(
+                f"out of memory on a {unit.tokens}-token row: splitting such rows in halves "
+                f"(a smaller --max-batch-tokens than {self.max_batch_tokens} avoids the retries)",
+                file=sys.stderr,
+            )
+        self.stats["oom_splits"] += 1
+        return [logprob for half in _halves(unit) for logprob in self.compute(half)]
+
+    @torch.inference_mode()
+    def _forward(self, unit: Unit) -> list[float]:
         ids: list[int] = []
         positions: list[int] = []
         segments: list[Segment] = []
@@ -293,12 +320,13 @@ class Engine:
                 predicting = first + len(job.context) - skip - 1
                 picks += range(predicting, predicting + len(job.target))
                 targets += job.target
-        with packed(self.model):
+        position_ids = torch.tensor(positions, device=self.device)
+        with packed(self.model, self.attention):
             hidden = self._base(
                 input_ids=torch.tensor([ids], device=self.device),
-                position_ids=torch.tensor([positions], device=self.device),
+                position_ids=position_ids[None],
                 use_cache=False,
-                segments=segments,
+                row=Row(segments, position_ids),
             ).last_hidden_state[0]
         check_all_layers(self.model)
         token_logprobs = self._target_logprobs(
@@ -378,6 +406,28 @@ class Engine:
             else:
                 singles.append(job)
         return groups, singles
+
+
+def _halves(unit: Unit) -> tuple[Unit, Unit]:
+    """`unit` as two passes of about half its tokens, its jobs in the same order: whole trees
+    where it has several, else its one tree's jobs split behind two copies of the prefix."""
+    if len(unit.trees) > 1:
+        sizes = [tree.tokens for tree in unit.trees]
+        cut = _cut(sizes)
+        return Unit(unit.trees[:cut]), Unit(unit.trees[cut:])
+    (tree,) = unit.trees
+    cut = _cut([job.length - len(tree.prefix) for job in tree.jobs])
+    return Unit((Tree(tree.prefix, tree.jobs[:cut]),)), Unit((Tree(tree.prefix, tree.jobs[cut:]),))
+
+
+def _cut(sizes: list[int]) -> int:
+    """Where to cut `sizes` (2 or more) so both sides are non-empty and about equal."""
+    total, running = sum(sizes), 0
+    for index, size in enumerate(sizes[:-1], start=1):
+        running += size
+        if 2 * running >= total:
+            return index
+    return len(sizes) - 1
 
 
 def _pending(unit: Unit, answers: list[LogprobResult | None]) -> Unit:
