@@ -173,5 +173,6 @@ def test_bench_speed_runs_both_arms_and_checks_agreement(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     text = report.read_text()
-    assert "| reference loop |" in text and "| engine |" in text
+    assert "| reference loop |" in text
+    assert "| engine (loop attention) |" in text and "| engine (flex attention) |" in text
     assert "Agreement with the fp32 reference: Spearman" in text

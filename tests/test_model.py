@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import write_json
@@ -70,3 +71,93 @@ def test_missing_model_directory_is_a_clear_error(tmp_path, demo_rows):
     )
     assert result.exit_code == 2
     assert result.output.startswith("error: --model") and "config.json" in result.output
+
+
+def _hub_cache(root, directory, repo: str = "iclselect-test/smollm2"):
+    """A Hugging Face cache holding `directory` as the hub model `repo`, laid out as the hub
+    client lays it out: models--org--name/{refs/main, snapshots/<commit>/<files>}."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    model = root / ("models--" + repo.replace("/", "--"))
+    snapshot = model / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (model / "refs").mkdir()
+    (model / "refs" / "main").write_text(commit)
+    for path in directory.iterdir():
+        (snapshot / path.name).symlink_to(path)
+    return commit
+
+
+def test_a_hub_id_loads_from_the_local_cache_offline(tmp_path, lm):
+    """`--model org/name` resolves through transformers' cache with HF_HUB_OFFLINE=1 (run in a
+    fresh process: the hub client reads its environment once, at import)."""
+    import os
+    import subprocess
+    import sys
+
+    from iclselect.lm.model import DEFAULT_MODEL, resolve
+
+    commit = _hub_cache(tmp_path / "hub", Path(resolve(DEFAULT_MODEL).location))
+    script = (
+        "from iclselect.lm import Engine, LogprobRequest, Template, load_model\n"
+        "from iclselect.records import Turn\n"
+        "loaded = load_model('iclselect-test/smollm2')\n"
+        "engine = Engine(loaded, Template('chat', loaded.tokenizer), show_progress=False)\n"
+        "result = engine.loglikelihood([LogprobRequest((Turn('user', 'Hi'),), 'Hello.')])[0]\n"
+        "print(loaded.model_id, result.logprob)\n"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    model_id, logprob = done.stdout.split()
+    assert model_id == f"iclselect-test/smollm2@hub-{commit[:12]}"
+    engine = Engine(lm, Template("chat", lm.tokenizer), show_progress=False)
+    expected = engine.loglikelihood([LogprobRequest((Turn("user", "Hi"),), "Hello.")])[0]
+    assert abs(float(logprob) - expected.logprob) < 1e-4
+
+
+def test_an_unknown_hub_id_offline_is_a_clear_error(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from iclselect.lm.model import resolve
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="--model nobody/nothing: not a local directory"):
+        resolve("nobody/nothing")
+
+
+def test_weights_rewritten_in_place_are_a_new_model_for_the_store(tmp_path, tiny_model_dir):
+    """Retraining into the same directory writes same-shape tensors, so the same file sizes:
+    the store must still miss, because the fingerprint covers the weights' bytes."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    directory = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, directory)
+    weights = directory / "model.safetensors"
+    requests = [LogprobRequest((Turn("user", "Hi"),), "Hello there.")]
+
+    def run() -> Engine:
+        loaded = load_model(str(directory))
+        engine = Engine(
+            loaded, Template("plain", loaded.tokenizer), show_progress=False,
+            store_path=tmp_path / "store",
+        )  # fmt: skip
+        engine.loglikelihood(requests)
+        return engine
+
+    assert run().stats["computed"] == 1
+    assert run().stats["stored"] == 1  # same weights: answered from the store
+    size = weights.stat().st_size
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.01)
+    model.save_pretrained(directory)
+    assert weights.stat().st_size == size
+    assert run().stats["computed"] == 1

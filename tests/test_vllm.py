@@ -20,7 +20,7 @@ pytest.importorskip("vllm", reason="the vLLM backend needs the vllm extra")
 def test_vllm_scores_match_the_hf_engine():
     from scipy.stats import spearmanr
 
-    from iclselect.lm.model import model_dir
+    from iclselect.lm.model import resolve
     from iclselect.lm.vllm_executor import VllmExecutor
 
     samples = samples_from(json.loads(POOL_DATA.read_text(encoding="utf-8"))[:200])
@@ -28,7 +28,7 @@ def test_vllm_scores_match_the_hf_engine():
     loaded = load_model(dtype="bf16", device="cuda")
     template = Template("chat", loaded.tokenizer)
     hf = [r.loss for r in Engine(loaded, template, show_progress=False).loglikelihood(requests)]
-    executor = VllmExecutor(str(model_dir("smollm2-135m-instruct")), "bf16", 2048, 0.3)
+    executor = VllmExecutor(resolve("smollm2-135m-instruct").location, "bf16", 2048, 0.3)
     engine = Engine(loaded, template, show_progress=False, executor=executor)
     fast = [r.loss for r in engine.loglikelihood(requests)]
     # bf16 on both sides, different kernels: the ranking holds, values agree to bf16 rounding.

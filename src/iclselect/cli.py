@@ -126,7 +126,9 @@ SkipInvalid = Annotated[
 Model = Annotated[
     str,
     typer.Option(
-        help="Causal LM: the embedded default, or a local Hugging Face model directory.",
+        help="Causal LM: the embedded default, a local Hugging Face model directory, or a hub "
+        "id (Qwen/Qwen2.5-1.5B-Instruct) resolved through the Hugging Face cache; set "
+        "HF_HUB_OFFLINE=1 to use the cache alone.",
         rich_help_panel=_MODEL,
     ),
 ]
@@ -142,8 +144,8 @@ TemplateName = Annotated[
 EmbedderName = Annotated[
     str,
     typer.Option(
-        help="Sentence embedder for neighbours: the embedded all-MiniLM-L6-v2, or a local "
-        "sentence-transformers directory.",
+        help="Sentence embedder for neighbours: the embedded all-MiniLM-L6-v2, or any "
+        "sentence-transformers model by local directory or hub id.",
         rich_help_panel=_MODEL,
     ),
 ]
@@ -572,16 +574,39 @@ def bench_speed(
         typer.Option(help="local; ray: also time the engine on Ray workers; vllm: and with vLLM."),
     ] = "local",
     workers: Annotated[int, typer.Option(help="Ray workers (with --executor ray).")] = 2,
+    synthetic: Annotated[
+        bool,
+        typer.Option(
+            help="A wICI-shaped workload of random tokens with real lengths, on random-weight "
+            "models of shipped configs: no data, embedder, faiss or weights needed (a GPU "
+            "machine with only PyTorch and transformers). Adds a Hugging Face padded-batch arm."
+        ),
+    ] = False,
+    model_config: Annotated[
+        list[str] | None,
+        typer.Option(help="With --synthetic: smollm2-135m, llama-1b or tiny; repeatable."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="With --synthetic: auto, cpu or cuda.")] = "auto",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="With --synthetic: also write the results here.")
+    ] = None,
 ) -> None:
     """Time the engine against a plain one-request-per-forward reference loop on the same wICI
-    requests, check they agree, and print requests/s, tokens/s, speed-up, peak RSS and MFU."""
+    requests, check they agree, and print requests/s, tokens/s, speed-up, peak RSS and MFU;
+    each packed-attention kernel (loop, flex) is timed side by side."""
     import shlex
     import sys
 
+    command = "iclselect " + shlex.join(sys.argv[1:])
+    if synthetic:
+        _bench_synthetic(
+            model_config or ["smollm2-135m"], rows, n_probes, dtype, device, max_batch_tokens,
+            benchmarks if write else None, command, json_out,
+        )  # fmt: skip
+        return
     from iclselect.bench.speed import run_speed
     from iclselect.io import InputError
 
-    command = "iclselect " + shlex.join(sys.argv[1:])
     try:
         report = run_speed(
             str(data), rows, n_probes, template, dtype, max_batch_tokens,
@@ -591,6 +616,39 @@ def bench_speed(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(report)
+
+
+def _bench_synthetic(
+    configs: list[str],
+    rows: int,
+    n_probes: int,
+    dtype: str,
+    device: str,
+    max_batch_tokens: int | None,
+    benchmarks: Path | None,
+    command: str,
+    json_out: Path | None,
+) -> None:
+    import json
+
+    from iclselect.bench.speed_synthetic import run_synthetic
+
+    try:
+        report, summary = run_synthetic(configs, rows, n_probes, dtype, device, max_batch_tokens)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    report = report.replace("\n\n", f"\n\n`{command}`\n\n", 1)
+    if benchmarks is not None:
+        with benchmarks.open("a", encoding="utf-8") as handle:
+            handle.write("\n" + report)
+    line = json.dumps(summary, separators=(",", ":"))
+    if json_out is not None:
+        json_out.write_text(line + "\n", encoding="utf-8")
+    typer.echo(report)
+    typer.echo(line)
+    if any(model["errors"] for model in summary["models"]):
+        raise typer.Exit(1)
 
 
 @bench_app.command("memory")

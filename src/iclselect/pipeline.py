@@ -25,7 +25,7 @@ from iclselect.embed.sharded import SHARD, ShardedEmbedder
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
 from iclselect.lm import DEFAULT_MODEL, Engine, LogprobRequest, Template, load_model
 from iclselect.lm.executors import Executor, RayExecutor, WorkerSpec
-from iclselect.lm.model import LoadedModel, model_dir
+from iclselect.lm.model import LoadedModel, resolve
 from iclselect.lm.precision import dtype_name
 from iclselect.methods import MethodScores, Pool
 from iclselect.methods.registry import Method, get
@@ -252,7 +252,7 @@ def executor_for(config: RunConfig, loaded: LoadedModel) -> Executor | None:
         from iclselect.lm.vllm_executor import VllmExecutor
 
         return VllmExecutor(
-            str(model_dir(config.model)), dtype_name(loaded.model.dtype), config.max_length
+            resolve(config.model).location, dtype_name(loaded.model.dtype), config.max_length
         )
     spec = WorkerSpec(
         config.model, loaded.model_id, dtype_name(loaded.model.dtype), config.device,

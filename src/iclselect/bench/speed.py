@@ -1,11 +1,12 @@
-"""`iclselect bench speed`: one wICI workload answered two ways in one process.
+"""`iclselect bench speed`: one wICI workload answered several ways in one process.
 
 (a) reference: the way the public scripts do it (Cherry IFD, Nuggets, the wICI and RICo
     reference code): one request per forward pass, fp32, full-vocabulary logits at every
     position, each distinct request computed once, same tokens as the engine;
-(b) the engine with its defaults (dtype auto, shared-prefix reuse, target-only head, batching).
+(b) the engine with its defaults (dtype auto, shared-prefix reuse, target-only head, batching),
+    once with each packed-attention kernel (loop, flex), the device's default first.
 
-The two must agree (Spearman of per-request losses >= 0.99, and max difference reported); then
+They must agree (Spearman of per-request losses >= 0.99, and max difference reported); then
 requests/s, tokens/s, the speed-up, peak RSS of each arm and model-FLOPs utilisation against this
 machine's measured matmul peak are printed and appended to BENCHMARKS.md.
 """
@@ -23,12 +24,10 @@ from pathlib import Path
 
 import torch
 
-from iclselect.embed import Embedder
-from iclselect.io import read_dataset
 from iclselect.lm import Engine, LogprobRequest, Template, load_model
 from iclselect.lm.flops import FlopModel
+from iclselect.lm.packed import KERNELS, default_kernel
 from iclselect.lm.precision import cpu_name, matmul_gflops
-from iclselect.methods import Pool, wici
 
 
 @dataclass
@@ -38,11 +37,16 @@ class Arm:
     flops: float
     peak_rss_mb: float
     losses: list[float]
+    peak_device_mb: float = 0.0  # CUDA memory allocated at the arm's peak (0 on a CPU)
 
 
 def wici_workload(data: str, rows: int, n_probes: int) -> list[LogprobRequest]:
     """The requests wICI makes for the first `rows` samples, with top-k probes (no IFD needed
     to choose them, so both arms get the same requests)."""
+    from iclselect.embed import Embedder
+    from iclselect.io import read_dataset
+    from iclselect.methods import Pool, wici
+
     samples = read_dataset(data).samples
     if rows > len(samples):
         raise ValueError(f"--rows {rows}: {data} has only {len(samples)} valid rows")
@@ -58,6 +62,7 @@ def reference_loop(
 ) -> tuple[list[float], float]:
     """Per-request loss, one forward pass per distinct request; and the model FLOPs spent."""
     flop_model = FlopModel.of(model)
+    device = next(model.parameters()).device
     answers: dict[str, float] = {}
     flops = 0.0
     for request in requests:
@@ -65,25 +70,67 @@ def reference_loop(
         if key in answers:
             continue
         encoded = template.encode(request)
-        ids = torch.tensor([encoded.context_ids + encoded.target_ids])
+        ids = torch.tensor([encoded.context_ids + encoded.target_ids], device=device)
         logprobs = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
         start = len(encoded.context_ids) - 1
-        targets = torch.tensor(encoded.target_ids)
+        targets = torch.tensor(encoded.target_ids, device=device)
         picked = logprobs[start : start + len(targets)].gather(1, targets[:, None])
         answers[key] = -picked.sum().item() / len(targets)
         flops += flop_model.forward(ids.shape[1]) + flop_model.head(ids.shape[1])
     return [answers[r.key()] for r in requests], flops
 
 
-def _peak(dtype: torch.dtype, device: torch.device) -> float:
-    """The better of two square sizes: on these CPUs 1024^3 and 2048^3 differ by up to 8%, in
-    either direction from one machine to the next."""
-    return max(matmul_gflops(dtype, 1.0, size, str(device)) for size in (1024, 2048))
+@torch.inference_mode()
+def padded_batches(
+    model, template: Template, requests: list[LogprobRequest], max_tokens: int
+) -> tuple[list[float], float]:
+    """Per-request loss the way a Hugging Face user batches: distinct requests sorted by length,
+    right-padded into batches of at most `max_tokens` padded tokens, the model's own attention
+    (SDPA) with an attention mask, full-vocabulary logits; and the model FLOPs run (padding
+    included: the model computes it)."""
+    flop_model = FlopModel.of(model)
+    device = next(model.parameters()).device
+    distinct = {r.key(): template.encode(r) for r in requests}
+    keys = sorted(distinct, key=lambda k: -len(distinct[k].context_ids + distinct[k].target_ids))
+    answers: dict[str, float] = {}
+    flops = 0.0
+    start = 0
+    while start < len(keys):
+        width = len(distinct[keys[start]].context_ids + distinct[keys[start]].target_ids)
+        batch = keys[start : start + max(1, max_tokens // width)]
+        start += len(batch)
+        ids = torch.zeros(len(batch), width, dtype=torch.long, device=device)
+        mask = torch.zeros(len(batch), width, dtype=torch.long, device=device)
+        for n, key in enumerate(batch):
+            sequence = distinct[key].context_ids + distinct[key].target_ids
+            ids[n, : len(sequence)] = torch.tensor(sequence, device=device)
+            mask[n, : len(sequence)] = 1
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        for n, key in enumerate(batch):
+            context, target = distinct[key].context_ids, distinct[key].target_ids
+            rows = logits[n, len(context) - 1 : len(context) - 1 + len(target)].float()
+            picked = torch.log_softmax(rows, dim=-1).gather(
+                1, torch.tensor(target, device=device)[:, None]
+            )
+            answers[key] = -picked.sum().item() / len(target)
+        flops += len(batch) * (flop_model.forward(width) + flop_model.head(width))
+    return [answers[r.key()] for r in requests], flops
+
+
+def peak_gflops(dtype: torch.dtype, device: torch.device) -> float:
+    """The best of two square sizes: on these CPUs 1024^3 and 2048^3 differ by up to 8%, in
+    either direction from one machine to the next; a GPU needs larger products to fill."""
+    sizes = (4096, 8192) if device.type == "cuda" else (1024, 2048)
+    return max(matmul_gflops(dtype, 1.0, size, str(device)) for size in sizes)
 
 
 def measure(name: str, work: Callable[[], tuple[list[float], float]]) -> Arm:
     import psutil
 
+    on_cuda = torch.cuda.is_available()
+    if on_cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     process = psutil.Process()
     peak = [process.memory_info().rss]
     done = threading.Event()
@@ -96,10 +143,13 @@ def measure(name: str, work: Callable[[], tuple[list[float], float]]) -> Arm:
     watcher.start()
     started = time.perf_counter()
     losses, flops = work()
+    if on_cuda:
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     done.set()
     watcher.join()
-    return Arm(name, seconds, flops, peak[0] / 2**20, losses)
+    device_mb = torch.cuda.max_memory_allocated() / 2**20 if on_cuda else 0.0
+    return Arm(name, seconds, flops, peak[0] / 2**20, losses, device_mb)
 
 
 def run_speed(
@@ -131,14 +181,15 @@ def run_speed(
     # machine's matmul rate drifts by several percent within minutes, and MFU must not profit
     # from a dip.
     device = next(loaded.model.parameters()).device
-    peaks = {kind: _peak(kind, device) for kind in (engine_dtype, torch.float32)}
-    engine = Engine(loaded, Template(template_name, loaded.tokenizer), max_batch_tokens)
-
-    def engine_work() -> tuple[list[float], float]:
-        return [r.loss for r in engine.loglikelihood(requests, desc="engine")], engine.flops
-
-    fast = measure("engine", engine_work)
-    arms = [fast]
+    peaks = {kind: peak_gflops(kind, device) for kind in (engine_dtype, torch.float32)}
+    # The default kernel for this device first (the arm the other executors are checked
+    # against), then the other, side by side.
+    default = default_kernel(device)
+    kernels = [default, *(kernel for kernel in KERNELS if kernel != default)]
+    arms = [
+        _engine_arm(loaded, template_name, max_batch_tokens, kernel, requests) for kernel in kernels
+    ]
+    fast = arms[0]
     if executor == "ray":
         arms.append(_ray_arm(loaded, template_name, max_batch_tokens, workers, requests))
         if arms[-1].losses != fast.losses:
@@ -149,15 +200,17 @@ def run_speed(
 
         if spearmanr(arms[-1].losses, fast.losses).statistic < 0.99:
             raise AssertionError("vLLM and the HF engine disagree: Spearman < 0.99")
-    peaks = {kind: max(gflops, _peak(kind, device)) for kind, gflops in peaks.items()}
+    peaks = {kind: max(gflops, peak_gflops(kind, device)) for kind, gflops in peaks.items()}
     peak, reference_peak = peaks[engine_dtype], peaks[torch.float32]
 
     from scipy.stats import spearmanr
 
     rho = float(spearmanr(reference.losses, fast.losses).statistic)
     worst = max(abs(a - b) for a, b in zip(reference.losses, fast.losses, strict=True))
-    if rho < 0.99:
-        raise AssertionError(f"engine and reference disagree: Spearman {rho:.4f} < 0.99")
+    for arm in arms[: len(KERNELS)]:
+        arm_rho = float(spearmanr(reference.losses, arm.losses).statistic)
+        if arm_rho < 0.99:
+            raise AssertionError(f"{arm.name} and the reference disagree: Spearman {arm_rho:.4f}")
 
     def row(arm: Arm, gflops_peak: float) -> str:
         mfu = arm.flops / arm.seconds / 1e9 / gflops_peak
@@ -201,12 +254,14 @@ def run_speed(
                 if executor == "ray"
                 else []
             ),
-            "MFU counts the FLOPs of the forward passes each arm runs (the reference: every "
-            "position through the full-vocabulary head; the engine: packed rows without padding, "
-            "each shared prefix once per row, the head at target positions only), against the "
-            "matmul peak of the arm's dtype (the best of 1024^3 and 2048^3 products, probed "
+            "The two engine arms differ only in the packed-attention kernel: one sequence at a "
+            "time (loop) or one compiled flex_attention kernel per layer (flex, compiled before "
+            "timing). MFU counts the FLOPs of the forward passes each arm runs (the reference: "
+            "every position through the full-vocabulary head; the engine: packed rows without "
+            "padding, each shared prefix once per row, the head at target positions only), "
+            "against the matmul peak of the arm's dtype (the best of two square products, probed "
             "between the arms and after them). tokens/s is the workload's tokens over wall time "
-            "for both arms.",
+            "for every arm.",
             "",
         ]
     )
@@ -214,6 +269,22 @@ def run_speed(
         with benchmarks.open("a", encoding="utf-8") as handle:
             handle.write("\n" + report)
     return report
+
+
+def _engine_arm(
+    loaded, template_name: str, max_batch_tokens: int | None, kernel: str, requests: list
+) -> Arm:
+    """The engine with one packed-attention kernel, its kernels compiled before timing (once
+    per process in a real run)."""
+    engine = Engine(
+        loaded, Template(template_name, loaded.tokenizer), max_batch_tokens, attention=kernel
+    )
+    engine.warm_up(requests)
+
+    def work() -> tuple[list[float], float]:
+        return [r.loss for r in engine.loglikelihood(requests, desc=kernel)], engine.flops
+
+    return measure(f"engine ({kernel} attention)", work)
 
 
 def _ray_arm(
@@ -242,11 +313,11 @@ def _ray_arm(
 
 
 def _vllm_arm(loaded, template_name: str, max_batch_tokens: int | None, requests: list) -> Arm:
-    from iclselect.lm.model import DEFAULT_MODEL, model_dir
+    from iclselect.lm.model import DEFAULT_MODEL, resolve
     from iclselect.lm.precision import dtype_name
     from iclselect.lm.vllm_executor import VllmExecutor
 
-    executor = VllmExecutor(str(model_dir(DEFAULT_MODEL)), dtype_name(loaded.model.dtype), 2048)
+    executor = VllmExecutor(resolve(DEFAULT_MODEL).location, dtype_name(loaded.model.dtype), 2048)
     engine = Engine(
         loaded, Template(template_name, loaded.tokenizer), max_batch_tokens, executor=executor
     )

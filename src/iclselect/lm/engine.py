@@ -25,7 +25,16 @@ from tqdm import tqdm
 from iclselect.lm.executors import Executor, LocalExecutor
 from iclselect.lm.flops import FlopModel
 from iclselect.lm.model import LoadedModel
-from iclselect.lm.packed import KERNELS, Row, Segment, check_all_layers, default_kernel, packed
+from iclselect.lm.packed import (
+    KERNELS,
+    Row,
+    Segment,
+    bucket,
+    check_all_layers,
+    default_kernel,
+    packed,
+    to_device,
+)
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.lm.store import ResultStore
 from iclselect.lm.templates import Encoded, Template
@@ -206,6 +215,15 @@ class Engine:
             )
         return total
 
+    def warm_up(self, requests: Sequence[LogprobRequest]) -> None:
+        """Run one of `requests`' passes per padded row size, answering nothing: flex
+        attention compiles once per size, and a benchmark must not time that."""
+        sizes: set[int] = set()
+        for unit in self._plan(requests).units:
+            if bucket(unit.tokens) not in sizes:
+                sizes.add(bucket(unit.tokens))
+                self.compute(unit)
+
     def _flops(self, units: list[Unit]) -> float:
         """Model FLOPs of the forward passes that run: each tree's prefix, then each job's own
         tokens after it, with the LM head at target positions only."""
@@ -277,8 +295,13 @@ class Engine:
         return [*trees, Tree(prefix, tuple(part))]
 
     def compute(self, unit: Unit) -> list[float]:
-        """Sum of target log-probs of every job of `unit`, in unit.jobs order. A pass that runs
-        out of device memory is split into two halves of its row, each retried the same way."""
+        """Sum of target log-probs of every job of `unit`, in unit.jobs order."""
+        return self.launch(unit).tolist()
+
+    def launch(self, unit: Unit) -> torch.Tensor:
+        """compute(unit) as float64 sums on the model's device, queued and not waited for: on a
+        GPU the host lays out the next pass while this one runs. A pass that runs out of device
+        memory is split into two halves of its row, each retried the same way."""
         try:
             return self._forward(unit)
         except torch.OutOfMemoryError:
@@ -293,15 +316,17 @@ class Engine:
                 file=sys.stderr,
             )
         self.stats["oom_splits"] += 1
-        return [logprob for half in _halves(unit) for logprob in self.compute(half)]
+        return torch.cat([self.launch(half) for half in _halves(unit)])
 
     @torch.inference_mode()
-    def _forward(self, unit: Unit) -> list[float]:
+    def _forward(self, unit: Unit) -> torch.Tensor:
         ids: list[int] = []
         positions: list[int] = []
         segments: list[Segment] = []
         picks: list[int] = []
         targets: list[int] = []
+        owners: list[int] = []  # per target token: its job's place in unit.jobs
+        jobs = 0
         for tree in unit.trees:
             start, skip = len(ids), len(tree.prefix)
             if skip:
@@ -320,27 +345,24 @@ class Engine:
                 predicting = first + len(job.context) - skip - 1
                 picks += range(predicting, predicting + len(job.target))
                 targets += job.target
-        position_ids = torch.tensor(positions, device=self.device)
+                owners += [jobs] * len(job.target)
+                jobs += 1
+        position_ids = to_device(torch.tensor(positions), self.device)
         with packed(self.model, self.attention):
             hidden = self._base(
-                input_ids=torch.tensor([ids], device=self.device),
+                input_ids=to_device(torch.tensor([ids]), self.device),
                 position_ids=position_ids[None],
                 use_cache=False,
                 row=Row(segments, position_ids),
             ).last_hidden_state[0]
         check_all_layers(self.model)
         token_logprobs = self._target_logprobs(
-            hidden[torch.tensor(picks, device=self.device)],
-            torch.tensor(targets, device=self.device),
+            hidden[to_device(torch.tensor(picks), self.device)],
+            to_device(torch.tensor(targets), self.device),
         )
-        jobs = unit.jobs
-        owners = torch.repeat_interleave(
-            torch.arange(len(jobs), device=self.device),
-            torch.tensor([len(job.target) for job in jobs], device=self.device),
-        )
-        sums = torch.zeros(len(jobs), dtype=torch.float64, device=self.device)
-        sums.index_add_(0, owners, token_logprobs.double())
-        return sums.tolist()
+        sums = torch.zeros(jobs, dtype=torch.float64, device=self.device)
+        sums.index_add_(0, to_device(torch.tensor(owners), self.device), token_logprobs.double())
+        return sums
 
     def _target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(target) at each row of `hidden`, a chunk of rows at a time."""
@@ -348,9 +370,9 @@ class Engine:
         for start in range(0, len(targets), self._head_chunk):
             stop = start + self._head_chunk
             logits = self._head(hidden[start:stop]).float()
-            out[start:stop] = (
-                torch.log_softmax(logits, dim=-1).gather(1, targets[start:stop, None]).squeeze(1)
-            )
+            # log_softmax's value at the target, without writing the whole log_softmax out.
+            picked = logits.gather(1, targets[start:stop, None]).squeeze(1)
+            out[start:stop] = picked - torch.logsumexp(logits, dim=-1)
         return out
 
     def _answer(

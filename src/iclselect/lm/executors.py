@@ -26,8 +26,16 @@ class Executor(Protocol):
 
 class LocalExecutor:
     def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:
+        """Each pass is launched before the previous one's answers are read back, so a GPU is
+        never idle while the host lays out the next row."""
+        previous = None
         for unit in units:
-            yield unit, engine.compute(unit)
+            launched = (unit, engine.launch(unit))
+            if previous is not None:
+                yield previous[0], previous[1].tolist()
+            previous = launched
+        if previous is not None:
+            yield previous[0], previous[1].tolist()
 
 
 @dataclass(frozen=True)

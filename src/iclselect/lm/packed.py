@@ -66,6 +66,14 @@ class Row:
         return self._masks[window]
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor copied to `device` without making the host wait: from pinned memory on a
+    GPU (a copy from pageable memory waits for every kernel queued before it)."""
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def default_kernel(device: torch.device) -> str:
     """The kernel `bench speed` measured faster on this kind of device (BENCHMARKS.md)."""
     return "flex" if device.type == "cuda" else "loop"
@@ -152,7 +160,7 @@ def flex_attention(
     _refuse_unsupported(module, kwargs)
     assert row is not None, "packed attention runs only inside Engine.compute"
     tokens = query.shape[2]
-    size = _bucket(tokens)
+    size = bucket(tokens)
     pad = (0, 0, 0, size - tokens)
     out = _compiled_flex()(
         torch.nn.functional.pad(query, pad),
@@ -175,7 +183,8 @@ def _refuse_unsupported(module: torch.nn.Module, kwargs: dict[str, Any]) -> None
             )
 
 
-def _bucket(tokens: int) -> int:
+def bucket(tokens: int) -> int:
+    """The padded length flex attention runs a row of `tokens` at (one compilation each)."""
     return max(_MIN_BUCKET, 1 << (tokens - 1).bit_length())
 
 
@@ -202,7 +211,9 @@ def _block_mask(row: Row, window: int | None, size: int) -> Any:
         dtype=torch.int32,
     ).repeat_interleave(lengths, dim=0)[:size]
     # Separate buffers, not views of one: the CPU flex kernel's code generator needs that.
-    segment, prefix_start, prefix_stop = (t.contiguous() for t in per_token.to(device).unbind(1))
+    segment, prefix_start, prefix_stop = (
+        t.contiguous() for t in to_device(per_token, device).unbind(1)
+    )
     position = torch.nn.functional.pad(
         row.positions.to(torch.int32), (0, size - len(row.positions))
     )
@@ -216,7 +227,9 @@ def _block_mask(row: Row, window: int | None, size: int) -> Any:
         return visible(batch, head, q, kv) & (position[q] - position[kv] < window)
 
     mask_mod = visible if window is None else visible_in_window
-    return create_block_mask(mask_mod, None, None, size, size, device=device)
+    # Compiled on a GPU: evaluating the mask eagerly materialises size x size booleans per row.
+    compiled = device.type == "cuda"
+    return create_block_mask(mask_mod, None, None, size, size, device=device, _compile=compiled)
 
 
 AttentionInterface.register(NAME, attention)
