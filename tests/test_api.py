@@ -32,7 +32,8 @@ def test_api_and_cli_give_identical_scores_and_subset(tmp_path):
     assert len(api) == len(cli) == 60
     # Same engine, same batches, same fp32 arithmetic: equal to the last bit, NaN where excluded.
     np.testing.assert_array_equal(api.score.to_numpy(float), cli.score.to_numpy(float))
-    assert api.reason.fillna("").tolist() == [r if r.startswith("IFD") else "" for r in cli.reason]
+    unranked = ("prefiltered", "not_scored")
+    assert api.reason.fillna("").tolist() == [r if r in unranked else "" for r in cli.reason]
     kept = cli[cli.selected].sort_values("rank").row.tolist()
     assert subset.rows == kept
     written = subset.write(tmp_path / "api_out")
@@ -84,6 +85,7 @@ def test_scores_open_in_pandas_and_datasets(rows):
         "id",
         "score",
         "reason",
+        "detail",
         "duplicate_of",
         "response_chars",
     ]
@@ -110,3 +112,18 @@ def test_manifest_of_an_api_run_records_the_budget_used(tmp_path, rows):
     manifest = json.loads(subset.write(tmp_path / "out").manifest.read_text())
     assert manifest["config"]["count"] == 3 and manifest["config"]["fraction"] is None
     assert manifest["input"]["path"] == "<list>" and manifest["kept"] == 3
+
+
+def test_subset_keeps_the_callers_dataframe_index(rows):
+    frame = pd.DataFrame(rows, index=[f"sample-{i}" for i in range(len(rows))])
+    subset = iclselect.select(iclselect.score(frame, method="length", quiet=True), count=3)
+    kept = subset.to_pandas()
+    assert kept.index.tolist() == [f"sample-{r}" for r in sorted(subset.rows)]
+    assert kept.output.tolist() == frame.output.iloc[sorted(subset.rows)].tolist()
+
+
+def test_scores_and_subset_print_a_summary_not_their_arrays(rows):
+    scores = iclselect.score(rows, method="length", quiet=True)
+    subset = iclselect.select(scores, count=3)
+    assert repr(scores) == "<Scores length: 20 rows of <list>, 20 scored>"
+    assert repr(subset) == "<Subset length: kept 3 of 20 rows (20 ranked)>"

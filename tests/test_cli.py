@@ -62,8 +62,9 @@ def test_near_duplicates_are_not_both_kept(run_dir):
     _, out, _ = run_dir
     table = pq.read_table(out / "scores.parquet").to_pylist()
     assert not (table[3]["selected"] and table[11]["selected"])
-    loser = table[11] if table[3]["selected"] else table[3]
-    assert loser["reason"].startswith("near-duplicate of selected row")
+    loser, winner = (table[11], table[3]) if table[3]["selected"] else (table[3], table[11])
+    assert loser["reason"] == "near_duplicate" and loser["near_duplicate_of"] == winner["row"]
+    assert loser["similarity"] >= 0.9 and loser["rank"] is not None
 
 
 def test_subset_is_byte_for_byte_the_input_rows(tmp_path, demo_rows):
@@ -102,7 +103,8 @@ def test_skip_invalid_accounts_for_every_row(tmp_path, demo_rows):
     assert manifest["dropped_by_reason"]["invalid"] == 2
     table = pq.read_table(tmp_path / "out" / "scores.parquet").to_pylist()
     assert len(table) == 8
-    assert table[4]["reason"].startswith("invalid: field 'output'") and table[4]["score"] is None
+    assert table[4]["reason"] == "invalid" and table[4]["score"] is None
+    assert table[4]["detail"].startswith("field 'output': empty")
 
 
 GOOD = b'{"instruction": "a", "output": "b"}'

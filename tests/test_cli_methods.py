@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pyarrow.parquet as pq
@@ -84,10 +85,14 @@ def test_compare_shares_one_store_and_writes_the_table(tmp_path, six):
     assert engine["ifd"]["computed"] == 12
     assert engine["miwv"]["stored"] == 6 and engine["miwv"]["computed"] == 6
     assert engine["perplexity"]["stored"] == 6 and engine["perplexity"]["computed"] == 0
-    rows = (out / "compare.csv").read_text().splitlines()
-    assert rows[0] == "method_a,method_b,spearman,overlap" and len(rows) == 1 + 6
+    rows = list(csv.DictReader((out / "compare.csv").read_text().splitlines()))
+    assert [r["method"] for r in rows] == ["ifd", "miwv", "perplexity", "length"]
+    assert rows[0]["computed"] == "12" and rows[1]["from_store"] == "6"
+    assert rows[0]["spearman_ifd"] == "1.0000" and rows[3]["overlap_length"] == "1.0000"
+    assert {r["kept"] for r in rows} == {"3"}
     report = (out / "report.html").read_text()
     assert report.count('src="data:image/png;base64,') == 2  # Spearman and overlap heatmaps
+    assert "<pre>" not in report and "<th>mean response chars kept</th>" in report
     for name in ("ifd", "miwv", "perplexity", "length"):
         assert f'href="{name}/report.html"' in report and (out / name / "report.html").exists()
 

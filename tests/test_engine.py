@@ -13,6 +13,8 @@ import torch
 from conftest import samples_from
 
 from iclselect.lm import Engine, LogprobRequest, Template
+from iclselect.lm.templates import Encoded
+from iclselect.lm.window import Fit, fit
 from iclselect.methods.ifd import conditioned, unconditioned
 from iclselect.records import Turn
 
@@ -188,3 +190,15 @@ def test_out_of_memory_on_a_single_request_is_raised(lm, monkeypatch):
     monkeypatch.setattr(eng, "_forward", no_memory)
     with pytest.raises(torch.OutOfMemoryError):
         eng.loglikelihood([LogprobRequest((Turn("user", "Say hi."),), "Hi!")])
+
+
+def test_the_window_cuts_context_from_the_left_and_knows_when_no_text_is_left():
+    """Context of 10 tokens whose message text ends at token 8 (2 markup tokens follow),
+    target of 5."""
+    encoded = Encoded(tuple(range(10)), tuple(range(100, 105)), text_end=8)
+    assert fit(encoded, 15) == Fit(0, 0, False)
+    assert fit(encoded, 8) == Fit(7, 0, False)  # 1 text token and the markup are left
+    assert fit(encoded, 7) == Fit(8, 0, True)  # markup alone conditions the target
+    assert fit(encoded, 4) == Fit(9, 2, True)  # target cut at its end; 1 context token stays
+    bare = Encoded((1, 2), (3,), text_end=0)  # L(y): the response header, no text to lose
+    assert fit(bare, 2).text_lost is False

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import CHEAP, cli, write_json
+from conftest import CHEAP, cli, shortest, write_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -70,7 +71,9 @@ def test_over_long_and_odd_samples_score_in_every_method(
 ):
     """A window of 128 tokens: the 1 MB rows are ~1,000x longer. Every method goes through the
     engine's one policy (context cut from the left, demo first; the response cut at its end
-    only when it alone is longer), scores every row, and reports how many answers were cut."""
+    only when it alone is longer) and reports how many answers were cut. It scores every row
+    but the one whose response alone fills the window: that one is too_long, whatever the
+    method, with its cut token counts."""
     tmp = tmp_path_factory.mktemp(method)
     data = write_json(tmp / "odd.json", odd_rows)
     out = tmp / "out"
@@ -88,6 +91,35 @@ def test_over_long_and_odd_samples_score_in_every_method(
     assert np.isfinite(scored.score).all()
     # Rows without a score are excluded by the method's own rule, with the reason given.
     assert table[table.score.isna()].reason.str.len().gt(0).all()
+    huge_response, huge_instruction = len(odd_rows) - 1, len(odd_rows) - 2
+    too_long = table[table.reason == "too_long"]
+    assert too_long.row.tolist() == [huge_response] and too_long["rank"].isna().all()
+    assert too_long.response_cut_tokens.iloc[0] > 100_000 > too_long.context_cut_tokens.iloc[0] > 0
+    assert [r["row"] for r in manifest["too_long"]["rows"]] == [huge_response]
+    # An instruction cut in part still conditions the response: that row is scored.
+    assert table.context_cut_tokens[huge_instruction] > 100_000
+    assert table.reason[huge_instruction] != "too_long"
+
+
+def test_a_response_that_fills_the_window_is_too_long_not_ranked_first(tmp_path, demo_rows):
+    """With its instruction cut away, a row's IFD compares its response with itself: exactly
+    1, which would rank it first among rows whose instruction helps. It is reported instead."""
+    rows = shortest(demo_rows, 5)
+    rows.append({**rows[0], "instruction": "Repeat the word.", "output": "word " * 300})
+    data = write_json(tmp_path / "pool.json", rows)
+    out = tmp_path / "out"
+    result = cli(
+        "run", str(data), "-m", "ifd", "--max-length", "128", "--count", "2", "-o", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out / "scores.parquet").to_pandas()
+    row = table.iloc[5]
+    assert row.ifd == pytest.approx(1.0) and row.reason == "too_long" and pd.isna(row["rank"])
+    assert row.response_cut_tokens == 300 + 1 - 127 and row.context_cut_tokens > 0
+    assert "rows lost 174 response tokens from the end" in result.output
+    assert "kept no context text at all (row 5): reason too_long" in result.output
+    assert "dropped, too_long: 1" in result.output
+    assert "<h3>Rows too long to rank</h3>" in (out / "report.html").read_text()
 
 
 def test_chat_markup_in_a_message_cannot_open_a_turn(lm):
@@ -175,9 +207,11 @@ def test_every_input_row_is_accounted_for(rows, kind):
         manifest = json.loads(result.manifest.read_text())
         assert manifest["kept"] + manifest["dropped"] == manifest["input"]["rows"] == len(rows)
         assert sum(manifest["dropped_by_reason"].values()) == manifest["dropped"]
-        invalid = table[table.reason.str.startswith("invalid: ")]
+        invalid = table[table.reason == "invalid"]
         assert len(invalid) == len(rows) - len(good) == len(manifest["invalid_rows"])
-        assert table.selected.sum() == 2
+        # Identical rows are one candidate: only the first copy can be kept.
+        assert table.selected.sum() == min(2, table.id.nunique())
+        assert table[table.selected].id.is_unique
 
 
 def _table(path: Path) -> pa.Table:

@@ -20,11 +20,11 @@ _EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:[a-z]+:)?//|url\(|@impo
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, demo_rows):
-    """A real wICI run on 13 short rows, one of them an exact copy of another, so the
-    near-duplicate rule has something to suppress."""
+    """A real wICI run on 13 short rows, one of them a near copy of another (a trailing space
+    on the response), so the near-duplicate rule has something to suppress."""
     tmp = tmp_path_factory.mktemp("report")
     rows = shortest(demo_rows, 12)
-    data = write_json(tmp / "pool.json", [*rows, rows[3]])
+    data = write_json(tmp / "pool.json", [*rows, {**rows[3], "output": rows[3]["output"] + " "}])
     out = tmp / "out"
     result = cli(
         "run", str(data), "-o", str(out), "--count", "12", "-q",
@@ -46,6 +46,34 @@ def test_report_has_every_section_and_embedded_figures_only(report):
     duplicates = page.split("<h2>Near-duplicates</h2>")[1]
     assert "rows scored high enough to keep but were too similar" in duplicates
     assert re.search(r'<td class="num">(3|12)</td>', duplicates)
+    assert "A high wici score means the sample, shown to the model as a one-shot example" in page
+
+
+def _outside_samples(page: str) -> str:
+    """The page's own words: sample texts (in <pre>) are data and may say anything."""
+    return re.sub(r"<pre>.*?</pre>", "", page, flags=re.S)
+
+
+def test_report_reads_typed_columns_in_words(tmp_path, demo_rows):
+    """A length run (no model) with exact duplicates and near ties at the cut: every table is
+    an HTML table, no Python value shows as a repr, and the ties and duplicates are named."""
+    rows = shortest(demo_rows, 8)
+    tied = [{**r, "output": "x" * 400} for r in rows[:4]]  # four equal, top scores
+    data = write_json(tmp_path / "pool.json", [*tied, *rows[4:], *rows[4:6]])
+    out = tmp_path / "out"
+    result = cli("run", str(data), "-m", "length", "--count", "2", "-o", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    assert "near ties at the cut: 2 rows left out" in result.output
+    page = (out / "report.html").read_text(encoding="utf-8")
+    words = _outside_samples(page)
+    assert not re.search(r"\b(None|True|False|nan)\b", words), re.search(
+        r".{80}\b(None|True|False|nan)\b.{40}", words
+    )
+    assert "<pre>" not in words
+    assert "Near ties at the cut:</b> 2 rows left out" in page
+    assert "<th>reason</th><th>meaning</th>" in page and "<td>duplicate</td>" in page
+    assert "exact duplicates</td><td>2 (only the first copy" in page
+    assert "A high length score means a long response" in page
 
 
 def test_report_command_rebuilds_it(report):

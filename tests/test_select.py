@@ -1,13 +1,20 @@
-"""Selectors: budgets, ranks, reasons, and the near-duplicate rule on real embeddings."""
+"""Selectors: budgets, ranks, typed reasons, exact and near duplicates, near ties, and every
+path a selection takes (fraction, count, threshold, compare, the Python API). No model: the
+selection paths run `length` and `random`, which score without one."""
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
+from conftest import cli, shortest, write_json
 
-from iclselect.selectors import Budget, select
+import iclselect
+from iclselect.selectors import REASONS, Budget, Excluded, select
 
 
 def test_budget_needs_exactly_one_limit():
@@ -24,19 +31,39 @@ def test_budget_needs_exactly_one_limit():
 
 def test_ranks_reasons_and_exclusions():
     score = np.array([0.3, math.nan, 0.9, 0.5, 0.1])
-    picked = select(score, Budget(count=2), excluded={4: "prefiltered: IFD > 1"})
+    picked = select(score, Budget(count=2), excluded={4: Excluded("prefiltered", "IFD > 1")})
     assert picked.selected == [2, 3]
     assert picked.rank == [3, None, 1, 2, None]
-    assert picked.reason == [
-        "below budget (rank 3)",
-        "not scored",
-        "selected",
-        "selected",
-        "prefiltered: IFD > 1",
-    ]
+    assert picked.reason == ["below_budget", "not_scored", "selected", "selected", "prefiltered"]
+    assert picked.detail == [None, None, None, None, "IFD > 1"]
+    assert set(picked.reason) <= set(REASONS)
     by_threshold = select(score, Budget(threshold=0.4), excluded={})
     assert by_threshold.selected == [2, 3]
-    assert by_threshold.reason[0].startswith("score below threshold")
+    assert by_threshold.reason[0] == "below_threshold"
+    assert by_threshold.detail[0] == "threshold 0.4"
+
+
+@pytest.mark.parametrize(
+    "budget", [Budget(fraction=0.4), Budget(count=2), Budget(threshold=0.75)], ids=repr
+)
+def test_exact_duplicates_take_no_budget(budget):
+    """Rows 5-9 repeat rows 0-4. Only first copies are ranked; a later copy is `duplicate`,
+    names its first copy, and never takes a place in the budget."""
+    score = np.array([0.9, 0.8, 0.7, 0.6, 0.1] * 2)
+    ids = ["a", "b", "c", "d", "e"] * 2
+    picked = select(score, budget, {}, ids=ids)
+    assert picked.selected == [0, 1]
+    assert picked.reason[5:] == ["duplicate"] * 5
+    assert picked.duplicate_of == [None] * 5 + [0, 1, 2, 3, 4]
+    assert picked.rank[5:] == [None] * 5 and picked.rank[:5] == [1, 2, 3, 4, 5]
+
+
+def test_near_ties_at_the_cut_are_reported():
+    score = np.array([3.0, 2.0, 2.0 + 1e-9, 2.0, 1.0])
+    picked = select(score, Budget(count=2), {})
+    assert picked.selected == [0, 2]
+    assert picked.near_ties == [1, 3]  # tied with the last kept score; input order decided
+    assert select(np.array([3.0, 2.0, 1.0]), Budget(count=2), {}).near_ties == []
 
 
 def test_near_duplicate_pair_is_never_both_selected(embedder, demo_rows):
@@ -47,10 +74,98 @@ def test_near_duplicate_pair_is_never_both_selected(embedder, demo_rows):
     # Give the pair the two best scores: the greedy pass meets both first.
     score = np.linspace(0, 1, 21)[::-1].copy()
     score[20], score[5] = 2.0, 1.5
-    picked = select(score, Budget(count=21), {}, vectors, tau=0.9, rows=list(range(21)))
+    picked = select(score, Budget(count=21), {}, vectors, tau=0.9)
     assert 20 in picked.selected and 5 not in picked.selected
-    assert picked.reason[5].startswith("near-duplicate of selected row 20 (cosine")
+    assert picked.reason[5] == "near_duplicate" and picked.near_duplicate_of[5] == 20
+    assert picked.similarity[5] == pytest.approx(float(vectors[5] @ vectors[20]), abs=1e-6)
     # Every other sample was accepted: it is the pair that was suppressed, not the budget.
     unrelated_pairs = vectors[:20] @ vectors[:20].T - np.eye(20)
     if unrelated_pairs.max() < 0.9:
         assert len(picked.selected) == 20
+
+
+# Every selection path, on ten unique real rows each given twice.
+
+
+@pytest.fixture(scope="module")
+def twice(tmp_path_factory, demo_rows):
+    rows = shortest(demo_rows, 10)
+    return write_json(tmp_path_factory.mktemp("twice") / "pool.json", rows * 2), rows
+
+
+@pytest.mark.parametrize(
+    "budget", [["--fraction", "0.1"], ["--count", "4"], ["--threshold", "1"]], ids=str
+)
+def test_run_never_keeps_two_copies(tmp_path, twice, budget):
+    data, _ = twice
+    out = tmp_path / "out"
+    result = cli("run", str(data), "-m", "length", "-o", str(out), "-q", "--no-report", *budget)
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out / "scores.parquet")
+    kept = table[table.selected]
+    assert kept.id.is_unique and (kept.row < 10).all()
+    assert (table.reason[10:] == "duplicate").all() and table.duplicate_of[10:].tolist() == list(
+        range(10)
+    )
+    assert table["rank"][10:].isna().all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["exact_duplicates"]["rows"] == 10
+    assert manifest["dropped_by_reason"]["duplicate"] == 10
+    if budget[0] == "--fraction":
+        assert manifest["kept"] == 1  # a tenth of the ten distinct rows
+
+
+def test_compare_never_keeps_two_copies(tmp_path, twice):
+    data, _ = twice
+    out = tmp_path / "cmp"
+    result = cli(
+        "compare", str(data), "--methods", "length,random", "--count", "5", "-o", str(out), "-q"
+    )
+    assert result.exit_code == 0, result.output
+    for method in ("length", "random"):
+        table = pd.read_parquet(out / method / "scores.parquet")
+        assert table[table.selected].id.is_unique and table.selected.sum() == 5
+        assert (table.reason[10:] == "duplicate").all()
+
+
+def test_api_never_keeps_two_copies(twice):
+    _, rows = twice
+    scores = iclselect.score(rows * 2, method="random", quiet=True)
+    frame = scores.to_pandas()
+    assert frame.reason[10:].tolist() == ["duplicate"] * 10 and frame.reason[:10].isna().all()
+    subset = iclselect.select(scores, count=5)
+    assert len(set(subset.rows)) == 5 and max(subset.rows) < 10
+
+
+def test_decision_columns_have_one_type_in_every_run(tmp_path, twice):
+    """Whether or not a column has nulls in a run, its type is the same: rank is Int64 even
+    when every row has one."""
+    data, rows = twice
+    unique = write_json(tmp_path / "unique.json", rows)
+    dtypes = []
+    for path, args in ((data, ["--count", "3"]), (unique, ["--fraction", "1.0"])):
+        out = tmp_path / path.stem
+        assert cli("run", str(path), "-m", "length", "-o", str(out), "-q", *args).exit_code == 0
+        frame = pd.read_parquet(out / "scores.parquet")
+        dtypes.append(frame.dtypes.astype(str).to_dict())
+    assert dtypes[0] == dtypes[1]
+    assert (
+        dtypes[0]["rank"] == dtypes[0]["duplicate_of"] == dtypes[0]["near_duplicate_of"] == "Int64"
+    )
+    assert dtypes[0]["similarity"] == "float64"
+
+
+def test_api_budget_errors_and_warnings_name_the_api(twice):
+    _, rows = twice
+    scores = iclselect.score(rows, method="length", quiet=True)
+    with pytest.raises(ValueError, match=r"^fraction= must be in \(0, 1\]"):
+        iclselect.select(scores, fraction=1.5)
+    with pytest.raises(ValueError, match=r"^give exactly one of fraction=, count= or threshold="):
+        iclselect.select(scores, fraction=0.5, count=2)
+    with pytest.warns(UserWarning, match="keeps all 10 ranked rows"):
+        iclselect.select(scores, count=50)
+    with pytest.warns(UserWarning, match="keeps 0 of the 10 ranked rows"):
+        iclselect.select(scores, threshold=1e9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        iclselect.select(scores, count=3)

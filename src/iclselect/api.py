@@ -13,16 +13,19 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from iclselect.embed import DEFAULT_EMBEDDER
 from iclselect.lm import DEFAULT_MODEL
 from iclselect.lm.model import cache_dir
 from iclselect.methods.registry import get
-from iclselect.outputs import scores_table, with_scores
+from iclselect.outputs import scores_table, to_pandas, with_scores
 from iclselect.pipeline import (
     Choice,
     RunConfig,
@@ -52,12 +55,13 @@ class Scores:
 
     @cached_property
     def table(self) -> pa.Table:
-        """Columns: row, id, score, reason (why a row has no score), duplicate_of, and the
-        method's components (for wICI: ifd, loss, probe_rows, probe_ici, probe_weight)."""
+        """Columns: row, id, score, reason and detail (why a row will not be ranked),
+        duplicate_of, and the method's components (for wICI: ifd, loss, probe_rows, probe_ici,
+        probe_weight)."""
         return scores_table(self.scored.dataset, self.scored.scores)
 
     def to_pandas(self) -> pd.DataFrame:
-        return self.table.to_pandas()
+        return to_pandas(self.table)
 
     def to_dataset(self) -> datasets.Dataset:
         import datasets
@@ -66,6 +70,14 @@ class Scores:
 
     def __len__(self) -> int:
         return self.scored.dataset.n_rows
+
+    def __repr__(self) -> str:
+        scored = self.scored
+        ranked = int(np.isfinite(scored.scores.score).sum())
+        return (
+            f"<Scores {self.method}: {scored.dataset.n_rows} rows of {scored.dataset.path}, "
+            f"{ranked} scored>"
+        )
 
 
 @dataclass
@@ -89,8 +101,16 @@ class Subset:
 
     def to_pandas(self) -> pd.DataFrame:
         """The kept rows in input order: the input's own columns, then iclselect_score,
-        iclselect_rank, iclselect_reason and the method's components."""
-        return with_scores(self.scores.scored.dataset, self.table, sorted(self.rows)).to_pandas()
+        iclselect_rank, iclselect_reason and the method's components. A DataFrame given to
+        score() keeps its own index."""
+        import pandas as pd
+
+        rows = sorted(self.rows)
+        frame = to_pandas(with_scores(self.scores.scored.dataset, self.table, rows))
+        data = self.scores.scored.config.data
+        if isinstance(data, pd.DataFrame):
+            frame.index = data.index[rows]
+        return frame
 
     def to_dataset(self) -> datasets.Dataset:
         import datasets
@@ -110,6 +130,13 @@ class Subset:
 
     def __len__(self) -> int:
         return len(self.choice.selection.selected)
+
+    def __repr__(self) -> str:
+        selection = self.choice.selection
+        return (
+            f"<Subset {self.scores.method}: kept {len(selection.selected)} of "
+            f"{self.scores.scored.dataset.n_rows} rows ({selection.ranked} ranked)>"
+        )
 
 
 def score(
@@ -174,13 +201,21 @@ def select(
     (default: the method's own rule, 0.9 for wICI, off for the others)."""
     scored = scores.scored
     given = fraction is not None or count is not None or threshold is not None
-    budget = Budget(fraction, count, threshold) if given else scored.config.budget(scored.method)
+    budget = (
+        Budget(fraction, count, threshold, api=True)
+        if given
+        else scored.config.budget(scored.method)
+    )
     if tau is not None and scored.pool.full_vectors is None:
         raise ValueError(
-            f"tau needs embeddings, which {scores.method} does not compute: "
-            "pass tau to score() instead"
+            f"tau= needs embeddings, which {scores.method} does not compute: "
+            "pass tau= to score() instead"
         )
-    return Subset(scores, choose(scored, budget, tau))
+    subset = Subset(scores, choose(scored, budget, tau))
+    warning = subset.choice.selection.warning()
+    if warning:
+        warnings.warn(warning, UserWarning, stacklevel=2)
+    return subset
 
 
 def run(config: RunConfig) -> RunResult:

@@ -163,8 +163,8 @@ Device = Annotated[
 Fraction = Annotated[
     float | None,
     typer.Option(
-        help="Keep this fraction of the scored rows (default: wici 0.1, miwv 0.01, icon 0.15, "
-        "ifd 0.05, nuggets 0.01, others 0.1; compare: 0.1 for all).",
+        help="Keep this fraction of the distinct scored rows (default: wici 0.1, miwv 0.01, "
+        "icon 0.15, ifd 0.05, nuggets 0.01, others 0.1; compare: 0.1 for all).",
         show_default=False,
         rich_help_panel=_BUDGET,
     ),
@@ -197,7 +197,8 @@ MaxLength = Annotated[
     int,
     typer.Option(
         help="Longest sequence; longer ones lose context from the left (demo first); a "
-        "response is cut only if it alone is longer.",
+        "response is cut only if it alone is longer. A row left with none of its own context "
+        "is not ranked (reason too_long).",
         rich_help_panel=_ENGINE,
     ),
 ]
@@ -521,15 +522,24 @@ def _parse_settings(
 def _summary(result: RunResult) -> str:
     """What a user wants to see first: what was kept, why the rest was not, where it all is."""
     lines = [f"kept {result.kept} of {result.rows} rows"]
+    if result.warning:
+        lines.append(f"  warning: {result.warning}")
     lines += [f"  dropped, {reason}: {n}" for reason, n in result.dropped_by_reason.items()]
     lines.append(f"  best kept (rank, row, {result.method} score, instruction):")
     for rank, row, score, instruction in result.best:
         preview = " ".join(instruction.split())
         preview = preview if len(preview) <= 60 else preview[:57] + "..."
         lines.append(f"    {rank:>4}  row {row:<6} {score:+.4f}  {preview}")
+    if result.near_ties:
+        ties = result.near_ties
+        shown = ", ".join(map(str, ties[:5])) + (", ..." if len(ties) > 5 else "")
+        lines.append(
+            f"  near ties at the cut: {len(ties)} rows left out (rows {shown}) score within "
+            "1e-6 of the last kept row; input order, not the score, decided between them"
+        )
     lines += [
         f"  subset:   {result.subset}",
-        f"  scores:   {result.scores}  (one row per input row: score, components, reason)",
+        f"  scores:   {result.scores}  (one row per input row: score, rank, reason, components)",
         f"  manifest: {result.manifest}",
     ]
     lines += [

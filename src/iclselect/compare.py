@@ -49,7 +49,8 @@ def compare(config: RunConfig, names: list[str]) -> Comparison:
     replace_file(files[0], lambda temp: temp.write_text(table, encoding="utf-8"))
     replace_file(files[1], lambda temp: _write_csv(temp, results, spearman, overlap))
     if config.report:
-        files.append(write_compare_report(out, names, spearman, overlap, table))
+        cost = (COST_HEADER, cost_rows(results))
+        files.append(write_compare_report(out, names, spearman, overlap, cost))
     return Comparison(results, spearman, overlap, table, files)
 
 
@@ -70,20 +71,29 @@ def agreement(results: list[RunResult]) -> tuple[np.ndarray, np.ndarray]:
     return spearman, overlap
 
 
+COST_HEADER = [
+    "method", "scoring s", "requests", "from store", "computed", "tokens computed", "scored",
+    "kept", "mean response chars kept",
+]  # fmt: skip
+
+
+def cost_rows(results: list[RunResult]) -> list[tuple[str, ...]]:
+    """One row per method, cells as shown (COST_HEADER)."""
+    rows = []
+    for r in results:
+        counts = [r.engine.get(key, 0) for key in ("requests", "stored", "computed", "tokens")]
+        scored = int(np.isfinite(r.scores_data.score).sum())
+        rows.append((
+            r.method, f"{r.seconds:.1f}", *map(str, counts), str(scored), str(r.kept),
+            f"{r.kept_response_chars:.0f}",
+        ))  # fmt: skip
+    return rows
+
+
 def markdown(results: list[RunResult], spearman: np.ndarray, overlap: np.ndarray) -> str:
     names = [r.method for r in results]
-    lines = [
-        "| method | scoring s | requests | from store | computed | tokens computed | scored "
-        "| kept | mean response chars kept |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r.method} | {r.seconds:.1f} | {r.engine.get('requests', 0)} "
-            f"| {r.engine.get('stored', 0)} | {r.engine.get('computed', 0)} "
-            f"| {r.engine.get('tokens', 0)} | {int(np.isfinite(r.scores_data.score).sum())} "
-            f"| {r.kept} | {r.kept_response_chars:.0f} |"
-        )
+    lines = ["| " + " | ".join(COST_HEADER) + " |", "|---" * len(COST_HEADER) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cost_rows(results)]
     for title, matrix, form in (
         ("Spearman rank correlation of scores (samples both methods scored)", spearman, "+.2f"),
         ("Overlap of kept subsets, |A & B| / min(|A|, |B|)", overlap, ".2f"),
@@ -98,17 +108,15 @@ def markdown(results: list[RunResult], spearman: np.ndarray, overlap: np.ndarray
 def _write_csv(
     path: Path, results: list[RunResult], spearman: np.ndarray, overlap: np.ndarray
 ) -> None:
+    """compare.md's tables as one: a row per method, its cost columns, then its Spearman
+    correlation with and subset overlap with each method (spearman_<m>, overlap_<m>)."""
+    names = [r.method for r in results]
+    header = [name.replace(" ", "_") for name in COST_HEADER]
+    header += [f"spearman_{m}" for m in names] + [f"overlap_{m}" for m in names]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["method_a", "method_b", "spearman", "overlap"])
-        for a, first in enumerate(results):
-            for b, second in enumerate(results):
-                if a < b:
-                    writer.writerow(
-                        [
-                            first.method,
-                            second.method,
-                            f"{spearman[a, b]:.4f}",
-                            f"{overlap[a, b]:.4f}",
-                        ]
-                    )
+        writer.writerow(header)
+        for a, row in enumerate(cost_rows(results)):
+            writer.writerow([
+                *row, *(f"{v:.4f}" for v in spearman[a]), *(f"{v:.4f}" for v in overlap[a])
+            ])  # fmt: skip

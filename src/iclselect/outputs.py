@@ -4,19 +4,25 @@ manifest.json (what was read, kept and dropped, and everything needed to repeat 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from iclselect.embed.atlas import Atlas
 from iclselect.io import Dataset, replace_dir, replace_file
 from iclselect.io.tables import save_quietly
 from iclselect.methods import MethodScores
-from iclselect.selectors import Selection
+from iclselect.overlong import CUT_COLUMNS
+from iclselect.selectors import Selection, first_copies
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _PACKAGES = (
     "iclselect", "torch", "transformers", "sentence-transformers", "faiss-cpu", "numpy",
@@ -24,18 +30,28 @@ _PACKAGES = (
 )  # fmt: skip
 
 
+# The columns every scores table starts with, typed so that every run has the same schema
+# (int64 with nulls, never a float column that happens to have no nulls in one run).
+BASE: dict[str, pa.DataType] = {
+    "row": pa.int64(), "id": pa.string(), "score": pa.float64(), "selected": pa.bool_(),
+    "rank": pa.int64(), "reason": pa.string(), "detail": pa.string(),
+    "duplicate_of": pa.int64(), "near_duplicate_of": pa.int64(), "similarity": pa.float64(),
+}  # fmt: skip
+_SELECTION_ONLY = ("selected", "rank", "near_duplicate_of", "similarity")
+
+
 def scores_table(
     dataset: Dataset, scores: MethodScores, selection: Selection | None = None
 ) -> pa.Table:
     """One row per INPUT row, invalid rows included, so nothing drops out unseen. Without a
-    selection (scores not yet selected from) there are no selected/rank columns, and `reason`
-    is set only where a row was not scored."""
-    by_row = {sample.row: i for i, sample in enumerate(dataset.samples)}
+    selection (scores not yet selected from) there are no selected, rank, near_duplicate_of or
+    similarity columns, and `reason` is set only where a row will not be ranked."""
+    samples = dataset.samples
+    source = [sample.row for sample in samples]
+    by_row = {row: i for i, row in enumerate(source)}
     invalid = {bad.row: bad for bad in dataset.invalid}
-    first_of: dict[str, int] = {}
-    names = ["row", "id", "score", "selected", "rank", "reason", "duplicate_of"]
-    if selection is None:
-        names = [name for name in names if name not in ("selected", "rank")]
+    first_of = first_copies([sample.id for sample in samples])
+    names = [n for n in BASE if selection is not None or n not in _SELECTION_ONLY]
     columns: dict[str, list[Any]] = {name: [] for name in names}
     columns.update({name: [] for name in scores.components})
     for row in range(dataset.n_rows):
@@ -43,27 +59,46 @@ def scores_table(
         if i is None:
             bad = invalid[row]
             field = f"field {bad.field!r}: " if bad.field else ""
-            values: dict[str, Any] = {"reason": f"invalid: {field}{bad.message}", "selected": False}
+            values: dict[str, Any] = {
+                "reason": "invalid", "detail": f"{field}{bad.message}", "selected": False
+            }  # fmt: skip
         else:
-            sample = dataset.samples[i]
-            first = first_of.setdefault(sample.id, row)
             score = float(scores.score[i])
+            first = first_of[i]
             values = {
-                "id": sample.id,
-                "score": None if score != score else score,
-                "duplicate_of": first if first != row else None,
+                "id": samples[i].id,
+                "score": None if math.isnan(score) else score,
+                "duplicate_of": None if first is None else source[first],
                 **{name: column[i] for name, column in scores.components.items()},
             }
-            if selection is None:
-                values["reason"] = scores.excluded.get(i)
-            else:
-                values["selected"] = selection.reason[i] == "selected"
-                values["rank"] = selection.rank[i]
-                values["reason"] = selection.reason[i]
+            if selection is not None:
+                near = selection.near_duplicate_of[i]
+                values |= {
+                    "selected": selection.reason[i] == "selected",
+                    "rank": selection.rank[i],
+                    "reason": selection.reason[i],
+                    "detail": selection.detail[i],
+                    "near_duplicate_of": None if near is None else source[near],
+                    "similarity": selection.similarity[i],
+                }
+            elif first is not None:
+                values["reason"] = "duplicate"
+            elif i in scores.excluded:
+                values["reason"] = scores.excluded[i].reason
+                values["detail"] = scores.excluded[i].detail
         values["row"] = row
         for name, column in columns.items():
             column.append(values.get(name))
-    return pa.table(columns)
+    return pa.table({
+        name: pa.array(values, type=BASE.get(name)) for name, values in columns.items()
+    })  # fmt: skip
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """`table` in pandas, integer columns as nullable Int64 whether or not they hold nulls."""
+    import pandas as pd
+
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
 
 
 def with_atlas(table: pa.Table, dataset: Dataset, atlas: Atlas) -> pa.Table:
@@ -103,6 +138,10 @@ def write_scored_subset(target: Path, dataset: Dataset, table: pa.Table, rows: l
 
 
 def write_scores(path: Path, table: pa.Table) -> None:
+    """scores.parquet, with pandas metadata that makes pd.read_parquet give the same dtypes as
+    to_pandas (Int64 for integer columns)."""
+    pandas_schema = pa.Schema.from_pandas(to_pandas(table.slice(0, 0)), preserve_index=False)
+    table = table.replace_schema_metadata(pandas_schema.metadata)
     replace_file(path, lambda temp: pq.write_table(table, temp))
 
 
@@ -116,10 +155,16 @@ def manifest(
     files: list[Path],
     timings: dict[str, float],
     engine_stats: dict[str, int],
+    cut: dict[str, Any],
 ) -> dict[str, Any]:
-    reasons = Counter(_reason_kind(reason) for reason in table.column("reason").to_pylist())
+    """`cut`: the last kept score and the rows left out whose score ties it (near_ties)."""
+    reasons = Counter(table.column("reason").to_pylist())
     kept = reasons.pop("selected", 0)
     duplicates = table.column("duplicate_of").drop_null()
+    too_long = [
+        {name: row[name] for name in ("row", *CUT_COLUMNS)}
+        for row in table.filter(pc.equal(table["reason"], "too_long")).to_pylist()
+    ]
     return {
         "input": {
             "path": str(dataset.path),
@@ -136,8 +181,15 @@ def manifest(
         ],
         "exact_duplicates": {
             "rows": len(duplicates),
-            "note": "rows identical to an earlier row; scores.parquet column duplicate_of",
+            "note": "rows identical to an earlier row (scores.parquet column duplicate_of); "
+            "only the first copy can be selected",
         },
+        "too_long": {
+            "rows": too_long,
+            "policy": "a row whose own context is cut away entirely to fit --max-length (its "
+            "response fills the window) is not ranked",
+        },
+        "cut": cut,
         "method": {"name": scores.method, "params": scores.params},
         "model": model_id,
         "template": template,
@@ -152,11 +204,6 @@ def manifest(
 def write_manifest(path: Path, content: dict[str, Any]) -> None:
     text = json.dumps(content, indent=2, ensure_ascii=False) + "\n"
     replace_file(path, lambda temp: temp.write_text(text, encoding="utf-8"))
-
-
-def _reason_kind(reason: str) -> str:
-    """Group per-row reasons ("below budget (rank 12)") into countable kinds ("below budget")."""
-    return reason.split(":")[0].split(" (")[0].split(" of selected")[0]
 
 
 def _version(package: str) -> str | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from iclselect import overlong
 from iclselect.embed import DEFAULT_EMBEDDER, Embedder
 from iclselect.embed.sharded import SHARD, ShardedEmbedder
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
@@ -38,7 +39,7 @@ from iclselect.outputs import (
     write_scores,
 )
 from iclselect.report import write_report
-from iclselect.selectors import Budget, Selection, select
+from iclselect.selectors import NEAR_TIE, Budget, Selection, select
 
 DEFAULT_FRACTION = 0.1  # compare's equal budget for every method, unless one is given
 
@@ -162,6 +163,8 @@ class RunResult:
     scores_data: MethodScores
     selection: Selection
     files: list[Path]  # every file written
+    warning: str | None  # a budget that keeps no row, or every ranked row
+    near_ties: list[int]  # rows left out whose score ties the last kept score
 
 
 def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]) -> Prepared:
@@ -274,8 +277,11 @@ def score(
     before = dict(engine.stats) if engine else {}
     started = time.perf_counter()
     scores = method.score(prepared.pool, engine, method_config)
-    timings["score"] = time.perf_counter() - started
     stats: dict[str, int] = {}
+    if engine:
+        fits = overlong.own_fits(prepared.pool, engine)
+        scores = overlong.apply(scores, fits, engine.max_length)
+    timings["score"] = time.perf_counter() - started
     if engine:
         stats = {key: engine.stats[key] - before[key] for key in engine.stats}
         stats["corrupt"] = engine.store.corrupt if engine.store is not None else 0
@@ -290,12 +296,16 @@ def score(
                 else ""
             )
             + (
-                f"; {stats['truncated']} longer than --max-length {config.max_length}, context cut "
-                "from the left (demo first)"
+                f"; {stats['truncated']} answers cut to fit --max-length {config.max_length} "
+                "(context from the left, a demo before the rest; a response at its end only "
+                "where it alone fills the window)"
                 if stats["truncated"]
                 else ""
             )
         )
+        cuts = overlong.describe(fits, prepared.pool.rows, engine.max_length)
+        if cuts:
+            log(f"{method.name}: {cuts}")
     return Scored(
         config, method, prepared.dataset, prepared.pool, scores,
         engine.model_id if engine else None, engine.template.fingerprint if engine else None,
@@ -307,7 +317,8 @@ def choose(scored: Scored, budget: Budget, tau: float | None = None) -> Choice:
     """Select under `budget`; tau None = the run's --tau, else the method's own."""
     tau = tau if tau is not None else scored.config.tau_for(scored.method)
     scores, pool = scored.scores, scored.pool
-    selection = select(scores.score, budget, scores.excluded, pool.full_vectors, tau, pool.rows)
+    ids = [sample.id for sample in pool.samples]
+    selection = select(scores.score, budget, scores.excluded, pool.full_vectors, tau, ids)
     return Choice(selection, budget, tau)
 
 
@@ -320,7 +331,9 @@ def effective_config(scored: Scored, choice: Choice, out: Path) -> dict[str, Any
         "out": str(out),
         "method": scored.method.name,
         "tau": choice.tau,
-        **asdict(choice.budget),
+        "fraction": choice.budget.fraction,
+        "count": choice.budget.count,
+        "threshold": choice.budget.threshold,
     }
 
 
@@ -347,6 +360,7 @@ def write(scored: Scored, choice: Choice, out: Path, log: Callable[[str], None])
     content = manifest(
         dataset, table, scores, effective_config(scored, choice, out),
         scored.model_id, scored.template, files, timings, scored.engine_stats,
+        cut_of(scored, choice),
     )  # fmt: skip
     write_manifest(out / "manifest.json", content)
     files.append(out / "manifest.json")
@@ -361,8 +375,21 @@ def write(scored: Scored, choice: Choice, out: Path, log: Callable[[str], None])
         method.name, out, subset, out / "scores.parquet", out / "manifest.json", dataset.n_rows,
         content["kept"], content["dropped_by_reason"], best,
         float(np.mean([len(samples[i].response) for i in selection.selected] or [0])),
-        timings["score"], scored.engine_stats, scores, selection, files,
+        timings["score"], scored.engine_stats, scores, selection, files, selection.warning(),
+        content["cut"]["near_ties"],
     )  # fmt: skip
+
+
+def cut_of(scored: Scored, choice: Choice) -> dict[str, Any]:
+    """The last kept score, and the source rows left below budget with a score that ties it to
+    within NEAR_TIE (relative): among those, input order decided what was kept."""
+    selection, samples = choice.selection, scored.pool.samples
+    last = float(scored.scores.score[selection.selected[-1]]) if selection.selected else None
+    return {
+        "last_kept_score": last,
+        "near_ties": [samples[i].row for i in selection.near_ties],
+        "near_tie_tolerance": NEAR_TIE,
+    }
 
 
 def dry_run(config: RunConfig) -> str:

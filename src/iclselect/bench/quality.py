@@ -244,8 +244,8 @@ def _ranking_from_file(path: str, pool: list[Sample]) -> Callable[[Budget], list
     score = np.full(len(pool), np.nan)
     for r in table:
         score[by_row[r["row"]]] = np.nan if r["score"] is None else r["score"]
-    excluded = {i: "not scored" for i in range(len(pool)) if np.isnan(score[i])}
-    return lambda budget: select(score, budget, excluded).selected
+    ids = [s.id for s in pool]
+    return lambda budget: select(score, budget, {}, ids=ids).selected
 
 
 def _eval_sets(

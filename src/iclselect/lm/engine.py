@@ -38,6 +38,7 @@ from iclselect.lm.packed import (
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.lm.store import ResultStore
 from iclselect.lm.templates import Encoded, Template
+from iclselect.lm.window import fit
 
 # Target positions whose full-vocabulary logits are computed at once. On a CPU the log-softmax
 # is bound by memory traffic: 128 rows (25 MB of float32 logits for a 49k vocabulary) ran the
@@ -399,15 +400,12 @@ class Engine:
         bar.update(tokens)
 
     def _job(self, index: int, encoded: Encoded) -> _Job:
-        context, target = encoded.context_ids, encoded.target_ids
-        target = target[: self.max_length - 1]
-        # Drop context from the left: the demos go first, then earlier turns, never the target.
-        room = self.max_length - len(target)
-        dropped = max(0, len(context) - room) + len(encoded.target_ids) - len(target)
-        prefix = encoded.prefix_len
-        if len(context) > room:
-            context = context[len(context) - room :]
-            prefix = 0
+        cut = fit(encoded, self.max_length)
+        context = encoded.context_ids[cut.context_cut :]
+        target = encoded.target_ids[: len(encoded.target_ids) - cut.target_cut]
+        dropped = cut.context_cut + cut.target_cut
+        # A context cut on the left no longer starts with the prefix other requests share.
+        prefix = 0 if cut.context_cut else encoded.prefix_len
         # At least one context token stays out of the prefix: it predicts the first target token.
         prefix = min(prefix, len(context) - 1) if self.reuse_prefix else 0
         if prefix < _MIN_PREFIX:

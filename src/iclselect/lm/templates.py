@@ -44,6 +44,9 @@ class Encoded:
     # Leading context tokens that render only the system turn and the demos: every request with
     # the same demos starts with exactly these tokens, so the engine can compute them once.
     prefix_len: int = 0
+    # Context tokens up to the end of the last message text (0: none, as in the bare response
+    # header of L(y)); what follows is template markup.
+    text_end: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,14 +84,17 @@ class Template:
     def encode(self, request: LogprobRequest) -> Encoded:
         pieces = self._render_context(request)
         context: list[int] = [] if self.name == "chat" else [self.start_id]
-        prefix_len = 0
+        prefix_len = text_end = 0
         for piece in pieces:
             context.extend(self._tokenize(piece.text, piece.is_markup))
             if piece.in_prefix:
                 prefix_len = len(context)
+            if not piece.is_markup:
+                text_end = len(context)
         if not context:
             context = [self.start_id]
-        return Encoded(tuple(context), self._tokenize(request.target, False), prefix_len)
+        target = self._tokenize(request.target, False)
+        return Encoded(tuple(context), target, prefix_len, text_end)
 
     def _tokenize_uncached(self, text: str, is_markup: bool) -> tuple[int, ...]:
         ids = self.tokenizer(

@@ -40,6 +40,7 @@ from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
 from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample, Turn
+from iclselect.selectors import Excluded
 
 _PRINTABLE = string.ascii_letters + string.digits + string.punctuation + " "
 
@@ -167,14 +168,14 @@ def score(pool: Pool, engine: Engine, config: IconConfig) -> MethodScores:
     selector = config.selector
     if selector == "auto":
         selector = "embedding" if len(setup.exact) < n else "none"
-    excluded: dict[int, str] = {}
+    excluded: dict[int, Excluded] = {}
     if selector == "none":
         score_values = exact_significance
-        excluded = {
-            i: f"not among the {len(setup.exact)} exactly scored (icon.exact); no selector"
-            for i in range(n)
-            if math.isnan(exact_significance[i])
-        }
+        unscored = Excluded(
+            "not_scored",
+            f"not among the {len(setup.exact)} exactly scored (icon.exact); no selector",
+        )
+        excluded = {i: unscored for i in range(n) if math.isnan(exact_significance[i])}
     else:
         from iclselect.methods.selector import train_selector
 

@@ -23,6 +23,7 @@ from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
 from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample, Turn
+from iclselect.selectors import Excluded
 
 IfdForm = Literal["loss", "ppl"]
 
@@ -79,12 +80,12 @@ def plan(pool: Pool, config: IfdConfig) -> list[LogprobRequest]:
 
 def score(pool: Pool, engine: Engine, config: IfdConfig) -> MethodScores:
     values, cond, uncond = own_ifd(pool.samples, engine, config.form, "IFD")
-    excluded: dict[int, str] = {}
+    excluded: dict[int, Excluded] = {}
     for i, value in enumerate(values):
         if math.isnan(value):
-            excluded[i] = "IFD undefined: L(y) = 0"
+            excluded[i] = Excluded("not_scored", "IFD undefined: L(y) = 0")
         elif config.drop_above_one and value > 1:
-            excluded[i] = "IFD > 1: the instruction does not help"
+            excluded[i] = Excluded("prefiltered", "IFD > 1: the instruction does not help")
     score = np.where([i in excluded for i in range(len(values))], math.nan, values)
     return MethodScores(
         method="ifd",

@@ -23,6 +23,7 @@ from iclselect.methods.ifd import conditioned
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
 from iclselect.methods.scores import MethodScores
+from iclselect.selectors import Excluded
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def score(pool: Pool, engine: Engine, config: NuggetsConfig) -> MethodScores:
         wins[c] += answer.logprob > zero_shot[a]
         counted[c] += 1
     anchor_rows = [pool.samples[a].row for a in anchors]
-    excluded = {int(c): "no anchor other than itself" for c in np.flatnonzero(counted == 0)}
+    no_anchor = Excluded("not_scored", "no anchor other than itself")
+    excluded = {int(c): no_anchor for c in np.flatnonzero(counted == 0)}
     return MethodScores(
         method="nuggets",
         score=np.divide(wins, counted, out=np.full(n, np.nan), where=counted > 0),

@@ -23,6 +23,7 @@ class Method:
     name: str
     summary: str
     cost: str  # requests per sample, in words
+    high_score: str  # what a high score means, one plain sentence finishing "A high score ..."
     config: type
     # (pool, engine, config) for model methods; (pool, config) for the others.
     scorer: Callable[..., MethodScores]
@@ -56,6 +57,8 @@ METHODS: dict[str, Method] = {
             "weighted in-context influence: how much the sample, as a one-shot demo, makes its "
             "neighbours easier (ACL 2026)",
             "2 + 2 x n_probes (12 by default)",
+            "means the sample, shown to the model as a one-shot example, makes similar tasks "
+            "easier for it.",
             wici.WiciConfig,
             wici.score,
             wici.plan,
@@ -68,6 +71,8 @@ METHODS: dict[str, Method] = {
             "instruction weakness: loss with the nearest sample as demo minus loss without "
             "(AAAI 2026)",
             "2",
+            "means the model does worse on the sample even with a closely related example shown "
+            "first: a weakness worth training on.",
             miwv.MiwvConfig,
             miwv.score,
             miwv.plan,
@@ -78,6 +83,8 @@ METHODS: dict[str, Method] = {
             "in-context contribution to an assessment set against a random-text control, with a "
             "trained selector for the pool (ICon / RICo)",
             "2 x assessment rows per exactly scored sample (2,040 by default), 0 for the rest",
+            "means the sample, shown as a one-shot example, helps the model on a varied "
+            "assessment set more than random text of the same length does.",
             icon.IconConfig,
             icon.score,
             icon.plan,
@@ -87,6 +94,8 @@ METHODS: dict[str, Method] = {
             "ifd",
             "instruction-following difficulty L(y|x) / L(y), IFD > 1 dropped (Cherry LLM)",
             "2",
+            "means the instruction helps the model little in producing the response: a "
+            "hard-to-follow instruction.",
             ifd.IfdConfig,
             ifd.score,
             ifd.plan,
@@ -97,6 +106,8 @@ METHODS: dict[str, Method] = {
             "nuggets",
             "golden score: share of k-means anchor samples the sample helps as a demo (Nuggets)",
             "anchors (100 by default)",
+            "means the sample, shown as a one-shot example, helps the model on many "
+            "representative anchor samples.",
             nuggets.NuggetsConfig,
             nuggets.score,
             nuggets.plan,
@@ -106,6 +117,7 @@ METHODS: dict[str, Method] = {
             "perplexity",
             "response perplexity PPL(y|x), highest first",
             "1",
+            "means the model finds the response hard to predict (with order=low: easy).",
             baselines.PerplexityConfig,
             baselines.perplexity,
             baselines.perplexity_plan,
@@ -115,6 +127,7 @@ METHODS: dict[str, Method] = {
             "length",
             "response length in characters, longest first",
             "0 (no model)",
+            "means a long response (with order=short: a short one).",
             baselines.LengthConfig,
             baselines.length,
             embeddings=False,
@@ -123,6 +136,7 @@ METHODS: dict[str, Method] = {
             "random",
             "seeded uniform random scores",
             "0 (no model)",
+            "means nothing: scores are random, the baseline every method must beat.",
             baselines.RandomConfig,
             baselines.random,
             embeddings=False,
@@ -131,6 +145,8 @@ METHODS: dict[str, Method] = {
             "diversity",
             "k-center greedy on instruction+response embeddings",
             "0 (no model; O(n^2) embedding distances)",
+            "means the sample was picked early by k-center greedy: far from everything picked "
+            "before it.",
             baselines.DiversityConfig,
             baselines.diversity,
         ),

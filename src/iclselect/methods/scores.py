@@ -8,11 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from iclselect.selectors import Excluded
+
 
 @dataclass
 class MethodScores:
     method: str
     score: np.ndarray  # float64, one per sample, NaN where excluded
     components: dict[str, list[Any]] = field(default_factory=dict)  # column -> value per sample
-    excluded: dict[int, str] = field(default_factory=dict)  # sample index -> reason
+    excluded: dict[int, Excluded] = field(default_factory=dict)  # by sample index
     params: dict[str, Any] = field(default_factory=dict)

@@ -36,6 +36,7 @@ from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
 from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample
+from iclselect.selectors import Excluded
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,13 @@ def score(pool: Pool, engine: Engine, config: WiciConfig) -> MethodScores:
         samples, engine, config.ifd_form, "wICI 1/2: IFD of every sample"
     )
     probes = choose_probes(vectors, own_ifd if config.difficulty == "ifd" else own_loss, config)
-    excluded: dict[int, str] = {}
+    excluded: dict[int, Excluded] = {}
     if config.prefilter_ifd:
-        excluded.update({i: "prefiltered: IFD > 1" for i in range(n) if own_ifd[i] > 1})
+        prefiltered = Excluded("prefiltered", "IFD > 1")
+        excluded.update({i: prefiltered for i in range(n) if own_ifd[i] > 1})
     for i in range(n):
         if i not in excluded and not probes[i]:
-            excluded[i] = "no probe: no other sample with a defined IFD"
+            excluded[i] = Excluded("not_scored", "no probe: no other sample with a defined IFD")
 
     pairs = [(i, b) for i in range(n) if i not in excluded for b in probes[i]]
     answers = engine.loglikelihood(
@@ -93,7 +95,9 @@ def score(pool: Pool, engine: Engine, config: WiciConfig) -> MethodScores:
             continue
         weights[i] = [1.0 - float(vectors[i] @ vectors[b]) for b in probes[i]]
         if any(math.isnan(term) for term in ici[i]):
-            excluded[i] = "in-context IFD undefined for a probe (L(y|demo) = 0)"
+            excluded[i] = Excluded(
+                "not_scored", "in-context IFD undefined for a probe (L(y|demo) = 0)"
+            )
             continue
         score[i] = aggregate(ici[i], weights[i], config.aggregate)
 

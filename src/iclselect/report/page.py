@@ -12,16 +12,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from iclselect.io import Dataset, InputError, read_input, replace_file
+from iclselect.methods.registry import get
 from iclselect.report import plots
+from iclselect.selectors import REASONS
 
 MAP_POINTS = 50_000  # most points drawn on the map; larger pools are sampled (and say so)
 _SHOWN = 10  # top and bottom samples explained
 _DUPLICATES_SHOWN = 20
 _BASE = {
-    "row", "id", "score", "selected", "rank", "reason", "duplicate_of",
+    "row", "id", "score", "selected", "rank", "reason", "detail", "duplicate_of",
+    "near_duplicate_of", "similarity", "context_cut_tokens", "response_cut_tokens",
     "map_x", "map_y", "cluster", "cluster_central",
 }  # fmt: skip
 SECTIONS = ("Summary", "Scores", "Map and coverage", "Top and bottom samples", "Near-duplicates")
@@ -43,13 +45,13 @@ def write_report(out: Path, dataset: Dataset | None = None) -> Path:
     """Build out/report.html from out/manifest.json and out/scores.parquet. Sample texts come
     from `dataset`, or else from re-reading the run's input (left out if it cannot be read)."""
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    table = pq.read_table(out / "scores.parquet").to_pandas()
+    table = pd.read_parquet(out / "scores.parquet")
     texts, text_note = _texts(manifest, dataset)
     method = manifest["method"]["name"]
     body = [
         f"<h1>iclselect report: {_e(method)} on {_e(manifest['input']['path'])}</h1>",
         _summary(manifest),
-        _scores(table, method),
+        _scores(table, method, manifest["cut"]),
         _map(table, texts),
         _samples(table, texts, text_note),
         _duplicates(table, texts),
@@ -61,9 +63,14 @@ def write_report(out: Path, dataset: Dataset | None = None) -> Path:
 
 
 def write_compare_report(
-    out: Path, methods: list[str], spearman: np.ndarray, overlap: np.ndarray, table: str
+    out: Path,
+    methods: list[str],
+    spearman: np.ndarray,
+    overlap: np.ndarray,
+    cost: tuple[list[str], list[tuple[Any, ...]]],
 ) -> Path:
-    """out/report.html for a compare: agreement figures, the cost table, links to each run."""
+    """out/report.html for a compare: agreement figures and tables, the cost table (`cost`:
+    header and rows), links to each run."""
     links = "".join(f'<li><a href="{_e(m)}/report.html">{_e(m)}</a></li>' for m in methods)
     body = [
         "<h1>iclselect compare</h1>",
@@ -71,15 +78,23 @@ def write_compare_report(
         "<p>Spearman rank correlation of the scores (rows both methods scored), and overlap of "
         "the kept subsets, |A ∩ B| / min(|A|, |B|).</p>",
         _img(plots.heatmap(spearman, methods, "Spearman rank correlation")),
+        _table(["", *methods], _matrix_rows(methods, spearman, "+.2f")),
         _img(plots.heatmap(overlap, methods, "subset overlap")),
+        _table(["", *methods], _matrix_rows(methods, overlap, ".2f")),
         "<h2>Cost and subsets</h2>",
-        f"<pre>{_e(table)}</pre>",
+        _table(*cost),
         f"<h2>Each method's report</h2><ul>{links}</ul>",
     ]
     target = out / "report.html"
     page = _page("iclselect compare", body)
     replace_file(target, lambda temp: temp.write_text(page, encoding="utf-8"))
     return target
+
+
+def _matrix_rows(methods: list[str], matrix: np.ndarray, form: str) -> list[tuple[str, ...]]:
+    return [
+        (name, *(format(v, form) for v in row)) for name, row in zip(methods, matrix, strict=True)
+    ]
 
 
 def _texts(manifest: dict, dataset: Dataset | None) -> tuple[dict[int, tuple[str, str]], str]:
@@ -109,13 +124,16 @@ def _summary(manifest: dict) -> str:
         ("dropped", f"{manifest['dropped']:,}"),
         *[(f"  dropped: {why}", f"{n:,}") for why, n in manifest["dropped_by_reason"].items()],
         ("invalid rows", f"{len(manifest['invalid_rows']):,}"),
-        ("exact duplicates", f"{manifest['exact_duplicates']['rows']:,}"),
+        ("exact duplicates", f"{manifest['exact_duplicates']['rows']:,} (only the first copy "
+                             "can be kept)"),
+        ("too long to rank", f"{len(manifest['too_long']['rows']):,} ("
+                             f"{manifest['too_long']['policy']})"),
         ("method", manifest["method"]["name"]),
         *[
             (f"{manifest['method']['name']}.{key}", _short(value))
             for key, value in manifest["method"]["params"].items()
         ],
-        ("budget", f"{budget}; near-duplicate tau {config.get('tau')}"),
+        ("budget", f"{budget}; near-duplicate tau {_short(config.get('tau'))}"),
         ("model", f"{manifest.get('model') or 'none (no model requests)'}; "
                   f"template {config.get('template')}; dtype {config.get('dtype')}"),
         ("time", ", ".join(f"{k} {v:.1f} s" for k, v in manifest["seconds"].items())),
@@ -126,20 +144,47 @@ def _summary(manifest: dict) -> str:
             f"{engine['requests']:,} requests, {engine['stored']:,} from the store, "
             f"{engine['computed']:,} computed, {engine['tokens']:,} tokens",
         ))  # fmt: skip
-    return "<h2>Summary</h2>" + _table(["", ""], rows, show_header=False)
+    reasons = _table(["reason", "meaning"], [(why, meaning) for why, meaning in REASONS.items()])
+    too_long = manifest["too_long"]["rows"]
+    long_rows = (
+        "<h3>Rows too long to rank</h3>"
+        + _table(
+            ["row", "context tokens cut", "response tokens cut"],
+            [(r["row"], r["context_cut_tokens"], r["response_cut_tokens"]) for r in too_long],
+        )
+        if too_long
+        else ""
+    )
+    return (
+        "<h2>Summary</h2>"
+        + _table(["", ""], rows, show_header=False)
+        + long_rows
+        + "<h3>Reasons</h3><p>Every row of scores.parquet has one (column <code>reason</code>; "
+        "<code>detail</code> says more where there is more to say).</p>" + reasons
+    )
 
 
-def _scores(table: pd.DataFrame, method: str) -> str:
-    scored = table[table.score.notna()]
-    selected = scored.selected.fillna(False).to_numpy(bool)
+def _scores(table: pd.DataFrame, method: str, cut: dict[str, Any]) -> str:
+    scored = table[table["rank"].notna()]
+    selected = scored.selected.to_numpy(bool)
     values = scored.score.to_numpy(float)
-    cut = float(values[selected].min()) if selected.any() else None
+    lowest = float(values[selected].min()) if selected.any() else None
     parts = [
         "<h2>Scores</h2>",
-        f"<p>{len(scored):,} rows scored; kept rows in orange; the dashed line is the lowest "
+        f"<p>A high {_e(method)} score {_e(get(method).high_score)}</p>",
+        f"<p>{len(scored):,} rows ranked; kept rows in orange; the dashed line is the lowest "
         "kept score. Rows above it that were not kept were near-duplicates of kept rows.</p>",
-        _img(plots.score_histogram(values, selected, cut, method)),
     ]
+    ties = cut["near_ties"]
+    if ties:
+        shown = ", ".join(map(str, ties[:20])) + (", …" if len(ties) > 20 else "")
+        parts.append(
+            f"<p><b>Near ties at the cut:</b> {len(ties):,} rows left out below the budget "
+            f"(rows {shown}) score within {cut['near_tie_tolerance']:g} (relative) of the last "
+            f"kept score, {cut['last_kept_score']:.6g}: between them, input order, not the "
+            "score, decided what was kept.</p>"
+        )
+    parts.append(_img(plots.score_histogram(values, selected, lowest, method)))
     numeric = {
         name: pd.to_numeric(scored[name], errors="coerce").to_numpy(float)
         for name in scored.columns
@@ -230,9 +275,10 @@ def _sample(row: pd.Series, texts: dict[int, tuple[str, str]]) -> str:
     number = int(row["row"])
     instruction, response = texts.get(number, ("", ""))
     state = "kept" if row["selected"] else "dropped"
+    why = row["reason"] + (f" ({row['detail']})" if pd.notna(row["detail"]) else "")
     scalars, refs, lists = [], [], {}
     for name, value in row.items():
-        if name in _BASE or value is None:
+        if name in _BASE or value is None or value is pd.NA:
             continue
         if isinstance(value, (list, tuple, np.ndarray)):
             lists[name] = list(value)
@@ -243,7 +289,7 @@ def _sample(row: pd.Series, texts: dict[int, tuple[str, str]]) -> str:
             scalars.append(f"{_e(name)} {float(value):.4g}")
     parts = [
         f'<div class="sample {state}"><b>rank {int(row["rank"])} · row {number} · score '
-        f"{row['score']:.4g} · {_e(row['reason'])}</b>",
+        f"{row['score']:.4g} · {_e(why)}</b>",
         f"<pre>{_e(_clip(instruction, 600))}</pre><pre>{_e(_clip(response, 400))}</pre>",
     ]
     if scalars:
@@ -269,16 +315,16 @@ def _sample(row: pd.Series, texts: dict[int, tuple[str, str]]) -> str:
 
 
 def _duplicates(table: pd.DataFrame, texts: dict[int, tuple[str, str]]) -> str:
-    found = table[table.reason.fillna("").str.startswith("near-duplicate")]
+    found = table[table.near_duplicate_of.notna()]
     head = "<h2>Near-duplicates</h2>"
     if found.empty:
         return head + "<p>No row was dropped as a near-duplicate of a kept row.</p>"
     rows = []
     for _, row in found.sort_values("rank").head(_DUPLICATES_SHOWN).iterrows():
-        of = int(str(row.reason).split("selected row ")[1].split(" ")[0])
+        of = int(row.near_duplicate_of)
         rows.append((
             int(row["row"]), _clip(texts.get(int(row["row"]), ("",))[0], 90),
-            of, _clip(texts.get(of, ("",))[0], 90), row.reason.split("(")[1].rstrip(")"),
+            of, _clip(texts.get(of, ("",))[0], 90), f"{row.similarity:.3f}",
         ))  # fmt: skip
     shown = f"the {len(rows)} best scored of " if len(found) > len(rows) else ""
     return (
@@ -322,7 +368,15 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _short(value: Any) -> str:
-    """A parameter as one short line: long lists are counted, not printed."""
-    if isinstance(value, (list, tuple)) and len(value) > 8:
-        return f"[{len(value)} items: {', '.join(map(str, value[:5]))}, …]"
+    """A parameter as one short line in words, not a Python repr: long lists are counted, not
+    printed; None is "off" and booleans "yes"/"no"."""
+    if value is None:
+        return "off"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        shown = ", ".join(map(_short, value[:8]))
+        return f"{len(value)} items: {shown}, …" if len(value) > 8 else shown
+    if isinstance(value, dict):
+        return "; ".join(f"{key} {_short(v)}" for key, v in value.items())
     return str(value)
