@@ -34,6 +34,7 @@ from iclselect.pipeline import (
     write,
 )
 from iclselect.pipeline import score as score_prepared
+from iclselect.rundir import check_out
 from iclselect.selectors import Budget
 
 if TYPE_CHECKING:
@@ -99,14 +100,17 @@ class Subset:
             with_scores(self.scores.scored.dataset, self.table, sorted(self.rows))
         )
 
-    def write(self, out: str | Path, add_scores: bool | None = None) -> RunResult:
+    def write(
+        self, out: str | Path, add_scores: bool | None = None, overwrite: bool = False
+    ) -> RunResult:
         """Write subset.<input's format>, scores.parquet and manifest.json to `out`, exactly as
         `iclselect run` does; with add_scores also subset_scored/, the kept rows with their
-        scores as a datasets dataset."""
+        scores as a datasets dataset. An earlier run in `out` is replaced only with
+        `overwrite` (its own outputs; other files are left alone)."""
         scored = self.scores.scored
         if add_scores is not None:
             scored = replace(scored, config=replace(scored.config, add_scores=add_scores))
-        return write(scored, self.choice, Path(out), _logger(scored.config.quiet))
+        return write(scored, self.choice, Path(out), _logger(scored.config.quiet), overwrite)
 
     def __len__(self) -> int:
         return len(self.choice.selection.selected)
@@ -183,8 +187,10 @@ def select(
     return Subset(scores, choose(scored, budget, tau))
 
 
-def run(config: RunConfig) -> RunResult:
-    """`iclselect run`: score, select under the config's budget, write to config.out."""
+def run(config: RunConfig, overwrite: bool = False) -> RunResult:
+    """`iclselect run`: score, select under the config's budget, write to config.out (checked
+    before anything is read or loaded)."""
+    check_out(Path(config.out), overwrite)
     scores = score_config(config)
     subset = Subset(scores, choose(scores.scored, config.budget(scores.scored.method)))
-    return subset.write(config.out)
+    return subset.write(config.out, overwrite=overwrite)

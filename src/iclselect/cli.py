@@ -233,6 +233,14 @@ Store = Annotated[
         rich_help_panel=_ENGINE,
     ),
 ]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        help="Replace an earlier run's outputs in --out (subset, scores.parquet, manifest.json, "
+        "report.html, dataset_info.json, subset_scored/; the store is kept, other files are "
+        "never touched). Without it, an --out holding a run is refused.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 Report = Annotated[
     bool,
@@ -296,6 +304,7 @@ def run(
             rich_help_panel=_ENGINE,
         ),
     ] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Score DATA with one method (wICI by default) and write the best subset.
@@ -313,7 +322,7 @@ def run(
         if settings.get("dry_run"):
             typer.echo(estimate(run_config))
             return
-        typer.echo(_summary(run_pipeline(run_config)))
+        typer.echo(_summary(run_pipeline(run_config, bool(settings.get("overwrite")))))
 
     locals_ = dict(locals())
     _guarded(go)
@@ -353,6 +362,7 @@ def compare(
     gpus_per_worker: GpusPerWorker = 0.0,
     store: Store = None,
     report: Report = True,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Run several methods on DATA and compare them: cost, rank correlation, subset overlap.
@@ -365,7 +375,8 @@ def compare(
 
     def go() -> None:
         config = _config({**_settings(ctx, locals_), "method": "compare"})
-        result = run_compare(config, [name.strip() for name in methods.split(",") if name.strip()])
+        names = [name.strip() for name in methods.split(",") if name.strip()]
+        result = run_compare(config, names, overwrite)
         typer.echo(result.table + "\n" + "\n".join(f"wrote {path}" for path in result.files))
 
     locals_ = dict(locals())

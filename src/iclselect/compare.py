@@ -15,6 +15,7 @@ from iclselect.io import replace_file
 from iclselect.methods.registry import get
 from iclselect.pipeline import RunConfig, RunResult, _logger, choose, prepare, score, write
 from iclselect.report import write_compare_report
+from iclselect.rundir import check_out
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Comparison:
     files: list[Path]
 
 
-def compare(config: RunConfig, names: list[str]) -> Comparison:
+def compare(config: RunConfig, names: list[str], overwrite: bool = False) -> Comparison:
     if len(names) < 2 or len(set(names)) != len(names):
         raise ValueError("--methods needs two or more different methods, e.g. wici,ifd,random")
     methods = [get(name) for name in names]
@@ -36,13 +37,17 @@ def compare(config: RunConfig, names: list[str]) -> Comparison:
             raise ValueError(f"--set {key}: {owner!r} is not among --methods {','.join(names)}")
     configs = [m.configure(config.options_for(m.name, prefixed_only=True)) for m in methods]
     budget = config.budget()  # one budget for all: a comparison at equal size
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file; --out names a directory")
+    for name in names:
+        check_out(out / name, overwrite)
     log = _logger(config.quiet)
     prepared = prepare(config, methods, log)
-    out = Path(config.out)
     results = []
     for method, method_config in zip(methods, configs, strict=True):
         scored = score(prepared, method, method_config, config, log)
-        results.append(write(scored, choose(scored, budget), out / method.name, log))
+        results.append(write(scored, choose(scored, budget), out / method.name, log, overwrite))
     spearman, overlap = agreement(results)
     table = markdown(results, spearman, overlap)
     files = [out / "compare.md", out / "compare.csv"]

@@ -38,6 +38,7 @@ from iclselect.outputs import (
     write_scores,
 )
 from iclselect.report import write_report
+from iclselect.rundir import staged
 from iclselect.selectors import Budget, Selection, select
 
 DEFAULT_FRACTION = 0.1  # compare's equal budget for every method, unless one is given
@@ -318,42 +319,55 @@ def effective_config(scored: Scored, choice: Choice, out: Path) -> dict[str, Any
     }
 
 
-def write(scored: Scored, choice: Choice, out: Path, log: Callable[[str], None]) -> RunResult:
+def write(
+    scored: Scored,
+    choice: Choice,
+    out: Path,
+    log: Callable[[str], None],
+    overwrite: bool = False,
+) -> RunResult:
     """Write subset, scores.parquet and manifest.json (and what --add-scores and a
-    LLaMA-Factory input ask for) to `out`."""
+    LLaMA-Factory input ask for) to `out`, all published together (rundir.staged); an earlier
+    run there is replaced only with `overwrite`."""
     dataset, samples, scores = scored.dataset, scored.pool.samples, scored.scores
     selection, method = choice.selection, scored.method
     timings = dict(scored.timings)
     started = time.perf_counter()
     kept_rows = [samples[i].row for i in selection.selected]
-    subset = write_subset(dataset, kept_rows, out)
-    table = scores_table(dataset, scores, selection)
-    if scored.pool.full_vectors is not None:
-        table = with_atlas(table, dataset, scored.pool.atlas())
-    write_scores(out / "scores.parquet", table)
-    files = [subset, out / "scores.parquet"]
-    if scored.config.add_scores:
-        files.append(write_scored_subset(out / "subset_scored", dataset, table, sorted(kept_rows)))
-    if dataset.entry is not None:
-        files.append(write_entry(out, dataset.entry, subset, method.name))
-    timings["select_and_write"] = time.perf_counter() - started
-    timings["total"] = sum(timings.values())
-    content = manifest(
-        dataset, table, scores, effective_config(scored, choice, out),
-        scored.model_id, scored.template, files, timings, scored.engine_stats,
-    )  # fmt: skip
-    write_manifest(out / "manifest.json", content)
-    files.append(out / "manifest.json")
-    if scored.config.report:
-        files.append(write_report(out, dataset))
+    with staged(out, overwrite) as stage:
+        subset = write_subset(dataset, kept_rows, stage)
+        table = scores_table(dataset, scores, selection)
+        if scored.pool.full_vectors is not None:
+            table = with_atlas(table, dataset, scored.pool.atlas())
+        write_scores(stage / "scores.parquet", table)
+        files = [subset, stage / "scores.parquet"]
+        if scored.config.add_scores:
+            rows = sorted(kept_rows)
+            files.append(write_scored_subset(stage / "subset_scored", dataset, table, rows))
+        if dataset.entry is not None:
+            files.append(write_entry(stage, dataset.entry, subset, method.name))
+        if scored.config.report:
+            # Listed before it exists: the manifest is the page's input, and a later
+            # --overwrite must know the page is this run's.
+            files.append(stage / "report.html")
+        timings["select_and_write"] = time.perf_counter() - started
+        timings["total"] = sum(timings.values())
+        content = manifest(
+            dataset, table, scores, effective_config(scored, choice, out),
+            scored.model_id, scored.template, files, timings, scored.engine_stats,
+        )  # fmt: skip
+        write_manifest(stage / "manifest.json", content)
+        if scored.config.report:
+            write_report(stage, dataset)
+    files = [out / path.name for path in [*files, Path("manifest.json")]]
     log(f"{method.name}: kept {content['kept']} of {dataset.n_rows} rows")
     best = [
         (selection.rank[i], samples[i].row, float(scores.score[i]), samples[i].instruction_text)
         for i in selection.selected[:5]
     ]
     return RunResult(
-        method.name, out, subset, out / "scores.parquet", out / "manifest.json", dataset.n_rows,
-        content["kept"], content["dropped_by_reason"], best,
+        method.name, out, out / subset.name, out / "scores.parquet", out / "manifest.json",
+        dataset.n_rows, content["kept"], content["dropped_by_reason"], best,
         float(np.mean([len(samples[i].response) for i in selection.selected] or [0])),
         timings["score"], scored.engine_stats, scores, selection, files,
     )  # fmt: skip
