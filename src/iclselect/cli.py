@@ -11,6 +11,8 @@ Every option has a --help entry; method defaults follow each method's paper.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -505,14 +507,47 @@ def _config(settings: dict[str, Any]) -> RunConfig:
 
 
 def _guarded(action: Callable[[], None]) -> None:
-    """Run `action`; a user error becomes one line on stderr and exit code 2, no traceback."""
+    """Run `action`; a failure becomes one line on stderr naming what to do, and exit code 2
+    (130 for Ctrl-C), no traceback."""
     from iclselect.io import InputError
+    from iclselect.progress import Interrupted
 
     try:
         action()
-    except (InputError, ValueError, FileNotFoundError) as error:
+    except (InputError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    except OSError as error:
+        typer.echo(f"error: {_os_error(error)}", err=True)
+        raise typer.Exit(2) from None
+    except sqlite3.Error as error:
+        fix = "check that the disk of --store has space and is writable"
+        typer.echo(f"error: result store: {error}; {fix}", err=True)
+        raise typer.Exit(2) from None
+    except Interrupted as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted; rerun the same command to resume", err=True)
+        raise typer.Exit(130) from None
+
+
+_OS_FIXES = {
+    errno.ENOSPC: "free some disk space or choose another --out",
+    errno.EDQUOT: "free some disk space or choose another --out",
+    errno.EACCES: "choose a directory you can write to",
+    errno.EPERM: "choose a directory you can write to",
+    errno.EROFS: "choose a directory you can write to",
+    errno.ENOTDIR: "a part of the path is a file; choose another path",
+}
+
+
+def _os_error(error: OSError) -> str:
+    """'PATH: what went wrong; what to do' for an error of the file system."""
+    if error.filename is None or error.strerror is None:
+        return str(error)
+    fix = _OS_FIXES.get(error.errno or 0, "check the path and the disk, then rerun")
+    return f"{error.filename}: {error.strerror.lower()}; {fix}"
 
 
 def _parse_settings(

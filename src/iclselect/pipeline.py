@@ -37,6 +37,7 @@ from iclselect.outputs import (
     write_scored_subset,
     write_scores,
 )
+from iclselect.preflight import check_run
 from iclselect.report import write_report
 from iclselect.rundir import staged
 from iclselect.selectors import Budget, Selection, select
@@ -167,6 +168,7 @@ class RunResult:
 
 def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]) -> Prepared:
     """Read, embed and load the model once, for every method in `methods`."""
+    check_run(config, methods)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     dataset = read_input(
