@@ -61,10 +61,9 @@ def test_on_a_terminal_a_bar_in_tokens_and_nothing_when_off():
 
 
 def test_ctrl_c_inside_says_how_many_answers_are_stored():
-    with pytest.raises(Interrupted) as caught:
-        with Progress("scoring", 100, 8, 3, enabled=False) as bar:
-            bar.update(10, 2)
-            raise KeyboardInterrupt
+    with pytest.raises(Interrupted) as caught, Progress("scoring", 100, 8, 3, enabled=False) as bar:
+        bar.update(10, 2)
+        raise KeyboardInterrupt
     assert str(caught.value) == (
         "interrupted: 5 of 8 answers stored; rerun the same command to resume"
     )
