@@ -390,7 +390,8 @@ def report_command(
     out: Annotated[Path, typer.Argument(help="A run's output directory.", show_default=False)],
 ) -> None:
     """(Re)build OUT/report.html from OUT/manifest.json and OUT/scores.parquet; sample texts
-    are read again from the run's input."""
+    are read again from the run's input, which must still hold the rows the run scored."""
+    from iclselect.provenance import read_run_input
     from iclselect.report import write_report
 
     def go() -> None:
@@ -398,7 +399,7 @@ def report_command(
             raise FileNotFoundError(
                 f"{out}: no manifest.json and scores.parquet (not a run's --out)"
             )
-        typer.echo(f"wrote {write_report(out)}")
+        typer.echo(f"wrote {write_report(out, read_run_input(out))}")
 
     _guarded(go)
 
