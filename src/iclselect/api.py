@@ -128,6 +128,7 @@ def score(
     format: str = "auto",
     fields: dict[str, str] | None = None,
     dataset: str | None = None,
+    split: str | None = None,
     skip_invalid: bool = False,
     max_batch_tokens: int | None = None,
     max_length: int = 2048,
@@ -139,7 +140,8 @@ def score(
     """Score every row of `data` with `method` (see `iclselect methods`).
 
     `data`: a path (any format `iclselect run` reads), a LLaMA-Factory dataset_info.json with
-    `dataset` naming the entry, a list of dicts, a pandas DataFrame or a datasets.Dataset.
+    `dataset` naming the entry, a list of dicts, a pandas DataFrame or a datasets.Dataset
+    (`split` names the split of a DatasetDict directory).
     `options` are the method's options (`n_probes=3`, `anchors=20`), as `--set` takes them.
     `tau` sets select()'s default near-duplicate threshold (and computes the embeddings it
     needs for methods that have none of their own).
@@ -148,8 +150,8 @@ def score(
     """
     config = RunConfig(
         data=data, out="", method=method, options=options, format=format, fields=fields,
-        dataset=dataset, skip_invalid=skip_invalid, model=model, template=template, dtype=dtype,
-        device=device, embedder=embedder, max_batch_tokens=max_batch_tokens,
+        dataset=dataset, split=split, skip_invalid=skip_invalid, model=model, template=template,
+        dtype=dtype, device=device, embedder=embedder, max_batch_tokens=max_batch_tokens,
         max_length=max_length, tau=tau, store=str(store or cache_dir() / "store.sqlite"),
         quiet=quiet,
     )  # fmt: skip

@@ -53,7 +53,8 @@ def _parse_fields(text: str | None) -> dict[str, str] | None:
 Data = Annotated[
     Path,
     typer.Argument(
-        help="Dataset file or saved Hugging Face dataset directory. "
+        help="Dataset file or saved Hugging Face dataset directory; - reads JSON or JSON Lines "
+        "from standard input (give --format). "
         "Format is detected from the extension and the keys of the rows.",
         show_default=False,
     ),
@@ -62,8 +63,9 @@ OptionalData = Annotated[
     Path | None,
     typer.Argument(
         help="Dataset file or directory (Hugging Face save_to_disk, Parquet/Arrow shards, or a "
-        "LLaMA-Factory dataset_info.json with --dataset). Format is detected from the extension "
-        "and the keys of the rows. May come from --config instead.",
+        "LLaMA-Factory dataset_info.json with --dataset); - reads JSON or JSON Lines from standard "
+        "input (give --format). Format is detected from the extension and the keys of the rows. "
+        "May come from --config instead.",
         show_default=False,
     ),
 ]
@@ -113,6 +115,15 @@ DatasetEntry = Annotated[
         help="Entry of a LLaMA-Factory dataset_info.json given as DATA (the file or its "
         "directory): its file, formatting, columns and tags are read from the entry, and the "
         "output gets a dataset_info.json entry '<name>_<method>' for the subset.",
+        show_default=False,
+        rich_help_panel=_INPUT,
+    ),
+]
+Split = Annotated[
+    str | None,
+    typer.Option(
+        help="Split to read of a Hugging Face DatasetDict directory (save_to_disk with splits); "
+        "needed when it holds more than one.",
         show_default=False,
         rich_help_panel=_INPUT,
     ),
@@ -279,6 +290,7 @@ def run(
     format: Format = "auto",
     fields: Fields = None,
     dataset: DatasetEntry = None,
+    split: Split = None,
     skip_invalid: SkipInvalid = False,
     model: Model = "smollm2-135m-instruct",
     template: TemplateName = "chat",
@@ -346,6 +358,7 @@ def compare(
     format: Format = "auto",
     fields: Fields = None,
     dataset: DatasetEntry = None,
+    split: Split = None,
     skip_invalid: SkipInvalid = False,
     model: Model = "smollm2-135m-instruct",
     template: TemplateName = "chat",
@@ -364,6 +377,13 @@ def compare(
     gpus_per_worker: GpusPerWorker = 0.0,
     store: Store = None,
     report: Report = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Print each method's requests, tokens, FLOPs and estimated time, then stop.",
+            rich_help_panel=_ENGINE,
+        ),
+    ] = False,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
@@ -374,10 +394,14 @@ def compare(
     result store, so a request two methods make (L(y|x) for wici, miwv, ifd, perplexity) runs once.
     """
     from iclselect.compare import compare as run_compare
+    from iclselect.compare import dry_run as estimate
 
     def go() -> None:
         config = _config({**_settings(ctx, locals_), "method": "compare"})
         names = [name.strip() for name in methods.split(",") if name.strip()]
+        if dry_run:
+            typer.echo(estimate(config, names))
+            return
         result = run_compare(config, names, overwrite)
         typer.echo(result.table + "\n" + "\n".join(f"wrote {path}" for path in result.files))
 
@@ -416,6 +440,7 @@ def inspect(
     format: Format = "auto",
     fields: Fields = None,
     dataset: DatasetEntry = None,
+    split: Split = None,
     model: Model = "smollm2-135m-instruct",
     template: TemplateName = "chat",
     embedder: EmbedderName = "all-minilm-l6-v2",
@@ -423,6 +448,14 @@ def inspect(
     device: Device = "auto",
     max_batch_tokens: MaxBatchTokens = None,
     max_length: MaxLength = 2048,
+    timing: Annotated[
+        bool,
+        typer.Option(
+            help="Time a few real requests to estimate each method's time (--no-timing skips "
+            "it; it can take minutes on long rows).",
+            rich_help_panel=_ENGINE,
+        ),
+    ] = True,
     quiet: Quiet = False,
 ) -> None:
     """Describe DATA before scoring it: format, rows, invalid rows, exact duplicates, token
@@ -435,9 +468,9 @@ def inspect(
         names = list(METHODS) if methods == "all" else [m.strip() for m in methods.split(",")]
         values = {**locals_, "set_": None, "skip_invalid": True, "method": names[0]}
         config = _config({**values, "fields": _parse_fields(fields)})
-        typer.echo(inspect_data(config, [n for n in names if n]).render())
+        typer.echo(inspect_data(config, [n for n in names if n], timing).render())
 
-    locals_ = {k: v for k, v in locals().items() if k != "methods"}
+    locals_ = {k: v for k, v in locals().items() if k not in ("methods", "timing")}
     _guarded(go)
 
 
@@ -499,9 +532,8 @@ def _config(settings: dict[str, Any]) -> RunConfig:
         raise ValueError("give DATA, or a --config file with a 'data' key")
     values = {key: settings[key] for key in KEYS if key in settings}
     values["data"] = str(settings["data"])
-    values["out"] = str(
-        settings.get("out") or Path("runs") / Path(values["data"]).name.split(".")[0]
-    )
+    name = "stdin" if values["data"] == "-" else Path(values["data"]).name.split(".")[0]
+    values["out"] = str(settings.get("out") or Path("runs") / name)
     if settings.get("store") is not None:
         values["store"] = str(settings["store"])
     return RunConfig(**values)
@@ -585,8 +617,23 @@ def _summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+def _print_version(given: bool) -> None:
+    if given:
+        from importlib import metadata
+
+        typer.echo(f"iclselect {metadata.version('iclselect')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
     """Select the instruction-tuning samples that teach a model most."""
 
 

@@ -38,6 +38,7 @@ from iclselect.outputs import (
     write_scores,
 )
 from iclselect.preflight import check_run
+from iclselect.progress import duration
 from iclselect.report import write_report
 from iclselect.rundir import staged
 from iclselect.selectors import Budget, Selection, select
@@ -61,6 +62,7 @@ class RunConfig:
     format: str = "auto"
     fields: dict[str, str] | None = None
     dataset: str | None = None  # entry of a LLaMA-Factory dataset_info.json given as data
+    split: str | None = None  # split of a DatasetDict directory given as data
     skip_invalid: bool = False
     model: str = DEFAULT_MODEL
     template: str = "chat"
@@ -172,8 +174,9 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
     timings: dict[str, float] = {}
     started = time.perf_counter()
     dataset = read_input(
-        config.data, config.format, config.fields, config.skip_invalid, config.dataset
-    )
+        config.data, config.format, config.fields, config.skip_invalid, config.dataset,
+        config.split,
+    )  # fmt: skip
     samples = dataset.samples
     if len(samples) < 2:
         raise InputError(
@@ -187,6 +190,11 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
         + (f"; {len(dataset.invalid)} invalid rows skipped" if dataset.invalid else "")
         + (f"; {duplicates} exact duplicates (see duplicate_of)" if duplicates else "")
     )
+    if dataset.unused_columns:
+        log(
+            f"warning: columns not scored (carried into the subset as they are): "
+            f"{', '.join(dataset.unused_columns)}"
+        )
     timings["read"] = time.perf_counter() - started
 
     pool = Pool(samples)
@@ -382,24 +390,34 @@ def dry_run(config: RunConfig) -> str:
     method_config = method.configure(config.options_for(method.name))
     config.budget(method)
     prepared = prepare(config, [method], _logger(config.quiet))
+    return estimate(prepared, method, method_config)[0]
+
+
+def estimate(
+    prepared: Prepared, method: Method, method_config: Any, rate: float | None = None
+) -> tuple[str, float | None]:
+    """What scoring `prepared` with `method` would cost, and the model FLOP/s it is estimated
+    at: `rate`, or else measured on a few of the method's own requests."""
     pool, engine = prepared.pool, prepared.engine
     head = f"dry run: {len(pool)} samples, method {method.name}"
-    if engine is None:
-        return f"{head}: no model requests; it runs in seconds"
+    if engine is None or not method.uses_model:
+        return f"{head}: no model requests; it runs in seconds", rate
     requests = method.planner(pool, method_config)  # type: ignore[misc]
     cost = engine.cost(requests)
-    rate = calibrate(engine, requests[: min(len(pool), 16)])
+    if rate is None:
+        rate = calibrate(engine, requests[: min(len(pool), 16)])
     note = f"; {method.estimate_note}" if method.estimate_note else ""
-    return (
+    text = (
         f"{head} ({method.cost} requests per sample), model {engine.model_id} on "
         f"{engine.device}\n"
         f"  requests: {cost.requests} ({cost.distinct} distinct, "
         f"{cost.stored} already in the store)\n"
         f"  tokens to run: ~{cost.tokens:,} (shared demo prefixes counted once{note})\n"
         f"  model FLOPs: ~{cost.flops / 1e12:.2f} TFLOP\n"
-        f"  estimated scoring time: {minutes(cost.flops, rate)}"
+        f"  estimated scoring time: {estimated_time(cost.flops, rate)}"
         + (f" at {rate / 1e9:.0f} GFLOP/s measured here" if rate else "")
     )
+    return text, rate
 
 
 def calibrate(engine: Engine, requests: list[LogprobRequest]) -> float | None:
@@ -411,14 +429,13 @@ def calibrate(engine: Engine, requests: list[LogprobRequest]) -> float | None:
     return (engine.flops - flops_before) / seconds if engine.flops > flops_before else None
 
 
-def minutes(flops: float, rate: float | None) -> str:
+def estimated_time(
+    flops: float, rate: float | None, untimed: str = "all calibration requests were stored"
+) -> str:
+    """'~2 h 05 min' for `flops` at `rate` FLOP/s; `untimed` says why there is no rate."""
     if not flops:
         return "none (all answers stored)"
-    return (
-        f"~{flops / rate / 60:.1f} min"
-        if rate
-        else "unknown (all calibration requests were stored)"
-    )
+    return f"~{duration(flops / rate)}" if rate else f"unknown ({untimed})"
 
 
 def _logger(quiet: bool) -> Callable[[str], None]:

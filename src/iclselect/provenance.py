@@ -13,13 +13,16 @@ from iclselect.io import Dataset, InputError, read_input
 
 def read_run_input(out: Path) -> Dataset | None:
     """The input of the run in `out`, read again as the run read it; None when it cannot be
-    read (moved, or rows the Python API held in memory). Raises ValueError naming the first
-    row whose content is not what scores.parquet scored."""
+    read (moved, standard input, or rows the Python API held in memory). Raises ValueError
+    naming the first row whose content is not what scores.parquet scored."""
     config = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["config"]
+    if config["data"] == "-":
+        return None  # standard input was used up by the run
     try:
         dataset = read_input(
-            config["data"], config["format"], config["fields"], True, config.get("dataset")
-        )
+            config["data"], config["format"], config["fields"], True, config.get("dataset"),
+            config.get("split"),
+        )  # fmt: skip
     except (InputError, OSError, ValueError):
         return None
     scored = pq.read_table(out / "scores.parquet", columns=["row", "id"]).to_pylist()
