@@ -554,13 +554,16 @@ def test_pretty_printed_single_object(tmp_path: Path) -> None:
     assert "holds one JSON object" in input_error(path)
 
 
-def test_hf_dataset_dict_needs_a_split(tmp_path: Path) -> None:
+def test_hf_dataset_dict_of_one_split_reads_it(tmp_path: Path) -> None:
     import datasets
 
     splits = {"train": datasets.Dataset.from_list(alpaca_rows(2))}
     datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "dd"))
-    assert "DatasetDict with splits ['train']" in input_error(tmp_path / "dd")
+    assert read_dataset(tmp_path / "dd").n_rows == 2
     assert read_dataset(tmp_path / "dd" / "train").n_rows == 2
+    assert "--split train: holds one dataset" in input_error(
+        tmp_path / "dd" / "train", split="train"
+    )
 
 
 def test_empty_parquet(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from iclselect.io.schemas import (
     FIELD_NAMES,
     FORMATS,
     READS,
+    ROLES,
     SCHEMAS,
     as_row,
     detect,
@@ -67,7 +68,7 @@ def read_dataset(
         where = locate(path)
     if split is not None and where.container != "hf":
         raise InputError(shown, "--split picks a split of a DatasetDict directory (save_to_disk)")
-    container, columns, rows, source = _parse(path, where, split)
+    container, columns, rows, source = _parse(path, where, shown, split)
     keys = _keys(columns, rows)
     _check_mapped(fields, keys, shown)
     allowed = ("alpaca",) if container == "csv" else SCHEMAS
@@ -184,6 +185,7 @@ def _samples(
     shown: str,
     roles: Mapping[str, Role] | None = None,
 ) -> tuple[list[Sample], list[InvalidRow]]:
+    known = {**ROLES, **roles} if roles else ROLES
     samples: list[Sample] = []
     invalid: list[InvalidRow] = []
     for index, parsed in enumerate(rows):
@@ -191,7 +193,7 @@ def _samples(
             if parsed.value is None:
                 assert parsed.problem is not None  # a ParsedRow holds one or the other
                 raise parsed.problem
-            samples.append(Sample(index, to_turns(schema, parsed.value, names, roles)))
+            samples.append(Sample(index, to_turns(schema, parsed.value, names, known)))
         except RowError as problem:
             if not skip_invalid:
                 raise _row_error(shown, index, parsed.line, problem) from None
@@ -200,10 +202,9 @@ def _samples(
 
 
 def _parse(
-    path: Path, where: Location, split: str | None = None
+    path: Path, where: Location, shown: str, split: str | None = None
 ) -> tuple[str, Sequence[str] | None, list[ParsedRow], Source]:
     """(container, column names if the container has them, parsed rows, source)."""
-    shown = str(path)
     if where.container in ("parquet", "arrow", "hf"):
         if where.container == "parquet":
             table = read_parquet(where.files)

@@ -8,14 +8,14 @@ Three schemas are understood:
   blank.
 - sharegpt: `conversations`, a list of {"from": role, "value": text}, plus an optional
   top-level `system` string.
+- messages (OpenAI): `messages`, a list of {"role": role, "content": text or parts}. Parts are
+  dicts of type "text" holding the text under "text" (OpenAI) or "value" (LLaMA-Factory); the
+  texts of one message are concatenated. Other keys (e.g. `loss_weight`) are ignored.
 
 Every schema takes an optional `tools` (glaive style: a JSON string, or the JSON value itself)
 describing the functions the assistant may call. LLaMA-Factory's templates render it into the
 system prompt, so it is scored there too: appended to the system turn, or as the system turn.
 Other keys are not read; read_dataset lists them (Dataset.unused_columns).
-- messages (OpenAI): `messages`, a list of {"role": role, "content": text or parts}. Parts are
-  dicts of type "text" holding the text under "text" (OpenAI) or "value" (LLaMA-Factory); the
-  texts of one message are concatenated. Other keys (e.g. `loss_weight`) are ignored.
 
 Roles map onto the three roles of a Turn. Most chat templates have no tool role, so tool
 traffic folds into the two sides of the dialogue: a tool *call* is something the assistant
@@ -124,20 +124,19 @@ def to_turns(
     schema: str,
     row: Mapping[str, Any],
     names: Mapping[str, str],
-    roles: Mapping[str, Role] | None = None,
+    roles: Mapping[str, Role] = ROLES,
 ) -> tuple[Turn, ...]:
-    """Normalise one row; raises RowError naming the offending field. `roles` adds role names
-    (a LLaMA-Factory entry's tags, e.g. "USER" -> user) to the known ones."""
-    known = {**ROLES, **(roles or {})}
+    """Normalise one row; raises RowError naming the offending field. `roles`: every role name
+    read, ROLES plus any a LLaMA-Factory entry's tags give (e.g. "USER" -> user)."""
     if schema == "alpaca":
         turns = _alpaca(row, names)
     elif schema == "sharegpt":
         role, content = names.get("role", "from"), names.get("content", "value")
         lead = _system(row, names)
-        turns = _conversation(row, names["conversations"], role, content, lead, known)
+        turns = _conversation(row, names["conversations"], role, content, lead, roles)
     else:
         role, content = names.get("role", "role"), names.get("content", "content")
-        turns = _conversation(row, names["messages"], role, content, (), known)
+        turns = _conversation(row, names["messages"], role, content, (), roles)
     return _with_tools(turns, _tools(row, names["tools"]))
 
 
