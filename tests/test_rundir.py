@@ -101,3 +101,14 @@ def test_a_run_killed_while_publishing_is_finished_by_its_rerun(tmp_path, pool):
     assert {p.name for p in out.iterdir()} == {
         "subset.json", "scores.parquet", "manifest.json"
     }  # fmt: skip
+
+
+def test_compare_replaces_its_method_runs_only_with_overwrite(tmp_path, pool):
+    out = tmp_path / "cmp"
+    args = ["compare", str(pool), "--methods", "length,random", "--count", "2", "-o", str(out)]
+    assert cli(*args, "-q").exit_code == 0
+    again = cli(*args, "-q")
+    assert again.exit_code == 2 and "holds an earlier iclselect run" in again.output
+    assert cli(*args, "-q", "--overwrite").exit_code == 0
+    single = cli("compare", str(pool), "--methods", "length,random", "-o", str(out / "length"))
+    assert single.exit_code == 2 and "holds a single run (manifest.json)" in single.output

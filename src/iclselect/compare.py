@@ -43,6 +43,9 @@ def compare(config: RunConfig, names: list[str], overwrite: bool = False) -> Com
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: is a file; --out names a directory")
+    if (out / "manifest.json").exists():
+        # compare.md and report.html would land beside that run's own report.
+        raise ValueError(f"--out {out}: holds a single run (manifest.json); choose another --out")
     for name in names:
         check_out(out / name, overwrite)
     log = _logger(config.quiet)
