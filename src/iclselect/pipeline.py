@@ -357,8 +357,8 @@ def write(
         if dataset.entry is not None:
             files.append(write_entry(stage, dataset.entry, subset, method.name))
         if scored.config.report:
-            # Listed before it exists: the manifest is the page's input, and a later
-            # --overwrite must know the page is this run's.
+            # Listed before it is written (the page is built from the manifest), so that the
+            # manifest names every output of the run.
             files.append(stage / "report.html")
         timings["select_and_write"] = time.perf_counter() - started
         timings["total"] = sum(timings.values())
