@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_json
+from conftest import cli, write_json
 from typer.testing import CliRunner
 
 from iclselect.cli import app
@@ -178,3 +178,65 @@ def test_bench_speed_runs_both_arms_and_checks_agreement(tmp_path):
     assert "| reference loop |" in text
     assert "| engine (loop attention) |" in text and "| engine (flex attention) |" in text
     assert "Agreement with the fp32 reference: Spearman" in text
+
+
+def test_version():
+    from importlib import metadata
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"iclselect {metadata.version('iclselect')}\n"
+
+
+def test_standard_input_is_read_with_format_and_its_rows_written_back(tmp_path, demo_rows):
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in demo_rows[:5])
+    args = ["run", "-", "-m", "length", "--count", "2", "-q", "-o", str(tmp_path / "out")]
+    refused = CliRunner().invoke(app, args, input=text)
+    assert refused.exit_code == 2
+    assert refused.output == (
+        "error: <stdin>: reading standard input needs --format alpaca, sharegpt or messages\n"
+    )
+    result = CliRunner().invoke(app, [*args, "--format", "alpaca"], input=text)
+    assert result.exit_code == 0, result.output
+    kept = (tmp_path / "out" / "subset.jsonl").read_text(encoding="utf-8").splitlines(True)
+    assert len(kept) == 2 and all(line in text.splitlines(True) for line in kept)
+    assert cli("report", str(tmp_path / "out")).exit_code == 0
+
+
+def test_unused_columns_are_named_once_and_listed_in_the_manifest(tmp_path, demo_rows):
+    rows = [{**r, "id": i, "source": "alpaca"} for i, r in enumerate(demo_rows[:4])]
+    data = tmp_path / "pool.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = invoke(str(data), "-m", "length", "--count", "2", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    warning = "warning: columns not scored (carried into the subset as they are): id, source"
+    assert result.output.count(warning) == 1
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["input"]["unused_columns"] == ["id", "source"]
+
+
+def test_split_picks_one_split_of_a_datasetdict(tmp_path, demo_rows):
+    import datasets
+
+    pool = datasets.Dataset.from_list(demo_rows[:6])
+    datasets.DatasetDict(train=pool.select(range(4)), test=pool.select([4, 5])).save_to_disk(
+        str(tmp_path / "dd")
+    )
+    base = [str(tmp_path / "dd"), "-m", "length", "--count", "1", "-q"]
+    refused = invoke(*base, "-o", str(tmp_path / "no"))
+    assert refused.exit_code == 2
+    assert "holds the splits ['train', 'test']; choose one with --split" in refused.output
+    result = invoke(*base, "--split", "test", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert datasets.load_from_disk(str(tmp_path / "out" / "subset"))[0] in demo_rows[4:6]
+
+
+def test_compare_dry_run_estimates_every_method_and_writes_nothing(tmp_path, demo_rows):
+    data = write_json(tmp_path / "pool.json", demo_rows[:4])
+    out = tmp_path / "cmp"
+    args = ["compare", str(data), "--methods", "ifd,length", "--dry-run", "-o", str(out), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "dry run: 4 samples, method ifd (2 requests per sample)" in result.output
+    assert "requests: 8 (8 distinct" in result.output
+    assert "dry run: 4 samples, method length: no model requests" in result.output
+    assert not (out / "ifd").exists() and not (out / "compare.md").exists()

@@ -3,10 +3,13 @@ one line, exit code 2, nothing written."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +73,38 @@ CASES: dict[str, tuple[dict[str, bytes], list[str]]] = {
         {"run.yaml": b"data: pool.json\nfration: 0.1\n"},
         ["run", "--config", "run.yaml"],
     ),
+    "an `--out` that is a file": ({"pool.json": f"[{GOOD}, {GOOD}]".encode(), "out": b""}, POOL),
+    "an `--out` holding an earlier run": (
+        {
+            "pool.json": f"[{GOOD}, {GOOD}]".encode(),
+            "out/manifest.json": b'{"input": {}, "config": {}, "outputs": []}',
+        },
+        POOL,
+    ),
+    "`--device cuda` where torch sees no GPU": (
+        {"pool.json": f"[{GOOD}, {GOOD}]".encode()},
+        ["run", "pool.json", "-m", "ifd", "--device", "cuda"],
+    ),
+    "`--executor ray` without ray installed": (
+        {"pool.json": f"[{GOOD}, {GOOD}]".encode()},
+        ["run", "pool.json", "-m", "ifd", "--executor", "ray"],
+    ),
+}
+
+
+def _no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else found(name, *a)
+    )
+
+
+# What a case needs of the machine, made so wherever the suite runs.
+MACHINE: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
+    "`--device cuda` where torch sees no GPU": lambda mp: mp.setattr(
+        torch.cuda, "is_available", lambda: False
+    ),
+    "`--executor ray` without ray installed": _no_ray,
 }
 
 
@@ -88,8 +123,11 @@ def test_each_error_reads_as_the_readme_says(tmp_path, monkeypatch, case):
     files, args = CASES[case]
     monkeypatch.chdir(tmp_path)
     for name, content in files.items():
+        Path(name).parent.mkdir(exist_ok=True)
         Path(name).write_bytes(content)
+    if case in MACHINE:
+        MACHINE[case](monkeypatch)
     result = cli(*args, "--out", "out")
     assert result.exit_code == 2, result.output
     assert result.output.strip() == readme_rows()[case]
-    assert not Path("out").exists()
+    assert {str(path): path.read_bytes() for path in Path().rglob("*") if path.is_file()} == files

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from conftest import cli, write_json
 
 
@@ -28,3 +29,37 @@ def test_inspect_reports_format_lengths_and_the_cost_a_run_then_has(tmp_path, de
     assert run.exit_code == 0, run.output
     engine = json.loads((tmp_path / "run" / "manifest.json").read_text())["engine"]
     assert (engine["requests"], engine["tokens"]) == costs["ifd"]
+
+
+def test_inspect_states_time_in_hours_and_keeps_its_table_aligned_for_wide_numbers():
+    import numpy as np
+
+    from iclselect.inspection import Inspection, MethodCost
+
+    costs = [
+        MethodCost("wici", 123_456_789, 1, 98_765_432_109, 9.07e17),
+        MethodCost("length", 0, 0, 0, 0.0),
+    ]
+    lengths = {name: np.array([1, 12_345_678]) for name in ("context", "response", "total")}
+    page = Inspection("p.json", "alpaca", "json", 2, [], 0, lengths, 2048, "m", "chat", costs, 1e11)
+    lines = page.render().splitlines()
+    wici = next(line for line in lines if line.lstrip().startswith("wici"))
+    assert wici.endswith("~2519 h 27 min")
+    head = next(line for line in lines if line.lstrip().startswith("method"))
+    for column, cell in (("requests", "123,456,789"), ("TFLOP", "907000.00")):
+        assert head.index(column) + len(column) == wici.index(cell) + len(cell)
+    lengths_table = lines[lines.index(next(x for x in lines if "tokens per sample" in x)) + 1 :][:4]
+    assert len({len(line) for line in lengths_table}) == 1
+    untimed = Inspection(*vars(page).values())
+    untimed.rate, untimed.timed = None, False
+    assert "unknown (--no-timing)" in untimed.render()
+
+
+def test_inspect_no_timing_runs_no_request(tmp_path, demo_rows, monkeypatch):
+    import iclselect.inspection
+
+    monkeypatch.setattr(iclselect.inspection, "calibrate", lambda *a: pytest.fail("timed"))
+    data = write_json(tmp_path / "pool.json", demo_rows[:4])
+    result = cli("inspect", str(data), "--methods", "ifd", "--no-timing", "-q")
+    assert result.exit_code == 0, result.output
+    assert "unknown (--no-timing)" in result.output

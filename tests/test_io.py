@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iclselect.io import FORMATS, Dataset, InputError, read_dataset, write_subset
+from iclselect.io import FORMATS, Dataset, InputError, read_dataset, read_input, write_subset
 from iclselect.records import Turn
 
 Row = dict[str, Any]
@@ -554,13 +554,16 @@ def test_pretty_printed_single_object(tmp_path: Path) -> None:
     assert "holds one JSON object" in input_error(path)
 
 
-def test_hf_dataset_dict_needs_a_split(tmp_path: Path) -> None:
+def test_hf_dataset_dict_of_one_split_reads_it(tmp_path: Path) -> None:
     import datasets
 
     splits = {"train": datasets.Dataset.from_list(alpaca_rows(2))}
     datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "dd"))
-    assert "DatasetDict with splits ['train']" in input_error(tmp_path / "dd")
+    assert read_dataset(tmp_path / "dd").n_rows == 2
     assert read_dataset(tmp_path / "dd" / "train").n_rows == 2
+    assert "--split train: holds one dataset" in input_error(
+        tmp_path / "dd" / "train", split="train"
+    )
 
 
 def test_empty_parquet(tmp_path: Path) -> None:
@@ -681,3 +684,99 @@ def test_property_round_trip_and_subsets(
         chosen = data.draw(st.sets(st.integers(0, len(rows) - 1), min_size=1))
         back = read_dataset(write_subset(dataset, list(chosen), Path(tmp) / "some"))
         assert turns_of(back) == [alpaca_turns(rows[k]) for k in sorted(chosen)]
+
+
+# What LLaMA-Factory trains on is what is scored.
+
+
+def test_alpaca_history_is_scored_as_earlier_turns(tmp_path: Path) -> None:
+    row = {
+        "instruction": "And in French?",
+        "input": "",
+        "output": "Bonjour",
+        "system": "Translate.",
+        "history": [["Say hello.", "Hello"], ["In German?", "Hallo"]],
+    }
+    dataset = read_dataset(
+        write_json(tmp_path / "a.json", [row, {**row, "history": [["x"]]}]), skip_invalid=True
+    )
+    assert dataset.samples[0].turns == (
+        Turn("system", "Translate."),
+        Turn("user", "Say hello."),
+        Turn("assistant", "Hello"),
+        Turn("user", "In German?"),
+        Turn("assistant", "Hallo"),
+        Turn("user", "And in French?"),
+        Turn("assistant", "Bonjour"),
+    )
+    assert dataset.invalid[0].field == "history[0]"
+    assert dataset.unused_columns == []
+
+
+def test_sharegpt_tools_are_part_of_the_system_context(tmp_path: Path) -> None:
+    tools = '[{"name": "weather", "parameters": {"city": "string"}}]'
+    conversations = [
+        {"from": "human", "value": "Weather in Paris?"},
+        {"from": "function_call", "value": '{"name": "weather"}'},
+        {"from": "observation", "value": '{"temp": 20}'},
+        {"from": "gpt", "value": "20 degrees."},
+    ]
+    rows = [
+        {"conversations": conversations, "tools": tools, "system": "Be brief."},
+        {"conversations": conversations, "tools": tools},
+    ]
+    dataset = read_dataset(write_jsonl(tmp_path / "glaive.jsonl", rows))
+    assert dataset.samples[0].turns[0] == Turn("system", f"Be brief.\n\n{tools}")
+    assert dataset.samples[1].turns[0] == Turn("system", tools)
+    assert dataset.samples[1].turns[1:] == dataset.samples[0].turns[1:]
+
+
+def test_llamafactory_custom_role_tags_are_accepted(tmp_path: Path) -> None:
+    rows = [
+        {"chat": [{"speaker": "USER", "text": "Hi"}, {"speaker": "ASSISTANT", "text": "Hello"}]},
+        {"chat": [{"speaker": "USER", "text": "Bye"}, {"speaker": "ASSISTANT", "text": "Ciao"}]},
+    ]
+    write_json(tmp_path / "chat.json", rows)
+    tags = {
+        "role_tag": "speaker", "content_tag": "text",
+        "user_tag": "USER", "assistant_tag": "ASSISTANT",
+    }  # fmt: skip
+    entry = {"file_name": "chat.json", "formatting": "sharegpt", "columns": {"messages": "chat"}}
+    info = write_json(tmp_path / "dataset_info.json", {"c": {**entry, "tags": tags}})
+    dataset = read_input(info, dataset="c")
+    assert dataset.samples[0].turns == (Turn("user", "Hi"), Turn("assistant", "Hello"))
+
+
+def test_a_datasetdict_is_read_one_split_at_a_time(tmp_path: Path) -> None:
+    import datasets
+
+    rows = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(4)]
+    both = datasets.DatasetDict(
+        train=datasets.Dataset.from_list(rows[:3]), test=datasets.Dataset.from_list(rows[3:])
+    )
+    both.save_to_disk(str(tmp_path / "both"))
+    datasets.DatasetDict(train=both["train"]).save_to_disk(str(tmp_path / "one"))
+    assert read_dataset(tmp_path / "one").n_rows == 3
+    assert read_dataset(tmp_path / "both", split="test").samples[0].response == "a3"
+    with pytest.raises(InputError) as error:
+        read_dataset(tmp_path / "both")
+    assert str(error.value) == (
+        f"{tmp_path / 'both'}: holds the splits ['train', 'test']; choose one with --split"
+    )
+    with pytest.raises(InputError, match=r"no split 'dev'; splits: \['train', 'test'\]"):
+        read_dataset(tmp_path / "both", split="dev")
+
+
+def test_unused_columns_are_listed_and_a_mapped_missing_column_is_named(tmp_path: Path) -> None:
+    rows = [
+        {"id": 1, "q": "Why?", "a": "Because.", "source": "web"},
+        {"id": 2, "q": "How?", "a": "So.", "lang": "en"},
+    ]
+    path = write_jsonl(tmp_path / "qa.jsonl", rows)
+    dataset = read_dataset(path, fields={"instruction": "q", "output": "a"})
+    assert dataset.unused_columns == ["id", "source", "lang"]
+    message = input_error(path, fields={"instruction": "q", "output": "answer"})
+    assert message == (
+        f"{path}: field 'output' is mapped to column 'answer', which no row has; "
+        "columns: ['a', 'id', 'lang', 'q', 'source']"
+    )

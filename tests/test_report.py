@@ -122,3 +122,19 @@ def test_large_pool_report_samples_the_map_and_stays_small(tmp_path, demo_rows):
     assert report.stat().st_size < 20e6
     page = report.read_text(encoding="utf-8")
     assert f"The map draws {MAP_POINTS:,} of 100,000 rows, sampled uniformly" in page
+
+
+def test_report_refuses_an_input_changed_since_the_run(tmp_path, demo_rows):
+    rows = shortest(demo_rows, 5)
+    data = write_json(tmp_path / "pool.json", rows)
+    out = tmp_path / "out"
+    assert cli("run", str(data), "-m", "length", "-o", str(out), "-q").exit_code == 0
+    assert cli("report", str(out)).exit_code == 0
+    rows[2] = {**rows[2], "output": rows[2]["output"] + " (edited)"}
+    write_json(data, rows)
+    result = cli("report", str(out))
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert len(line.splitlines()) == 1
+    assert line.startswith(f"error: {data} has changed since the run in {out}: row 2 is not")
+    assert line.endswith("; rerun iclselect run to score it as it is now")

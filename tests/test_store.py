@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 from conftest import samples_from, write_json
@@ -54,6 +55,15 @@ def test_engine_rerun_recomputes_nothing_and_distrusts_corruption(lm, demo_rows,
     assert third.stats["computed"] == 1 and third.store.corrupt == 1
 
 
+def _answers(store: Path) -> int:
+    """Answers committed so far: 0 before the run has created the store and its table."""
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
 def test_sigkill_then_rerun_gives_identical_scores(tmp_path, demo_rows):
     data = write_json(tmp_path / "pool.json", demo_rows[:6])
     # Rows of 256 tokens hold several requests each: the resumed run packs what is left, and
@@ -84,9 +94,7 @@ def test_sigkill_then_rerun_gives_identical_scores(tmp_path, demo_rows):
     done = 0
     while done < total // 2 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
-        if store.exists():
-            with sqlite3.connect(store) as db:
-                done = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        done = _answers(store)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert 0 < done < total, "the run was to be killed halfway through scoring"

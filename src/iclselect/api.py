@@ -37,6 +37,7 @@ from iclselect.pipeline import (
     write,
 )
 from iclselect.pipeline import score as score_prepared
+from iclselect.rundir import check_out
 from iclselect.selectors import Budget
 
 if TYPE_CHECKING:
@@ -119,14 +120,17 @@ class Subset:
             with_scores(self.scores.scored.dataset, self.table, sorted(self.rows))
         )
 
-    def write(self, out: str | Path, add_scores: bool | None = None) -> RunResult:
+    def write(
+        self, out: str | Path, add_scores: bool | None = None, overwrite: bool = False
+    ) -> RunResult:
         """Write subset.<input's format>, scores.parquet and manifest.json to `out`, exactly as
         `iclselect run` does; with add_scores also subset_scored/, the kept rows with their
-        scores as a datasets dataset."""
+        scores as a datasets dataset. An earlier run in `out` is replaced only with
+        `overwrite` (its own outputs; other files are left alone)."""
         scored = self.scores.scored
         if add_scores is not None:
             scored = replace(scored, config=replace(scored.config, add_scores=add_scores))
-        return write(scored, self.choice, Path(out), _logger(scored.config.quiet))
+        return write(scored, self.choice, Path(out), _logger(scored.config.quiet), overwrite)
 
     def __len__(self) -> int:
         return len(self.choice.selection.selected)
@@ -151,6 +155,7 @@ def score(
     format: str = "auto",
     fields: dict[str, str] | None = None,
     dataset: str | None = None,
+    split: str | None = None,
     skip_invalid: bool = False,
     max_batch_tokens: int | None = None,
     max_length: int = 2048,
@@ -162,7 +167,8 @@ def score(
     """Score every row of `data` with `method` (see `iclselect methods`).
 
     `data`: a path (any format `iclselect run` reads), a LLaMA-Factory dataset_info.json with
-    `dataset` naming the entry, a list of dicts, a pandas DataFrame or a datasets.Dataset.
+    `dataset` naming the entry, a list of dicts, a pandas DataFrame or a datasets.Dataset
+    (`split` names the split of a DatasetDict directory).
     `options` are the method's options (`n_probes=3`, `anchors=20`), as `--set` takes them.
     `tau` sets select()'s default near-duplicate threshold (and computes the embeddings it
     needs for methods that have none of their own).
@@ -171,8 +177,8 @@ def score(
     """
     config = RunConfig(
         data=data, out="", method=method, options=options, format=format, fields=fields,
-        dataset=dataset, skip_invalid=skip_invalid, model=model, template=template, dtype=dtype,
-        device=device, embedder=embedder, max_batch_tokens=max_batch_tokens,
+        dataset=dataset, split=split, skip_invalid=skip_invalid, model=model, template=template,
+        dtype=dtype, device=device, embedder=embedder, max_batch_tokens=max_batch_tokens,
         max_length=max_length, tau=tau, store=str(store or cache_dir() / "store.sqlite"),
         quiet=quiet,
     )  # fmt: skip
@@ -218,8 +224,10 @@ def select(
     return subset
 
 
-def run(config: RunConfig) -> RunResult:
-    """`iclselect run`: score, select under the config's budget, write to config.out."""
+def run(config: RunConfig, overwrite: bool = False) -> RunResult:
+    """`iclselect run`: score, select under the config's budget, write to config.out (checked
+    before anything is read or loaded)."""
+    check_out(Path(config.out), overwrite)
     scores = score_config(config)
     subset = Subset(scores, choose(scores.scored, config.budget(scores.scored.method)))
-    return subset.write(config.out)
+    return subset.write(config.out, overwrite=overwrite)

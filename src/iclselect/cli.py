@@ -11,6 +11,8 @@ Every option has a --help entry; method defaults follow each method's paper.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -51,7 +53,8 @@ def _parse_fields(text: str | None) -> dict[str, str] | None:
 Data = Annotated[
     Path,
     typer.Argument(
-        help="Dataset file or saved Hugging Face dataset directory. "
+        help="Dataset file or saved Hugging Face dataset directory; - reads JSON or JSON Lines "
+        "from standard input (give --format). "
         "Format is detected from the extension and the keys of the rows.",
         show_default=False,
     ),
@@ -60,8 +63,9 @@ OptionalData = Annotated[
     Path | None,
     typer.Argument(
         help="Dataset file or directory (Hugging Face save_to_disk, Parquet/Arrow shards, or a "
-        "LLaMA-Factory dataset_info.json with --dataset). Format is detected from the extension "
-        "and the keys of the rows. May come from --config instead.",
+        "LLaMA-Factory dataset_info.json with --dataset); - reads JSON or JSON Lines from standard "
+        "input (give --format). Format is detected from the extension and the keys of the rows. "
+        "May come from --config instead.",
         show_default=False,
     ),
 ]
@@ -111,6 +115,15 @@ DatasetEntry = Annotated[
         help="Entry of a LLaMA-Factory dataset_info.json given as DATA (the file or its "
         "directory): its file, formatting, columns and tags are read from the entry, and the "
         "output gets a dataset_info.json entry '<name>_<method>' for the subset.",
+        show_default=False,
+        rich_help_panel=_INPUT,
+    ),
+]
+Split = Annotated[
+    str | None,
+    typer.Option(
+        help="Split to read of a Hugging Face DatasetDict directory (save_to_disk with splits); "
+        "needed when it holds more than one.",
         show_default=False,
         rich_help_panel=_INPUT,
     ),
@@ -236,6 +249,14 @@ Store = Annotated[
         rich_help_panel=_ENGINE,
     ),
 ]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        help="Replace an earlier run's outputs in --out (subset, scores.parquet, manifest.json, "
+        "report.html, dataset_info.json, subset_scored/; the store is kept, other files are "
+        "never touched). Without it, an --out holding a run is refused.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 Report = Annotated[
     bool,
@@ -272,6 +293,7 @@ def run(
     format: Format = "auto",
     fields: Fields = None,
     dataset: DatasetEntry = None,
+    split: Split = None,
     skip_invalid: SkipInvalid = False,
     model: Model = "smollm2-135m-instruct",
     template: TemplateName = "chat",
@@ -299,6 +321,7 @@ def run(
             rich_help_panel=_ENGINE,
         ),
     ] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Score DATA with one method (wICI by default) and write the best subset.
@@ -316,7 +339,7 @@ def run(
         if settings.get("dry_run"):
             typer.echo(estimate(run_config))
             return
-        typer.echo(_summary(run_pipeline(run_config)))
+        typer.echo(_summary(run_pipeline(run_config, bool(settings.get("overwrite")))))
 
     locals_ = dict(locals())
     _guarded(go)
@@ -338,6 +361,7 @@ def compare(
     format: Format = "auto",
     fields: Fields = None,
     dataset: DatasetEntry = None,
+    split: Split = None,
     skip_invalid: SkipInvalid = False,
     model: Model = "smollm2-135m-instruct",
     template: TemplateName = "chat",
@@ -356,6 +380,14 @@ def compare(
     gpus_per_worker: GpusPerWorker = 0.0,
     store: Store = None,
     report: Report = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Print each method's requests, tokens, FLOPs and estimated time, then stop.",
+            rich_help_panel=_ENGINE,
+        ),
+    ] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Run several methods on DATA and compare them: cost, rank correlation, subset overlap.
@@ -365,10 +397,15 @@ def compare(
     result store, so a request two methods make (L(y|x) for wici, miwv, ifd, perplexity) runs once.
     """
     from iclselect.compare import compare as run_compare
+    from iclselect.compare import dry_run as estimate
 
     def go() -> None:
         config = _config({**_settings(ctx, locals_), "method": "compare"})
-        result = run_compare(config, [name.strip() for name in methods.split(",") if name.strip()])
+        names = [name.strip() for name in methods.split(",") if name.strip()]
+        if dry_run:
+            typer.echo(estimate(config, names))
+            return
+        result = run_compare(config, names, overwrite)
         typer.echo(result.table + "\n" + "\n".join(f"wrote {path}" for path in result.files))
 
     locals_ = dict(locals())
@@ -380,7 +417,8 @@ def report_command(
     out: Annotated[Path, typer.Argument(help="A run's output directory.", show_default=False)],
 ) -> None:
     """(Re)build OUT/report.html from OUT/manifest.json and OUT/scores.parquet; sample texts
-    are read again from the run's input."""
+    are read again from the run's input, which must still hold the rows the run scored."""
+    from iclselect.provenance import read_run_input
     from iclselect.report import write_report
 
     def go() -> None:
@@ -388,7 +426,7 @@ def report_command(
             raise FileNotFoundError(
                 f"{out}: no manifest.json and scores.parquet (not a run's --out)"
             )
-        typer.echo(f"wrote {write_report(out)}")
+        typer.echo(f"wrote {write_report(out, read_run_input(out))}")
 
     _guarded(go)
 
@@ -405,6 +443,7 @@ def inspect(
     format: Format = "auto",
     fields: Fields = None,
     dataset: DatasetEntry = None,
+    split: Split = None,
     model: Model = "smollm2-135m-instruct",
     template: TemplateName = "chat",
     embedder: EmbedderName = "all-minilm-l6-v2",
@@ -412,6 +451,14 @@ def inspect(
     device: Device = "auto",
     max_batch_tokens: MaxBatchTokens = None,
     max_length: MaxLength = 2048,
+    timing: Annotated[
+        bool,
+        typer.Option(
+            help="Time a few real requests to estimate each method's time (--no-timing skips "
+            "it; it can take minutes on long rows).",
+            rich_help_panel=_ENGINE,
+        ),
+    ] = True,
     quiet: Quiet = False,
 ) -> None:
     """Describe DATA before scoring it: format, rows, invalid rows, exact duplicates, token
@@ -424,9 +471,9 @@ def inspect(
         names = list(METHODS) if methods == "all" else [m.strip() for m in methods.split(",")]
         values = {**locals_, "set_": None, "skip_invalid": True, "method": names[0]}
         config = _config({**values, "fields": _parse_fields(fields)})
-        typer.echo(inspect_data(config, [n for n in names if n]).render())
+        typer.echo(inspect_data(config, [n for n in names if n], timing).render())
 
-    locals_ = {k: v for k, v in locals().items() if k != "methods"}
+    locals_ = {k: v for k, v in locals().items() if k not in ("methods", "timing")}
     _guarded(go)
 
 
@@ -488,23 +535,55 @@ def _config(settings: dict[str, Any]) -> RunConfig:
         raise ValueError("give DATA, or a --config file with a 'data' key")
     values = {key: settings[key] for key in KEYS if key in settings}
     values["data"] = str(settings["data"])
-    values["out"] = str(
-        settings.get("out") or Path("runs") / Path(values["data"]).name.split(".")[0]
-    )
+    name = "stdin" if values["data"] == "-" else Path(values["data"]).name.split(".")[0]
+    values["out"] = str(settings.get("out") or Path("runs") / name)
     if settings.get("store") is not None:
         values["store"] = str(settings["store"])
     return RunConfig(**values)
 
 
 def _guarded(action: Callable[[], None]) -> None:
-    """Run `action`; a user error becomes one line on stderr and exit code 2, no traceback."""
+    """Run `action`; a failure becomes one line on stderr naming what to do, and exit code 2
+    (130 for Ctrl-C), no traceback."""
     from iclselect.io import InputError
+    from iclselect.progress import Interrupted
 
     try:
         action()
-    except (InputError, ValueError, FileNotFoundError) as error:
+    except (InputError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    except OSError as error:
+        typer.echo(f"error: {_os_error(error)}", err=True)
+        raise typer.Exit(2) from None
+    except sqlite3.Error as error:
+        fix = "check that the disk of --store has space and is writable"
+        typer.echo(f"error: result store: {error}; {fix}", err=True)
+        raise typer.Exit(2) from None
+    except Interrupted as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted; rerun the same command to resume", err=True)
+        raise typer.Exit(130) from None
+
+
+_OS_FIXES = {
+    errno.ENOSPC: "free some disk space or choose another --out",
+    errno.EDQUOT: "free some disk space or choose another --out",
+    errno.EACCES: "choose a directory you can write to",
+    errno.EPERM: "choose a directory you can write to",
+    errno.EROFS: "choose a directory you can write to",
+    errno.ENOTDIR: "a part of the path is a file; choose another path",
+}
+
+
+def _os_error(error: OSError) -> str:
+    """'PATH: what went wrong; what to do' for an error of the file system."""
+    if error.filename is None or error.strerror is None:
+        return str(error)
+    fix = _OS_FIXES.get(error.errno or 0, "check the path and the disk, then rerun")
+    return f"{error.filename}: {error.strerror.lower()}; {fix}"
 
 
 def _parse_settings(
@@ -550,8 +629,23 @@ def _summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+def _print_version(given: bool) -> None:
+    if given:
+        from importlib import metadata
+
+        typer.echo(f"iclselect {metadata.version('iclselect')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
     """Select the instruction-tuning samples that teach a model most."""
 
 

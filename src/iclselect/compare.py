@@ -8,13 +8,24 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from iclselect.io import replace_file
-from iclselect.methods.registry import get
-from iclselect.pipeline import RunConfig, RunResult, _logger, choose, prepare, score, write
+from iclselect.methods.registry import Method, get
+from iclselect.pipeline import (
+    RunConfig,
+    RunResult,
+    _logger,
+    choose,
+    estimate,
+    prepare,
+    score,
+    write,
+)
 from iclselect.report import write_compare_report
+from iclselect.rundir import check_out
 
 
 @dataclass
@@ -26,23 +37,23 @@ class Comparison:
     files: list[Path]
 
 
-def compare(config: RunConfig, names: list[str]) -> Comparison:
-    if len(names) < 2 or len(set(names)) != len(names):
-        raise ValueError("--methods needs two or more different methods, e.g. wici,ifd,random")
-    methods = [get(name) for name in names]
-    for key in config.options:
-        owner = key.rpartition(".")[0]
-        if owner and owner not in names:
-            raise ValueError(f"--set {key}: {owner!r} is not among --methods {','.join(names)}")
-    configs = [m.configure(config.options_for(m.name, prefixed_only=True)) for m in methods]
+def compare(config: RunConfig, names: list[str], overwrite: bool = False) -> Comparison:
+    methods, configs = _methods(config, names)
     budget = config.budget()  # one budget for all: a comparison at equal size
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file; --out names a directory")
+    if (out / "manifest.json").exists():
+        # compare.md and report.html would land beside that run's own report.
+        raise ValueError(f"--out {out}: holds a single run (manifest.json); choose another --out")
+    for name in names:
+        check_out(out / name, overwrite)
     log = _logger(config.quiet)
     prepared = prepare(config, methods, log)
-    out = Path(config.out)
     results = []
     for method, method_config in zip(methods, configs, strict=True):
         scored = score(prepared, method, method_config, config, log)
-        results.append(write(scored, choose(scored, budget), out / method.name, log))
+        results.append(write(scored, choose(scored, budget), out / method.name, log, overwrite))
     spearman, overlap = agreement(results)
     table = markdown(results, spearman, overlap)
     files = [out / "compare.md", out / "compare.csv"]
@@ -52,6 +63,30 @@ def compare(config: RunConfig, names: list[str]) -> Comparison:
         cost = (COST_HEADER, cost_rows(results))
         files.append(write_compare_report(out, names, spearman, overlap, cost))
     return Comparison(results, spearman, overlap, table, files)
+
+
+def dry_run(config: RunConfig, names: list[str]) -> str:
+    """Each method's estimate on one prepared pool, timed once on this machine."""
+    methods, configs = _methods(config, names)
+    config.budget()
+    prepared = prepare(config, methods, _logger(config.quiet))
+    texts, rate = [], None
+    for method, method_config in zip(methods, configs, strict=True):
+        text, rate = estimate(prepared, method, method_config, rate)
+        texts.append(text)
+    return "\n".join(texts)
+
+
+def _methods(config: RunConfig, names: list[str]) -> tuple[list[Method], list[Any]]:
+    """The methods named, each with its options (which must name their method)."""
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError("--methods needs two or more different methods, e.g. wici,ifd,random")
+    methods = [get(name) for name in names]
+    for key in config.options:
+        owner = key.rpartition(".")[0]
+        if owner and owner not in names:
+            raise ValueError(f"--set {key}: {owner!r} is not among --methods {','.join(names)}")
+    return methods, [m.configure(config.options_for(m.name, prefixed_only=True)) for m in methods]
 
 
 def agreement(results: list[RunResult]) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from iclselect.pipeline import RunConfig
 
 KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunConfig))
 # Keys that are not run settings but what the command does with them.
-ACTION_KEYS: tuple[str, ...] = ("dry_run",)
+ACTION_KEYS: tuple[str, ...] = ("dry_run", "overwrite")
 
 
 def load_config(path: Path) -> dict[str, Any]:

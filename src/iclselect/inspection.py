@@ -13,7 +13,7 @@ import numpy as np
 
 from iclselect.lm import LogprobRequest
 from iclselect.methods.registry import get
-from iclselect.pipeline import RunConfig, _logger, calibrate, minutes, prepare
+from iclselect.pipeline import RunConfig, _logger, calibrate, estimated_time, prepare
 
 _PERCENTILES = (50, 90, 99)
 
@@ -41,6 +41,7 @@ class Inspection:
     template: str
     costs: list[MethodCost]
     rate: float | None  # model FLOP/s measured here
+    timed: bool = True  # False: --no-timing, no rate was measured
 
     def render(self) -> str:
         lines = [
@@ -52,30 +53,55 @@ class Inspection:
         if len(self.invalid) > 5:
             lines.append(f"    ... and {len(self.invalid) - 5} more (run with --skip-invalid)")
         if self.lengths:
-            head = "".join(f"{name:>8}" for name in ("min", *map("p{}".format, _PERCENTILES)))
-            lines.append(f"  tokens per sample ({self.model}, template {self.template}):")
-            lines.append(f"    {'':<9}{head}{'max':>8}{'mean':>8}")
+            head = ("", "min", *map("p{}".format, _PERCENTILES), "max", "mean")
+            rows = []
             for name, values in self.lengths.items():
                 cells = [values.min(), *np.percentile(values, _PERCENTILES), values.max()]
-                row = "".join(f"{round(float(v)):>8}" for v in cells)
-                lines.append(f"    {name:<9}{row}{values.mean():>8.0f}")
+                numbers = [round(float(v)) for v in [*cells, values.mean()]]
+                rows.append((name, *map(str, numbers)))
+            lines.append(f"  tokens per sample ({self.model}, template {self.template}):")
+            lines += _table(head, rows, left={0})
             over = int((self.lengths["total"] > self.max_length).sum())
             lines.append(f"    longer than --max-length {self.max_length}: {over}")
         if self.costs:
             speed = f" at {self.rate / 1e9:.0f} GFLOP/s measured here" if self.rate else ""
+            untimed = "all calibration requests were stored" if self.timed else "--no-timing"
             lines.append(f"  estimated cost of each method{speed}:")
-            lines.append(f"    {'method':<11}{'requests':>10}{'tokens':>12}{'TFLOP':>9}  time")
-            for c in self.costs:
-                lines.append(
-                    f"    {c.method:<11}{c.requests:>10,}{c.tokens:>12,}{c.flops / 1e12:>9.2f}  "
-                    f"{minutes(c.flops, self.rate) if c.requests else 'seconds (no model)'}"
-                )
+            lines += _table(
+                ("method", "requests", "tokens", "TFLOP", "time"),
+                [
+                    (
+                        c.method, f"{c.requests:,}", f"{c.tokens:,}", f"{c.flops / 1e12:.2f}",
+                        estimated_time(c.flops, self.rate, untimed)
+                        if c.requests
+                        else "seconds (no model)",
+                    )
+                    for c in self.costs
+                ],
+                left={0, 4},
+            )  # fmt: skip
         return "\n".join(lines)
 
 
-def inspect_data(config: RunConfig, names: list[str]) -> Inspection:
+def _table(head: tuple[str, ...], rows: list[tuple[str, ...]], left: set[int]) -> list[str]:
+    """Rows under `head`, each column as wide as its widest cell; the columns in `left` left
+    aligned (text), the others right aligned (numbers)."""
+    widths = [max(len(row[k]) for row in [head, *rows]) for k in range(len(head))]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [
+            cell.ljust(width) if k in left else cell.rjust(width)
+            for k, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        return "    " + "  ".join(cells).rstrip()
+
+    return [line(head), *map(line, rows)]
+
+
+def inspect_data(config: RunConfig, names: list[str], timing: bool = True) -> Inspection:
     """Read `config.data` (invalid rows counted, not fatal) and estimate each method in
-    `names` with default options. Calibration answers go to a throwaway store."""
+    `names` with default options; with `timing`, time a few real requests for the estimate.
+    Calibration answers go to a throwaway store."""
     methods = [get(name) for name in names]
     with tempfile.TemporaryDirectory(prefix="iclselect-inspect-") as scratch:
         config = replace(config, skip_invalid=True, store=str(Path(scratch) / "store.sqlite"))
@@ -100,7 +126,7 @@ def inspect_data(config: RunConfig, names: list[str]) -> Inspection:
                 continue
             requests = method.planner(pool, method.configure({}))  # type: ignore[misc]
             cost = engine.cost(requests)
-            if rate is None:
+            if rate is None and timing:
                 rate = calibrate(engine, requests[:16])
             costs.append(
                 MethodCost(method.name, cost.requests, cost.distinct, cost.tokens, cost.flops)
@@ -108,5 +134,5 @@ def inspect_data(config: RunConfig, names: list[str]) -> Inspection:
     return Inspection(
         str(dataset.path), dataset.schema, dataset.container, dataset.n_rows, invalid,
         len(pool) - len({s.id for s in pool.samples}), lengths, config.max_length,
-        engine.model_id if engine else config.model, config.template, costs, rate,
+        engine.model_id if engine else config.model, config.template, costs, rate, timing,
     )  # fmt: skip

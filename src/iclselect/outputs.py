@@ -172,6 +172,7 @@ def manifest(
             "container": dataset.container,
             "compression": dataset.compression,
             "rows": dataset.n_rows,
+            "unused_columns": dataset.unused_columns,
         },
         "kept": kept,
         "dropped": dataset.n_rows - kept,

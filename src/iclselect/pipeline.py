@@ -38,7 +38,10 @@ from iclselect.outputs import (
     write_scored_subset,
     write_scores,
 )
+from iclselect.preflight import check_run
+from iclselect.progress import duration
 from iclselect.report import write_report
+from iclselect.rundir import staged
 from iclselect.selectors import NEAR_TIE, Budget, Selection, select
 
 DEFAULT_FRACTION = 0.1  # compare's equal budget for every method, unless one is given
@@ -60,6 +63,7 @@ class RunConfig:
     format: str = "auto"
     fields: dict[str, str] | None = None
     dataset: str | None = None  # entry of a LLaMA-Factory dataset_info.json given as data
+    split: str | None = None  # split of a DatasetDict directory given as data
     skip_invalid: bool = False
     model: str = DEFAULT_MODEL
     template: str = "chat"
@@ -169,11 +173,13 @@ class RunResult:
 
 def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]) -> Prepared:
     """Read, embed and load the model once, for every method in `methods`."""
+    check_run(config, methods)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     dataset = read_input(
-        config.data, config.format, config.fields, config.skip_invalid, config.dataset
-    )
+        config.data, config.format, config.fields, config.skip_invalid, config.dataset,
+        config.split,
+    )  # fmt: skip
     samples = dataset.samples
     if len(samples) < 2:
         raise InputError(
@@ -187,6 +193,11 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
         + (f"; {len(dataset.invalid)} invalid rows skipped" if dataset.invalid else "")
         + (f"; {duplicates} exact duplicates (see duplicate_of)" if duplicates else "")
     )
+    if dataset.unused_columns:
+        log(
+            f"warning: columns not scored (carried into the subset as they are): "
+            f"{', '.join(dataset.unused_columns)}"
+        )
     timings["read"] = time.perf_counter() - started
 
     pool = Pool(samples)
@@ -337,43 +348,56 @@ def effective_config(scored: Scored, choice: Choice, out: Path) -> dict[str, Any
     }
 
 
-def write(scored: Scored, choice: Choice, out: Path, log: Callable[[str], None]) -> RunResult:
+def write(
+    scored: Scored,
+    choice: Choice,
+    out: Path,
+    log: Callable[[str], None],
+    overwrite: bool = False,
+) -> RunResult:
     """Write subset, scores.parquet and manifest.json (and what --add-scores and a
-    LLaMA-Factory input ask for) to `out`."""
+    LLaMA-Factory input ask for) to `out`, all published together (rundir.staged); an earlier
+    run there is replaced only with `overwrite`."""
     dataset, samples, scores = scored.dataset, scored.pool.samples, scored.scores
     selection, method = choice.selection, scored.method
     timings = dict(scored.timings)
     started = time.perf_counter()
     kept_rows = [samples[i].row for i in selection.selected]
-    subset = write_subset(dataset, kept_rows, out)
-    table = scores_table(dataset, scores, selection)
-    if scored.pool.full_vectors is not None:
-        table = with_atlas(table, dataset, scored.pool.atlas())
-    write_scores(out / "scores.parquet", table)
-    files = [subset, out / "scores.parquet"]
-    if scored.config.add_scores:
-        files.append(write_scored_subset(out / "subset_scored", dataset, table, sorted(kept_rows)))
-    if dataset.entry is not None:
-        files.append(write_entry(out, dataset.entry, subset, method.name))
-    timings["select_and_write"] = time.perf_counter() - started
-    timings["total"] = sum(timings.values())
-    content = manifest(
-        dataset, table, scores, effective_config(scored, choice, out),
-        scored.model_id, scored.template, files, timings, scored.engine_stats,
-        cut_of(scored, choice),
-    )  # fmt: skip
-    write_manifest(out / "manifest.json", content)
-    files.append(out / "manifest.json")
-    if scored.config.report:
-        files.append(write_report(out, dataset))
+    with staged(out, overwrite) as stage:
+        subset = write_subset(dataset, kept_rows, stage)
+        table = scores_table(dataset, scores, selection)
+        if scored.pool.full_vectors is not None:
+            table = with_atlas(table, dataset, scored.pool.atlas())
+        write_scores(stage / "scores.parquet", table)
+        files = [subset, stage / "scores.parquet"]
+        if scored.config.add_scores:
+            rows = sorted(kept_rows)
+            files.append(write_scored_subset(stage / "subset_scored", dataset, table, rows))
+        if dataset.entry is not None:
+            files.append(write_entry(stage, dataset.entry, subset, method.name))
+        if scored.config.report:
+            # Listed before it is written (the page is built from the manifest), so that the
+            # manifest names every output of the run.
+            files.append(stage / "report.html")
+        timings["select_and_write"] = time.perf_counter() - started
+        timings["total"] = sum(timings.values())
+        content = manifest(
+            dataset, table, scores, effective_config(scored, choice, out),
+            scored.model_id, scored.template, files, timings, scored.engine_stats,
+            cut_of(scored, choice),
+        )  # fmt: skip
+        write_manifest(stage / "manifest.json", content)
+        if scored.config.report:
+            write_report(stage, dataset)
+    files = [out / path.name for path in [*files, Path("manifest.json")]]
     log(f"{method.name}: kept {content['kept']} of {dataset.n_rows} rows")
     best = [
         (selection.rank[i], samples[i].row, float(scores.score[i]), samples[i].instruction_text)
         for i in selection.selected[:5]
     ]
     return RunResult(
-        method.name, out, subset, out / "scores.parquet", out / "manifest.json", dataset.n_rows,
-        content["kept"], content["dropped_by_reason"], best,
+        method.name, out, out / subset.name, out / "scores.parquet", out / "manifest.json",
+        dataset.n_rows, content["kept"], content["dropped_by_reason"], best,
         float(np.mean([len(samples[i].response) for i in selection.selected] or [0])),
         timings["score"], scored.engine_stats, scores, selection, files, selection.warning(),
         content["cut"]["near_ties"],
@@ -399,24 +423,34 @@ def dry_run(config: RunConfig) -> str:
     method_config = method.configure(config.options_for(method.name))
     config.budget(method)
     prepared = prepare(config, [method], _logger(config.quiet))
+    return estimate(prepared, method, method_config)[0]
+
+
+def estimate(
+    prepared: Prepared, method: Method, method_config: Any, rate: float | None = None
+) -> tuple[str, float | None]:
+    """What scoring `prepared` with `method` would cost, and the model FLOP/s it is estimated
+    at: `rate`, or else measured on a few of the method's own requests."""
     pool, engine = prepared.pool, prepared.engine
     head = f"dry run: {len(pool)} samples, method {method.name}"
-    if engine is None:
-        return f"{head}: no model requests; it runs in seconds"
+    if engine is None or not method.uses_model:
+        return f"{head}: no model requests; it runs in seconds", rate
     requests = method.planner(pool, method_config)  # type: ignore[misc]
     cost = engine.cost(requests)
-    rate = calibrate(engine, requests[: min(len(pool), 16)])
+    if rate is None:
+        rate = calibrate(engine, requests[: min(len(pool), 16)])
     note = f"; {method.estimate_note}" if method.estimate_note else ""
-    return (
+    text = (
         f"{head} ({method.cost} requests per sample), model {engine.model_id} on "
         f"{engine.device}\n"
         f"  requests: {cost.requests} ({cost.distinct} distinct, "
         f"{cost.stored} already in the store)\n"
         f"  tokens to run: ~{cost.tokens:,} (shared demo prefixes counted once{note})\n"
         f"  model FLOPs: ~{cost.flops / 1e12:.2f} TFLOP\n"
-        f"  estimated scoring time: {minutes(cost.flops, rate)}"
+        f"  estimated scoring time: {estimated_time(cost.flops, rate)}"
         + (f" at {rate / 1e9:.0f} GFLOP/s measured here" if rate else "")
     )
+    return text, rate
 
 
 def calibrate(engine: Engine, requests: list[LogprobRequest]) -> float | None:
@@ -428,14 +462,13 @@ def calibrate(engine: Engine, requests: list[LogprobRequest]) -> float | None:
     return (engine.flops - flops_before) / seconds if engine.flops > flops_before else None
 
 
-def minutes(flops: float, rate: float | None) -> str:
+def estimated_time(
+    flops: float, rate: float | None, untimed: str = "all calibration requests were stored"
+) -> str:
+    """'~2 h 05 min' for `flops` at `rate` FLOP/s; `untimed` says why there is no rate."""
     if not flops:
         return "none (all answers stored)"
-    return (
-        f"~{flops / rate / 60:.1f} min"
-        if rate
-        else "unknown (all calibration requests were stored)"
-    )
+    return f"~{duration(flops / rate)}" if rate else f"unknown ({untimed})"
 
 
 def _logger(quiet: bool) -> Callable[[str], None]:

@@ -23,6 +23,7 @@ class Location:
     compression: str | None
     suffix: str  # the input's extension(s) as spelled, e.g. ".jsonl.gz"; "" for a directory
     files: tuple[Path, ...] = ()  # a directory of Parquet or Arrow shards: the shards, in order
+    data: bytes | None = None  # the content itself, when it came from standard input
 
 
 def locate(path: Path) -> Location:

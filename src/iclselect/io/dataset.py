@@ -61,6 +61,8 @@ class Dataset:
     _source: Source | None = field(default=None, repr=False, compare=False)
     # The LLaMA-Factory dataset_info.json entry the data was read through, if any.
     entry: LlamaFactoryEntry | None = None
+    # Columns the schema does not read: carried into the subset, never scored.
+    unused_columns: list[str] = field(default_factory=list)
 
     def table(self, rows: list[int]) -> pa.Table:
         """The given source rows (valid ones) as an Arrow table with the input's columns."""

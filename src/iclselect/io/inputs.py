@@ -18,17 +18,19 @@ def read_input(
     fields: dict[str, str] | None = None,
     skip_invalid: bool = False,
     dataset: str | None = None,
+    split: str | None = None,
 ) -> Dataset:
-    """`data`: a file or directory path (see read_dataset); a LLaMA-Factory dataset_info.json,
-    or its directory, with `dataset` naming the entry; or a list of dicts, a pandas DataFrame or
-    a datasets.Dataset (see read_records)."""
+    """`data`: a file or directory path, "-" for standard input (see read_dataset); a
+    LLaMA-Factory dataset_info.json, or its directory, with `dataset` naming the entry; or a
+    list of dicts, a pandas DataFrame or a datasets.Dataset (see read_records). `split` picks
+    one split of a DatasetDict directory."""
     if not isinstance(data, (str, Path)):
         if dataset is not None:
             raise ValueError("dataset names a LLaMA-Factory entry: give its dataset_info.json")
         return read_records(data, format, fields, skip_invalid)
     path = Path(data)
     if dataset is None and not is_info_file(path):
-        return read_dataset(path, format, fields, skip_invalid)
+        return read_dataset(path, format, fields, skip_invalid, split=split)
     info = path / INFO_FILE if path.is_dir() else path
     if not info.is_file():
         raise InputError(
@@ -37,6 +39,6 @@ def read_input(
     if format != "auto" or fields:
         raise InputError(str(info), "the entry sets the format and columns: drop --format/--fields")
     found = read_entry(info, dataset)
-    read = read_dataset(found.path, found.format, found.fields, skip_invalid)
+    read = read_dataset(found.path, found.format, found.fields, skip_invalid, found.roles, split)
     read.entry = found.entry
     return read

@@ -5,9 +5,12 @@ An entry names a local file (`file_name`, relative to the dataset_info.json), it
 (alpaca or sharegpt) and, optionally, `columns` and `tags` that rename the keys. These map onto
 iclselect's own schema and `fields`:
 
-    alpaca:   prompt -> instruction, query -> input, response -> output, system -> system
-    sharegpt: messages -> conversations, system -> system,
-              tags role_tag -> role key, content_tag -> content key
+    alpaca:   prompt -> instruction, query -> input, response -> output, system -> system,
+              history -> history, tools -> tools
+    sharegpt: messages -> conversations, system -> system, tools -> tools,
+              tags role_tag -> role key, content_tag -> content key,
+              user_tag, assistant_tag, observation_tag, function_tag, system_tag -> the role
+              names of those turns (any value, e.g. "USER")
 
 Hub entries (hf_hub_url, ms_hub_url, om_hub_url, script_url) are not read: nothing is downloaded.
 """
@@ -20,16 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from iclselect.io.errors import InputError
-from iclselect.io.schemas import ROLES
+from iclselect.records import Role
 
 INFO_FILE = "dataset_info.json"
 _HUB_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
 _ALPACA_COLUMNS = {
-    "prompt": "instruction", "query": "input", "response": "output", "system": "system"
+    "prompt": "instruction", "query": "input", "response": "output", "system": "system",
+    "history": "history", "tools": "tools",
 }  # fmt: skip
-_SHAREGPT_COLUMNS = {"messages": "conversations", "system": "system"}
+_SHAREGPT_COLUMNS = {"messages": "conversations", "system": "system", "tools": "tools"}
 # What each LLaMA-Factory tag must mean for the turn to be read as the same role.
-_TAG_ROLES = {
+_TAG_ROLES: dict[str, Role] = {
     "user_tag": "user",
     "assistant_tag": "assistant",
     "observation_tag": "user",
@@ -50,6 +54,7 @@ class EntryInput:
     path: Path  # the entry's data file or directory
     format: str  # iclselect schema
     fields: dict[str, str]
+    roles: dict[str, Role]  # the entry's role names (tags), e.g. {"USER": "user"}
 
 
 def is_info_file(path: Path) -> bool:
@@ -81,16 +86,17 @@ def read_entry(info_path: Path, name: str | None) -> EntryInput:
         raise InputError(shown, f"{where}: preference (ranking) data is not instruction data")
     formatting = info.get("formatting", "alpaca")
     columns = info.get("columns") or {}
+    roles: dict[str, Role] = {}
     if formatting == "alpaca":
         fields = _renames(columns, _ALPACA_COLUMNS)
     elif formatting == "sharegpt":
-        fields = _renames(columns, _SHAREGPT_COLUMNS) | _tag_fields(
-            info.get("tags") or {}, shown, where
-        )
+        tags = info.get("tags") or {}
+        fields = _renames(columns, _SHAREGPT_COLUMNS) | _tag_fields(tags)
+        roles = _tag_roles(tags, shown, where)
     else:
         raise InputError(shown, f"{where}: unknown formatting {formatting!r}")
     path = info_path.parent / info["file_name"]
-    return EntryInput(LlamaFactoryEntry(name, info), path, formatting, fields)
+    return EntryInput(LlamaFactoryEntry(name, info), path, formatting, fields, roles)
 
 
 def write_entry(out_dir: Path, entry: LlamaFactoryEntry, subset: Path, method: str) -> Path:
@@ -110,14 +116,23 @@ def _renames(columns: dict[str, str], ours_by_theirs: dict[str, str]) -> dict[st
     return {ours: columns[theirs] for theirs, ours in ours_by_theirs.items() if theirs in columns}
 
 
-def _tag_fields(tags: dict[str, Any], shown: str, where: str) -> dict[str, str]:
+def _tag_roles(tags: dict[str, Any], shown: str, where: str) -> dict[str, Role]:
+    """The role each tag's value names; LLaMA-Factory accepts any string as a tag."""
+    roles: dict[str, Role] = {}
     for tag, role in _TAG_ROLES.items():
         value = tags.get(tag)
-        if value is not None and ROLES.get(value) != role:
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InputError(shown, f"{where}: tags.{tag} must be a string; got {value!r}")
+        if roles.get(value, role) != role:
             raise InputError(
-                shown,
-                f"{where}: tags.{tag} {value!r} is not a {role} role iclselect reads "
-                f"(known roles: {sorted(ROLES)})",
+                shown, f"{where}: tags.{tag} {value!r} also names the {roles[value]} role"
             )
+        roles[value] = role
+    return roles
+
+
+def _tag_fields(tags: dict[str, Any]) -> dict[str, str]:
     renames = {"role": tags.get("role_tag"), "content": tags.get("content_tag")}
     return {ours: theirs for ours, theirs in renames.items() if theirs}

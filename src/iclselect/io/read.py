@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import json
+import sys
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,7 +20,10 @@ from iclselect.io.errors import InputError, InvalidRow, RowError
 from iclselect.io.json_text import is_array, parse_array, parse_lines, single_document
 from iclselect.io.layout import Layout, ParsedRow
 from iclselect.io.schemas import (
+    FIELD_NAMES,
     FORMATS,
+    READS,
+    ROLES,
     SCHEMAS,
     as_row,
     detect,
@@ -28,7 +32,9 @@ from iclselect.io.schemas import (
     to_turns,
 )
 from iclselect.io.tables import hf_table, read_arrow, read_hf, read_parquet
-from iclselect.records import Sample
+from iclselect.records import Role, Sample
+
+STDIN = "<stdin>"
 
 
 def read_dataset(
@@ -36,24 +42,43 @@ def read_dataset(
     format: str = "auto",
     fields: dict[str, str] | None = None,
     skip_invalid: bool = False,
+    roles: Mapping[str, Role] | None = None,
+    split: str | None = None,
 ) -> Dataset:
     """Read a JSON / JSONL / CSV file (optionally .gz), a Parquet file or a save_to_disk
-    directory holding alpaca, sharegpt or messages rows.
+    directory holding alpaca, sharegpt or messages rows; "-" reads JSON or JSON Lines from
+    standard input, which needs `format`.
 
     `format` forces a schema ("auto" detects it from the keys); `fields` renames our keys to
-    the file's, e.g. {"instruction": "question", "output": "answer"}. A bad row raises
+    the file's, e.g. {"instruction": "question", "output": "answer"}; `roles` adds role names
+    (LLaMA-Factory tags); `split` picks one split of a DatasetDict directory. A bad row raises
     InputError, or with skip_invalid=True is dropped and recorded in Dataset.invalid; problems
     with the whole file always raise.
     """
     path = Path(path)
-    shown = str(path)
+    shown = STDIN if str(path) == "-" else str(path)
     names = _names(format, fields, shown)
-    where = locate(path)
-    container, columns, rows, source = _parse(path, where)
+    if shown == STDIN:
+        if format == "auto":
+            raise InputError(
+                shown, "reading standard input needs --format alpaca, sharegpt or messages"
+            )
+        where = _stdin_location(sys.stdin.buffer.read())
+    else:
+        where = locate(path)
+    if split is not None and where.container != "hf":
+        raise InputError(shown, "--split picks a split of a DatasetDict directory (save_to_disk)")
+    container, columns, rows, source = _parse(path, where, shown, split)
+    keys = _keys(columns, rows)
+    _check_mapped(fields, keys, shown)
     allowed = ("alpaca",) if container == "csv" else SCHEMAS
     schema = _schema(format, columns, rows, names, allowed, shown)
-    samples, invalid = _samples(rows, schema, names, skip_invalid, shown)
-    return Dataset(path, schema, container, where.compression, len(rows), samples, invalid, source)
+    samples, invalid = _samples(rows, schema, names, skip_invalid, shown, roles)
+    dataset = Dataset(
+        path, schema, container, where.compression, len(rows), samples, invalid, source
+    )
+    dataset.unused_columns = _unused(keys, schema, names)
+    return dataset
 
 
 def read_records(
@@ -73,10 +98,47 @@ def read_records(
     if not values:
         raise InputError(shown, "no rows")
     rows = [_memory_row(value) for value in values]
+    keys = _keys(columns, rows)
+    _check_mapped(fields, keys, shown)
     schema = _schema(format, columns, rows, names, SCHEMAS, shown)
     samples, invalid = _samples(rows, schema, names, skip_invalid, shown)
     container = {"list": "jsonl", "pandas.DataFrame": "parquet"}.get(kind, "hf")
-    return Dataset(Path(shown), schema, container, None, len(rows), samples, invalid, source)
+    dataset = Dataset(Path(shown), schema, container, None, len(rows), samples, invalid, source)
+    dataset.unused_columns = _unused(keys, schema, names)
+    return dataset
+
+
+def _stdin_location(data: bytes) -> Location:
+    container = "json" if is_array(data) else "jsonl"
+    return Location(container, None, f".{container}", data=data)
+
+
+def _keys(columns: Sequence[str] | None, rows: list[ParsedRow]) -> list[str]:
+    """The columns of a table, or every key any row has, in order of first appearance."""
+    if columns is not None:
+        return list(columns)
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row.value or ()))
+    return list(seen)
+
+
+def _check_mapped(fields: Mapping[str, str] | None, keys: list[str], shown: str) -> None:
+    """A field renamed to a column no row has is a typo, not an absent optional field (no row
+    parsed at all: that row's own error says more)."""
+    if not keys:
+        return
+    for ours, theirs in (fields or {}).items():
+        if ours in FIELD_NAMES and theirs not in keys:
+            raise InputError(
+                shown, f"field {ours!r} is mapped to column {theirs!r}, which no row has; "
+                f"columns: {sorted(keys)}"
+            )  # fmt: skip
+
+
+def _unused(keys: list[str], schema: str, names: Mapping[str, str]) -> list[str]:
+    read = {names[name] for name in READS[schema]}
+    return [key for key in keys if key not in read]
 
 
 def _names(format: str, fields: dict[str, str] | None, shown: str) -> dict[str, str]:
@@ -121,7 +183,9 @@ def _samples(
     names: Mapping[str, str],
     skip_invalid: bool,
     shown: str,
+    roles: Mapping[str, Role] | None = None,
 ) -> tuple[list[Sample], list[InvalidRow]]:
+    known = {**ROLES, **roles} if roles else ROLES
     samples: list[Sample] = []
     invalid: list[InvalidRow] = []
     for index, parsed in enumerate(rows):
@@ -129,7 +193,7 @@ def _samples(
             if parsed.value is None:
                 assert parsed.problem is not None  # a ParsedRow holds one or the other
                 raise parsed.problem
-            samples.append(Sample(index, to_turns(schema, parsed.value, names)))
+            samples.append(Sample(index, to_turns(schema, parsed.value, names, known)))
         except RowError as problem:
             if not skip_invalid:
                 raise _row_error(shown, index, parsed.line, problem) from None
@@ -138,23 +202,22 @@ def _samples(
 
 
 def _parse(
-    path: Path, where: Location
+    path: Path, where: Location, shown: str, split: str | None = None
 ) -> tuple[str, Sequence[str] | None, list[ParsedRow], Source]:
     """(container, column names if the container has them, parsed rows, source)."""
-    shown = str(path)
     if where.container in ("parquet", "arrow", "hf"):
         if where.container == "parquet":
             table = read_parquet(where.files)
             source: Source = ParquetSource(table)
         else:
-            dataset = read_hf(path) if where.container == "hf" else read_arrow(where.files)
+            dataset = read_hf(path, split) if where.container == "hf" else read_arrow(where.files)
             table = hf_table(dataset)
             source = HFSource(dataset)
         if table.num_rows == 0:
             raise InputError(shown, "no rows")
         rows = [ParsedRow(None, value=value) for value in table.to_pylist()]
         return where.container, table.column_names, rows, source
-    data = _load_bytes(path, where.compression)
+    data = where.data if where.data is not None else _load_bytes(path, where.compression)
     if where.container == "csv":
         columns, layout, rows = parse_csv(data, shown, where.compression)
         return "csv", columns, rows, TextSource(layout, where.suffix, [r.value for r in rows])

@@ -2,14 +2,20 @@
 
 Three schemas are understood:
 
-- alpaca: `instruction`, optional `input`, `output`, optional `system`. The user turn is the
-  instruction, followed by a newline and the input when the input is not blank. `history` and
-  any other keys are ignored.
+- alpaca: `instruction`, optional `input`, `output`, optional `system`, optional `history`
+  (LLaMA-Factory's [[user, assistant], ...] of earlier exchanges, which become earlier turns).
+  The user turn is the instruction, followed by a newline and the input when the input is not
+  blank.
 - sharegpt: `conversations`, a list of {"from": role, "value": text}, plus an optional
   top-level `system` string.
 - messages (OpenAI): `messages`, a list of {"role": role, "content": text or parts}. Parts are
   dicts of type "text" holding the text under "text" (OpenAI) or "value" (LLaMA-Factory); the
   texts of one message are concatenated. Other keys (e.g. `loss_weight`) are ignored.
+
+Every schema takes an optional `tools` (glaive style: a JSON string, or the JSON value itself)
+describing the functions the assistant may call. LLaMA-Factory's templates render it into the
+system prompt, so it is scored there too: appended to the system turn, or as the system turn.
+Other keys are not read; read_dataset lists them (Dataset.unused_columns).
 
 Roles map onto the three roles of a Turn. Most chat templates have no tool role, so tool
 traffic folds into the two sides of the dialogue: a tool *call* is something the assistant
@@ -25,6 +31,7 @@ user turn before it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -40,9 +47,17 @@ FIELD_NAMES: tuple[str, ...] = (
     "input",
     "output",
     "system",
+    "history",
+    "tools",
     "conversations",
     "messages",
 )
+# The keys each schema reads (our names); any other column is carried, never scored.
+READS: dict[str, tuple[str, ...]] = {
+    "alpaca": ("instruction", "input", "output", "system", "history", "tools"),
+    "sharegpt": ("conversations", "system", "tools"),
+    "messages": ("messages", "tools"),
+}
 # The keys inside a turn; unless renamed, each conversation schema's own (from/value, role/content).
 TURN_FIELD_NAMES: tuple[str, ...] = ("role", "content")
 _REQUIRED: dict[str, tuple[str, ...]] = {  # in detection order
@@ -105,15 +120,24 @@ def mismatch_message(keys: Iterable[str], schema: str | None, names: Mapping[str
     return f"format {schema!r} does not fit: keys {found}, it needs {needs}; {_EXPECTED}"
 
 
-def to_turns(schema: str, row: Mapping[str, Any], names: Mapping[str, str]) -> tuple[Turn, ...]:
-    """Normalise one row; raises RowError naming the offending field."""
+def to_turns(
+    schema: str,
+    row: Mapping[str, Any],
+    names: Mapping[str, str],
+    roles: Mapping[str, Role] = ROLES,
+) -> tuple[Turn, ...]:
+    """Normalise one row; raises RowError naming the offending field. `roles`: every role name
+    read, ROLES plus any a LLaMA-Factory entry's tags give (e.g. "USER" -> user)."""
     if schema == "alpaca":
-        return _alpaca(row, names)
-    if schema == "sharegpt":
+        turns = _alpaca(row, names)
+    elif schema == "sharegpt":
         role, content = names.get("role", "from"), names.get("content", "value")
-        return _conversation(row, names["conversations"], role, content, _system(row, names))
-    role, content = names.get("role", "role"), names.get("content", "content")
-    return _conversation(row, names["messages"], role, content, ())
+        lead = _system(row, names)
+        turns = _conversation(row, names["conversations"], role, content, lead, roles)
+    else:
+        role, content = names.get("role", "role"), names.get("content", "content")
+        turns = _conversation(row, names["messages"], role, content, (), roles)
+    return _with_tools(turns, _tools(row, names["tools"]))
 
 
 def as_row(value: object) -> dict[str, Any]:
@@ -164,16 +188,54 @@ def _system(row: Mapping[str, Any], names: Mapping[str, str]) -> tuple[Turn, ...
     return (Turn("system", system),) if system.strip() else ()
 
 
+def _tools(row: Mapping[str, Any], key: str) -> str:
+    value = row.get(key)
+    if isinstance(value, (list, tuple, Mapping)):
+        return json.dumps(value, ensure_ascii=False) if value else ""
+    return "" if value is None else _text(value, key)
+
+
+def _with_tools(turns: tuple[Turn, ...], tools: str) -> tuple[Turn, ...]:
+    if not tools.strip():
+        return turns
+    if turns[0].role == "system":
+        return (Turn("system", f"{turns[0].content}\n\n{tools}"), *turns[1:])
+    return (Turn("system", tools), *turns)
+
+
+def _history(row: Mapping[str, Any], key: str) -> tuple[Turn, ...]:
+    pairs = row.get(key)
+    if pairs is None:
+        return ()
+    if not isinstance(pairs, (list, tuple)):
+        raise RowError(f"expected a list of [user, assistant] pairs, got {type_name(pairs)}", key)
+    turns: list[Turn] = []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise RowError(
+                f"expected a [user, assistant] pair, got {type_name(pair)}", f"{key}[{i}]"
+            )
+        turns.append(Turn("user", _text(pair[0], f"{key}[{i}][0]")))
+        turns.append(Turn("assistant", _text(pair[1], f"{key}[{i}][1]")))
+    return tuple(turns)
+
+
 def _alpaca(row: Mapping[str, Any], names: Mapping[str, str]) -> tuple[Turn, ...]:
     instruction = _required_text(row, names["instruction"])
     extra = _optional_text(row, names["input"])
     output = _required_text(row, names["output"])
     user = f"{instruction}\n{extra}" if extra.strip() else instruction
-    return (*_system(row, names), Turn("user", user), Turn("assistant", output))
+    history = _history(row, names["history"])
+    return (*_system(row, names), *history, Turn("user", user), Turn("assistant", output))
 
 
 def _conversation(
-    row: Mapping[str, Any], key: str, role_key: str, text_key: str, lead: tuple[Turn, ...]
+    row: Mapping[str, Any],
+    key: str,
+    role_key: str,
+    text_key: str,
+    lead: tuple[Turn, ...],
+    roles: Mapping[str, Role],
 ) -> tuple[Turn, ...]:
     if key not in row:
         raise RowError("missing", key)
@@ -187,7 +249,7 @@ def _conversation(
         where = f"{key}[{i}]"
         if not isinstance(item, Mapping):
             raise RowError(f"expected an object, got {type_name(item)}", where)
-        turns.append(Turn(_role(item, role_key, where), _content(item, text_key, where)))
+        turns.append(Turn(_role(item, role_key, where, roles), _content(item, text_key, where)))
     last = f"{key}[{len(items) - 1}]"
     if turns[-1].role != "assistant":
         raise RowError(f"last turn is {turns[-1].role!r}, expected the assistant's response", last)
@@ -198,14 +260,14 @@ def _conversation(
     return tuple(turns)
 
 
-def _role(item: Mapping[str, Any], role_key: str, where: str) -> Role:
+def _role(item: Mapping[str, Any], role_key: str, where: str, roles: Mapping[str, Role]) -> Role:
     field = f"{where}.{role_key}"
     if role_key not in item:
         raise RowError("missing", field)
     name = _text(item[role_key], field)
-    if name not in ROLES:
-        raise RowError(f"unknown role {name!r}; known roles: {sorted(ROLES)}", field)
-    return ROLES[name]
+    if name not in roles:
+        raise RowError(f"unknown role {name!r}; known roles: {sorted(roles)}", field)
+    return roles[name]
 
 
 def _content(item: Mapping[str, Any], text_key: str, where: str) -> str:

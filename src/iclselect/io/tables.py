@@ -47,19 +47,26 @@ def read_arrow(files: Sequence[Path]) -> datasets.Dataset:
     return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
-def read_hf(path: Path) -> datasets.Dataset:
+def read_hf(path: Path, split: str | None = None) -> datasets.Dataset:
+    """A save_to_disk directory; of a DatasetDict, the split named, or its only split."""
     import datasets  # slow to import, and only this container needs it
 
     try:
         loaded = datasets.load_from_disk(str(path))
     except (OSError, ValueError, pa.ArrowException) as error:
         raise InputError(str(path), f"not a readable Hugging Face dataset: {error}") from None
-    if isinstance(loaded, datasets.DatasetDict):
-        splits = list(loaded)
-        raise InputError(
-            str(path), f"holds a DatasetDict with splits {splits}; pass one split's directory"
-        )
-    return loaded
+    if not isinstance(loaded, datasets.DatasetDict):
+        if split is not None:
+            raise InputError(str(path), f"--split {split}: holds one dataset, not a DatasetDict")
+        return loaded
+    splits = list(loaded)
+    if split is None and len(splits) == 1:
+        return loaded[splits[0]]
+    if split is None:
+        raise InputError(str(path), f"holds the splits {splits}; choose one with --split")
+    if split not in loaded:
+        raise InputError(str(path), f"no split {split!r}; splits: {splits}")
+    return loaded[split]
 
 
 def hf_table(dataset: datasets.Dataset) -> pa.Table:

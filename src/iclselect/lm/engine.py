@@ -39,6 +39,7 @@ from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.lm.store import ResultStore
 from iclselect.lm.templates import Encoded, Template
 from iclselect.lm.window import fit
+from iclselect.progress import Progress
 
 # Target positions whose full-vocabulary logits are computed at once. On a CPU the log-softmax
 # is bound by memory traffic: 128 rows (25 MB of float32 logits for a 49k vocabulary) ran the
@@ -184,18 +185,13 @@ class Engine:
         self.stats["stored"] += len(answers) - plan.n_jobs
         self.stats["computed"] += plan.n_jobs
         self.flops += self._flops(units)
-        bar = tqdm(
-            total=sum(unit.tokens for unit in units),
-            desc=f"{desc} ({plan.n_jobs} requests)",
-            unit="tok",
-            unit_scale=True,
-            # None hides the bar when stderr is not a terminal (CI logs, redirected output).
-            disable=None if self.show_progress else True,
-        )
+        tokens, stored = sum(unit.tokens for unit in units), len(answers) - plan.n_jobs
+        desc = f"{desc} ({plan.n_jobs} requests)"
+        bar = Progress(desc, tokens, len(answers), stored, self.show_progress)
         with bar:
             for unit, logprobs in self.executor.run(self, units):
                 self._answer(unit.jobs, logprobs, answers, plan.store_keys)
-                self._count(bar, unit.tokens)
+                self._count(bar, unit.tokens, len(unit.jobs))
         missing = [i for i, a in enumerate(answers) if a is None]
         assert not missing, f"engine lost {len(missing)} requests"
         return [answers[slot] for slot in plan.order]  # type: ignore[misc]
@@ -395,9 +391,9 @@ class Engine:
                 (store_keys[job.index], r) for job, r in zip(batch, results, strict=True)
             )
 
-    def _count(self, bar: tqdm, tokens: int) -> None:
+    def _count(self, bar: Progress, tokens: int, answers: int) -> None:
         self.stats["tokens"] += tokens
-        bar.update(tokens)
+        bar.update(tokens, answers)
 
     def _job(self, index: int, encoded: Encoded) -> _Job:
         cut = fit(encoded, self.max_length)

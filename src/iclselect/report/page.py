@@ -100,6 +100,8 @@ def _matrix_rows(methods: list[str], matrix: np.ndarray, form: str) -> list[tupl
 def _texts(manifest: dict, dataset: Dataset | None) -> tuple[dict[int, tuple[str, str]], str]:
     if dataset is None:
         config = manifest["config"]
+        if config["data"] == "-":
+            return {}, "Sample texts are not shown: the run read them from standard input."
         try:
             dataset = read_input(
                 config["data"], config["format"], config["fields"], True, config.get("dataset")

@@ -1,0 +1,48 @@
+"""What a run needs from this machine, checked before any data is read or model loaded: a run
+that would fail an hour in (no CUDA, a missing optional package) fails in its first second."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from iclselect.methods.registry import Method
+    from iclselect.pipeline import RunConfig
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_run(config: RunConfig, methods: list[Method]) -> None:
+    """Raise ValueError, one line naming the fix, for what this machine lacks."""
+    if not _DEVICE.fullmatch(config.device):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N; got {config.device!r}")
+    uses_model = any(method.uses_model for method in methods)
+    if uses_model and config.device.startswith("cuda") and config.executor != "vllm":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {config.device}: torch sees no CUDA GPU on this machine; "
+                "use --device cpu (or auto)"
+            )
+    if uses_model and config.executor in ("ray", "vllm"):
+        _need(config.executor, f"--executor {config.executor}", config.executor)
+    if any(method.name == "icon" for method in methods) and _lora_selector(config):
+        _need("peft", "icon.selector=lora", "lora")
+
+
+def _lora_selector(config: RunConfig) -> bool:
+    return any(
+        key in ("selector", "icon.selector") and str(value) == "lora"
+        for key, value in config.options.items()
+    )
+
+
+def _need(module: str, what: str, extra: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(
+            f"{what} needs the package {module!r}, which is not installed: "
+            f"pip install 'iclselect[{extra}]'"
+        )
