@@ -163,7 +163,7 @@ def test_dry_run_estimates_without_writing_outputs(tmp_path, demo_rows):
     data = write_json(tmp_path / "pool.json", demo_rows[:5])
     result = invoke(str(data), "--out", str(tmp_path / "out"), "--dry-run", *FAST)
     assert result.exit_code == 0, result.output
-    assert "requests: 30 (30 distinct" in result.output  # 5 x (2 + 2 x 2 probes)
+    assert "requests: 20 (20 distinct" in result.output  # 5 x (2 + 2 probes)
     assert "estimated scoring time: ~" in result.output and "TFLOP" in result.output
     assert not (tmp_path / "out" / "scores.parquet").exists()
 

@@ -24,7 +24,7 @@ def test_methods_lists_every_method_with_cost_and_options():
     assert result.exit_code == 0, result.output
     for name in METHODS:
         assert f"\n{name} " in "\n" + result.output
-    assert "requests per sample: 2 + 2 x n_probes" in result.output
+    assert "requests per sample: 2 + n_probes" in result.output
     one = cli("methods", "nuggets")
     assert "anchors = 100" in one.output and "wici" not in one.output
     assert cli("methods", "nope").exit_code == 2

@@ -34,9 +34,12 @@ def loss(engine, request) -> float:
     return engine.loglikelihood([request])[0].loss
 
 
-def test_four_samples_match_the_formula(four):
+@pytest.mark.parametrize("denominator", ["alone", "demo"])
+def test_four_samples_match_the_formula(four, denominator):
+    """alone (default, the reference code's): IFD(y_b | a_i, x_b) = L(y_b | a_i, x_b) / L(y_b),
+    the probe's response alone below; demo (iclselect's variant): / L(y_b | a_i)."""
     samples, vectors, engine, single = four
-    config = WiciConfig(probes="topk", n_probes=3, n_neighbours=3)
+    config = WiciConfig(probes="topk", n_probes=3, n_neighbours=3, denominator=denominator)
     scores = wici_score(Pool(samples, vectors), engine, config)
 
     ifd = [loss(single, conditioned(s)) / loss(single, unconditioned(s)) for s in samples]
@@ -45,9 +48,11 @@ def test_four_samples_match_the_formula(four):
         for b, probe in enumerate(samples):
             if b == i:
                 continue
-            in_context = loss(single, conditioned(probe, candidate.turns)) / loss(
-                single, unconditioned(probe, candidate.turns)
-            )
+            below = (
+                unconditioned(probe) if denominator == "alone"
+                else unconditioned(probe, candidate.turns)
+            )  # fmt: skip
+            in_context = loss(single, conditioned(probe, candidate.turns)) / loss(single, below)
             weight = 1 - float(vectors[i] @ vectors[b])
             total += weight / (2 * 3) * (ifd[b] - in_context)
         assert scores.score[i] == pytest.approx(total, abs=1e-5, rel=1e-3)

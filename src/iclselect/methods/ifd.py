@@ -50,11 +50,16 @@ def ifd(cond: LogprobResult, uncond: LogprobResult, form: IfdForm = "loss") -> f
     NaN where L(y) is exactly 0 (every response token certain without the instruction): the
     ratio is undefined there, and callers report that sample rather than score it.
     """
+    return ratio(cond.loss, uncond.loss, form)
+
+
+def ratio(cond_loss: float, uncond_loss: float, form: IfdForm = "loss") -> float:
+    """IFD from the two mean losses L(y | context) and L(y) (NaN where L(y) is 0)."""
     if form == "ppl":
-        return math.exp(cond.loss - uncond.loss)
-    if uncond.loss == 0.0:
+        return math.exp(cond_loss - uncond_loss)
+    if uncond_loss == 0.0:
         return math.nan
-    return cond.loss / uncond.loss
+    return cond_loss / uncond_loss
 
 
 def pair_requests(samples: list[Sample]) -> list[LogprobRequest]:

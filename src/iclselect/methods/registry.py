@@ -56,7 +56,7 @@ METHODS: dict[str, Method] = {
             "wici",
             "weighted in-context influence: how much the sample, as a one-shot demo, makes its "
             "neighbours easier (ACL 2026)",
-            "2 + 2 x n_probes (12 by default)",
+            "2 + n_probes (7 by default; 2 + 2 x n_probes with denominator=demo)",
             "means the sample, shown to the model as a one-shot example, makes similar tasks "
             "easier for it.",
             wici.WiciConfig,

@@ -6,8 +6,11 @@ probes B_i) easier for the model:
     ICI(i -> b) = IFD(y_b | x_b) - IFD(y_b | a_i, x_b)
     wICI(a_i)   = sum over b in B_i of (1 - cos(f(x_i), f(x_b))) / (2 |B_i|) * ICI(i -> b)
 
-IFD(y_b | a_i, x_b) = L(y_b | a_i, x_b) / L(y_b | a_i): with the demo in context on both sides,
-the ratio still measures what x_b adds; this is the 2 + 2|B_i| passes per sample the paper counts.
+IFD(y_b | a_i, x_b) is IFD with the demo as part of the probe's instruction, as the reference
+code computes it: L(y_b | a_i, x_b) / L(y_b), the denominator being the probe's response alone,
+the same L(y_b) as in the probe's own IFD. So a sample costs 2 requests for its own IFD and 1
+per probe: 2 + |B_i| (7 at the defaults). `denominator="demo"` divides by L(y_b | a_i) instead,
+with the demo on both sides: iclselect's earlier variant, not the paper's, at 2 + 2|B_i|.
 
 Paper-vs-reference-code choices are options; the paper's value is the default:
 - probes: "difficult" (paper: N=32 neighbours, k-means into K=5 clusters with seed 42, the most
@@ -58,6 +61,11 @@ class WiciConfig:
         "paper: sum of (1-cos)/(2|B|) * ICI; code: mean of (1-cos) * ICI over helped probes",
     )
     prefilter_ifd: bool = option(False, "skip candidates whose own IFD > 1 (code; paper: off)")
+    denominator: Literal["alone", "demo"] = option(
+        "alone",
+        "in-context IFD's denominator: alone: L(y_b), the probe's response alone (reference "
+        "code); demo: L(y_b | demo), iclselect's earlier variant (1 more request per probe)",
+    )
 
     def __post_init__(self) -> None:
         if self.n_probes < 1 or self.n_neighbours < self.n_probes:
@@ -67,7 +75,7 @@ class WiciConfig:
 def score(pool: Pool, engine: Engine, config: WiciConfig) -> MethodScores:
     samples, vectors = pool.samples, pool.instructions()
     n = len(samples)
-    own_ifd, own_loss, _ = ifd_lib.own_ifd(
+    own_ifd, own_loss, alone_loss = ifd_lib.own_ifd(
         samples, engine, config.ifd_form, "wICI 1/2: IFD of every sample"
     )
     probes = choose_probes(vectors, own_ifd if config.difficulty == "ifd" else own_loss, config)
@@ -81,12 +89,16 @@ def score(pool: Pool, engine: Engine, config: WiciConfig) -> MethodScores:
 
     pairs = [(i, b) for i in range(n) if i not in excluded for b in probes[i]]
     answers = engine.loglikelihood(
-        probe_requests(samples, pairs), desc="wICI 2/2: probes with each candidate as demo"
+        probe_requests(samples, pairs, config.denominator),
+        desc="wICI 2/2: probes with each candidate as demo",
     )
 
     ici: dict[int, list[float]] = {i: [] for i in range(n)}
+    per_pair = 1 if config.denominator == "alone" else 2
     for k, (i, b) in enumerate(pairs):
-        in_context = ifd_lib.ifd(answers[2 * k], answers[2 * k + 1], config.ifd_form)
+        with_demo = answers[per_pair * k].loss
+        below = alone_loss[b] if config.denominator == "alone" else answers[2 * k + 1].loss
+        in_context = ifd_lib.ratio(with_demo, below, config.ifd_form)
         ici[i].append(own_ifd[b] - in_context)
     score = np.full(n, math.nan)
     weights: dict[int, list[float]] = {i: [] for i in range(n)}
@@ -96,7 +108,7 @@ def score(pool: Pool, engine: Engine, config: WiciConfig) -> MethodScores:
         weights[i] = [1.0 - float(vectors[i] @ vectors[b]) for b in probes[i]]
         if any(math.isnan(term) for term in ici[i]):
             excluded[i] = Excluded(
-                "not_scored", "in-context IFD undefined for a probe (L(y|demo) = 0)"
+                "not_scored", "in-context IFD undefined for a probe (its denominator is 0)"
             )
             continue
         score[i] = aggregate(ici[i], weights[i], config.aggregate)
@@ -125,15 +137,22 @@ def plan(pool: Pool, config: WiciConfig) -> list[LogprobRequest]:
     stand_in = WiciConfig(probes="topk", n_probes=config.n_probes, n_neighbours=config.n_probes)
     probes = choose_probes(pool.instructions(), np.zeros(len(pool)), stand_in)
     pairs = [(i, b) for i in range(len(pool)) for b in probes[i]]
-    return ifd_lib.pair_requests(pool.samples) + probe_requests(pool.samples, pairs)
+    return ifd_lib.pair_requests(pool.samples) + probe_requests(
+        pool.samples, pairs, config.denominator
+    )
 
 
-def probe_requests(samples: list[Sample], pairs: list[tuple[int, int]]) -> list[LogprobRequest]:
-    """For each (candidate i, probe b): L(y_b | a_i, x_b), then L(y_b | a_i)."""
+def probe_requests(
+    samples: list[Sample], pairs: list[tuple[int, int]], denominator: str = "alone"
+) -> list[LogprobRequest]:
+    """For each (candidate i, probe b): L(y_b | a_i, x_b), then, for denominator="demo" only,
+    L(y_b | a_i) (with "alone" the probe's own L(y_b) is the denominator, already asked)."""
     requests = []
     for i, b in pairs:
         demo = samples[i].turns
-        requests += [ifd_lib.conditioned(samples[b], demo), ifd_lib.unconditioned(samples[b], demo)]
+        requests.append(ifd_lib.conditioned(samples[b], demo))
+        if denominator == "demo":
+            requests.append(ifd_lib.unconditioned(samples[b], demo))
     return requests
 
 
