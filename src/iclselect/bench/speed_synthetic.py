@@ -28,7 +28,13 @@ from iclselect.lm.engine import Engine
 from iclselect.lm.flops import FlopModel
 from iclselect.lm.model import LoadedModel, cache_dir
 from iclselect.lm.packed import KERNELS
-from iclselect.lm.precision import DTYPES, cpu_name, resolve_device, resolve_dtype
+from iclselect.lm.precision import (
+    DTYPES,
+    cpu_name,
+    dtype_name,
+    resolve_device,
+    resolve_dtype,
+)
 
 # Llama-3-8B's shapes, to turn a measured rate into an estimate for the papers' model size.
 _LLAMA_8B = FlopModel(matmul_params=6_979_588_096, layers=32, hidden=4096, vocab=128_256)
@@ -88,7 +94,7 @@ def run_synthetic(
     """The Markdown report and the results as one JSON-able dict."""
     target = resolve_device(device)
     engine_dtype = resolve_dtype(dtype, target, cache_dir())
-    dtype_name = next(name for name, value in DTYPES.items() if value == engine_dtype)
+    engine_dtype_name = dtype_name(engine_dtype)
     results = [
         _run_model(config, rows, n_probes, engine_dtype, target, max_batch_tokens)
         for config in configs
@@ -100,8 +106,8 @@ def run_synthetic(
     )
     summary = {
         "bench": "speed-synthetic", "date": date.today().isoformat(), "device": machine,
-        "torch": torch.__version__, "dtype": dtype_name, "rows": rows, "probes": n_probes,
-        "models": [result.summary(dtype_name) for result in results],
+        "torch": torch.__version__, "dtype": engine_dtype_name, "rows": rows, "probes": n_probes,
+        "models": [result.summary(engine_dtype_name) for result in results],
         "estimate_8b_alpaca_hours": _estimate_8b(results),
     }  # fmt: skip
     return _markdown(summary), summary
@@ -121,8 +127,7 @@ def _run_model(
     requests, template = workload.requests, workload.template
     distinct = {r.key(): template.encode(r) for r in requests}
     tokens = sum(len(e.context_ids) + len(e.target_ids) for e in distinct.values())
-    dtype_key = next(name for name, value in DTYPES.items() if value == dtype)
-    peaks = {name: peak_gflops(DTYPES[name], device) for name in {"fp32", dtype_key}}
+    peaks = {name: peak_gflops(DTYPES[name], device) for name in {"fp32", dtype_name(dtype)}}
     loaded = LoadedModel(model, None, f"random:{config}")
     engines = {
         kernel: Engine(loaded, template, max_batch_tokens, show_progress=False, attention=kernel)
