@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import CHEAP, cli, shortest, write_json
 
+from iclselect.lm import Engine
 from iclselect.methods.registry import METHODS
 
 
@@ -58,9 +59,17 @@ def test_default_budget_is_the_method_papers_headline(tmp_path, six):
     assert manifest["kept"] == 1  # at least one row, whatever the fraction
 
 
-def test_compare_shares_one_store_and_writes_the_table(tmp_path, six):
+def test_compare_shares_one_store_and_writes_the_table(tmp_path, six, monkeypatch):
     data, _ = six
     out = tmp_path / "compare"
+    sent: list[str] = []
+    ask = Engine.loglikelihood
+
+    def spy(self, requests, desc="scoring"):
+        sent.extend(r.key() for r in requests)
+        return ask(self, requests, desc)
+
+    monkeypatch.setattr(Engine, "loglikelihood", spy)
     result = cli(
         "compare", str(data), "--methods", "ifd,miwv,perplexity,length", "-o", str(out),
         "--count", "3", "--quiet",
@@ -85,6 +94,8 @@ def test_compare_shares_one_store_and_writes_the_table(tmp_path, six):
     assert engine["ifd"]["computed"] == 12
     assert engine["miwv"]["stored"] == 6 and engine["miwv"]["computed"] == 6
     assert engine["perplexity"]["stored"] == 6 and engine["perplexity"]["computed"] == 0
+    # Each distinct request went to the engine once: IFD's 12, then MIWV's 6 with a demo.
+    assert len(sent) == len(set(sent)) == 18
     rows = list(csv.DictReader((out / "compare.csv").read_text().splitlines()))
     assert [r["method"] for r in rows] == ["ifd", "miwv", "perplexity", "length"]
     assert rows[0]["computed"] == "12" and rows[1]["from_store"] == "6"

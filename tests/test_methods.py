@@ -7,14 +7,15 @@ import math
 
 import numpy as np
 import pytest
-from conftest import pool_of, samples_from
+from conftest import pool_of, samples_from, scored_by
 
 from iclselect.methods import Pool, baselines, icon, ifd, miwv, nuggets, wici
 from iclselect.methods.assessment import SHIPPED, load_assessment
+from iclselect.methods.icon_classifier import train_classifier
 from iclselect.methods.ifd import conditioned, unconditioned
 from iclselect.methods.options import make
 from iclselect.methods.registry import METHODS, get
-from iclselect.methods.selector import train_selector
+from iclselect.runner import EngineAnswerer
 
 # Hand computations run one request per forward pass; the methods run batched with shared
 # prefixes. fp32: per-request losses agree to ~1e-5 (test_engine), so scores to this tolerance.
@@ -40,8 +41,8 @@ def brute_nearest(vectors: np.ndarray) -> np.ndarray:
 
 
 def test_ifd_matches_the_formula(four, engine, one_at_a_time):
-    loss_form = ifd.score(four, engine, ifd.IfdConfig(drop_above_one=False))
-    ppl_form = ifd.score(four, engine, ifd.IfdConfig(form="ppl", drop_above_one=False))
+    loss_form = scored_by("ifd", four, engine, ifd.IfdConfig(drop_above_one=False))
+    ppl_form = scored_by("ifd", four, engine, ifd.IfdConfig(form="ppl", drop_above_one=False))
     for i, s in enumerate(four.samples):
         cond = answer(one_at_a_time, conditioned(s)).loss
         alone = answer(one_at_a_time, unconditioned(s)).loss
@@ -51,7 +52,7 @@ def test_ifd_matches_the_formula(four, engine, one_at_a_time):
 
 def test_ifd_drops_exactly_the_samples_the_instruction_does_not_help(pool200, engine):
     """Cherry: IFD > 1 means the instruction does not help; such samples are discarded."""
-    scores = ifd.score(pool200, engine, ifd.IfdConfig())
+    scores = scored_by("ifd", pool200, engine, ifd.IfdConfig())
     values = np.array(scores.components["ifd"])
     above = {i for i in range(len(pool200)) if values[i] > 1}
     assert set(scores.excluded) == above and 0 < len(above) < len(pool200)
@@ -64,7 +65,7 @@ def test_ifd_drops_exactly_the_samples_the_instruction_does_not_help(pool200, en
 
 
 def test_miwv_matches_the_formula(four, engine, one_at_a_time):
-    scores = miwv.score(four, engine, miwv.MiwvConfig())
+    scores = scored_by("miwv", four, engine, miwv.MiwvConfig())
     demo = brute_nearest(four.instruction_vectors)
     for i, s in enumerate(four.samples):
         with_demo = answer(one_at_a_time, conditioned(s, four.samples[demo[i]].turns)).loss
@@ -89,7 +90,7 @@ def test_miwv_demo_is_the_nearest_other_sample(pool200):
 def test_icon_matches_the_formula(four, engine, one_at_a_time, short_assessment):
     pool = Pool(four.samples[:3], four.instruction_vectors[:3], four.full_vectors[:3])
     config = icon.IconConfig(assessment=str(short_assessment), selector="none")
-    scores = icon.score(pool, engine, config)
+    scores = scored_by("icon", pool, engine, config)
     assessment, _ = load_assessment(str(short_assessment))
     for c, candidate in enumerate(pool.samples):
         control = icon.random_control(candidate, config.seed)
@@ -145,6 +146,17 @@ def test_icon_reports_assessment_rows_that_are_also_in_the_pool(pool200):
     assert icon.overlap(pool200.samples, assessment) == [pool200.samples[7].row]
 
 
+def classify(kind, pool, exact, significance, config, engine=None):
+    """train_classifier driven to its result, the LoRA fits answered with `engine`'s model."""
+    run, reply = train_classifier(kind, pool, exact, significance, config), None
+    while True:
+        try:
+            job = run.send(reply)
+        except StopIteration as done:
+            return done.value
+        reply = EngineAnswerer(engine).fit_classifier(job)
+
+
 def test_embedding_selector_learns_a_learnable_signal(pool200):
     """The trained selector must recover a ranking the embeddings carry (response length, which
     follows the kind of task), and report its held-out agreement."""
@@ -154,7 +166,7 @@ def test_embedding_selector_learns_a_learnable_signal(pool200):
     significance = np.full(n, np.nan)
     significance[exact] = signal[exact]
     config = icon.IconConfig(label_fraction=0.3)
-    probability, report = train_selector("embedding", pool200, None, exact, significance, config)
+    probability, report = classify("embedding", pool200, exact, significance, config)
     assert probability.shape == (n,) and ((probability >= 0) & (probability <= 1)).all()
     assert report["trained_on"] + report["held_out"] == len(exact)
     assert report["held_out_auc"] > 0.7
@@ -172,9 +184,7 @@ def test_lora_selector_trains_on_the_scoring_model(demo_rows, embedder, engine):
     # One epoch on the 12 shortest rows keeps this a test; the paper's 5 epochs are the default.
     config = icon.IconConfig(label_fraction=0.3, lora_epochs=1, lora_max_tokens=128)
     before = [p.detach().clone() for p in engine.model.parameters()]
-    probability, report = train_selector(
-        "lora", pool, engine, list(range(12)), significance, config
-    )
+    probability, report = classify("lora", pool, list(range(12)), significance, config, engine)
     assert probability.shape == (12,) and np.isfinite(probability).all()
     assert report["kind"] == "lora" and report["positives"] == 4
     assert len(set(np.round(probability, 6))) > 1
@@ -193,7 +203,7 @@ def torch_equal(a, b) -> bool:
 
 def test_nuggets_matches_the_formula(four, engine, one_at_a_time):
     config = nuggets.NuggetsConfig(anchors=2)
-    scores = nuggets.score(four, engine, config)
+    scores = scored_by("nuggets", four, engine, config)
     anchors = nuggets.choose_anchors(four.instruction_vectors, config)
     samples = four.samples
     for c in range(4):
@@ -239,8 +249,8 @@ def test_wici_difficult_probes_come_from_the_nearest_neighbours(pool200):
 
 
 def test_perplexity_is_the_response_perplexity(four, engine, one_at_a_time):
-    high = baselines.perplexity(four, engine, baselines.PerplexityConfig())
-    low = baselines.perplexity(four, engine, baselines.PerplexityConfig(order="low"))
+    high = scored_by("perplexity", four, engine, baselines.PerplexityConfig())
+    low = scored_by("perplexity", four, engine, baselines.PerplexityConfig(order="low"))
     for i, s in enumerate(four.samples):
         expected = answer(one_at_a_time, conditioned(s)).perplexity
         assert high.score[i] == pytest.approx(expected, rel=REL) and low.score[i] == -high.score[i]

@@ -6,13 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from conftest import samples_from
+from conftest import samples_from, scored_by
 
 from iclselect.lm import Engine, Template
 from iclselect.methods import Pool
 from iclselect.methods.ifd import conditioned, unconditioned
 from iclselect.methods.wici import WiciConfig, aggregate, choose_probes
-from iclselect.methods.wici import score as wici_score
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,7 @@ def test_four_samples_match_the_formula(four, denominator):
     the probe's response alone below; demo (iclselect's variant): / L(y_b | a_i)."""
     samples, vectors, engine, single = four
     config = WiciConfig(probes="topk", n_probes=3, n_neighbours=3, denominator=denominator)
-    scores = wici_score(Pool(samples, vectors), engine, config)
+    scores = scored_by("wici", Pool(samples, vectors), engine, config)
 
     ifd = [loss(single, conditioned(s)) / loss(single, unconditioned(s)) for s in samples]
     for i, candidate in enumerate(samples):
@@ -62,8 +61,9 @@ def test_four_samples_match_the_formula(four, denominator):
 
 def test_reference_code_variants(four):
     samples, vectors, engine, _ = four
-    paper = wici_score(Pool(samples, vectors), engine, WiciConfig(probes="topk", n_probes=3))
-    code = wici_score(
+    paper = scored_by("wici", Pool(samples, vectors), engine, WiciConfig(probes="topk", n_probes=3))
+    code = scored_by(
+        "wici",
         Pool(samples, vectors),
         engine,
         WiciConfig(probes="topk", n_probes=3, aggregate="code", prefilter_ifd=True),

@@ -21,7 +21,7 @@ from iclselect.pipeline import (
     choose,
     estimate,
     prepare,
-    score,
+    score_together,
     write,
 )
 from iclselect.report import write_compare_report
@@ -50,10 +50,12 @@ def compare(config: RunConfig, names: list[str], overwrite: bool = False) -> Com
         check_out(out / name, overwrite)
     log = _logger(config.quiet)
     prepared = prepare(config, methods, log)
-    results = []
-    for method, method_config in zip(methods, configs, strict=True):
-        scored = score(prepared, method, method_config, config, log)
-        results.append(write(scored, choose(scored, budget), out / method.name, log, overwrite))
+    results = [
+        write(scored, choose(scored, budget), out / scored.method.name, log, overwrite)
+        for scored in score_together(
+            prepared, list(zip(methods, configs, strict=True)), config, log
+        )
+    ]
     spearman, overlap = agreement(results)
     table = markdown(results, spearman, overlap)
     files = [out / "compare.md", out / "compare.csv"]

@@ -13,7 +13,16 @@ import numpy as np
 
 from iclselect.lm import LogprobRequest
 from iclselect.methods.registry import get
-from iclselect.pipeline import RunConfig, _logger, calibrate, estimated_time, prepare
+from iclselect.pipeline import (
+    RunConfig,
+    _logger,
+    calibrate,
+    estimated_time,
+    planned_cost,
+    prepare,
+    token_counter,
+)
+from iclselect.runner import planned_rounds
 
 _PERCENTILES = (50, 90, 99)
 
@@ -124,10 +133,10 @@ def inspect_data(config: RunConfig, names: list[str], timing: bool = True) -> In
             if not method.uses_model or engine is None:
                 costs.append(MethodCost(method.name, 0, 0, 0, 0.0))
                 continue
-            requests = method.planner(pool, method.configure({}))  # type: ignore[misc]
-            cost = engine.cost(requests)
+            rounds = planned_rounds(method, pool, method.configure({}), token_counter(engine))
+            cost = planned_cost(engine, rounds)
             if rate is None and timing:
-                rate = calibrate(engine, requests[:16])
+                rate = calibrate(engine, rounds[0][:16])
             costs.append(
                 MethodCost(method.name, cost.requests, cost.distinct, cost.tokens, cost.flops)
             )

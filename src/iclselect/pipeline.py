@@ -14,17 +14,18 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, astuple, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from iclselect import overlong
+from iclselect import overlong, runner
 from iclselect.embed import DEFAULT_EMBEDDER, Embedder
 from iclselect.embed.sharded import SHARD, ShardedEmbedder
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
 from iclselect.lm import DEFAULT_MODEL, Engine, LogprobRequest, Template, load_model
+from iclselect.lm.engine import Cost
 from iclselect.lm.executors import Executor, RayExecutor, WorkerSpec
 from iclselect.lm.model import LoadedModel, resolve
 from iclselect.lm.precision import dtype_name
@@ -42,6 +43,7 @@ from iclselect.preflight import check_run
 from iclselect.progress import duration
 from iclselect.report import write_report
 from iclselect.rundir import staged
+from iclselect.runner import EngineAnswerer, planned_rounds
 from iclselect.selectors import NEAR_TIE, Budget, Selection, select
 
 DEFAULT_FRACTION = 0.1  # compare's equal budget for every method, unless one is given
@@ -283,45 +285,65 @@ def score(
     config: RunConfig,
     log: Callable[[str], None],
 ) -> Scored:
+    return score_together(prepared, [(method, method_config)], config, log)[0]
+
+
+def score_together(
+    prepared: Prepared,
+    methods: list[tuple[Method, Any]],
+    config: RunConfig,
+    log: Callable[[str], None],
+) -> list[Scored]:
+    """Every method's scores on the prepared pool; model methods' rounds advance together and
+    share the engine, so a request two of them ask goes to the engine once."""
     engine = prepared.engine
-    timings = dict(prepared.timings)
-    before = dict(engine.stats) if engine else {}
+    answerers = [EngineAnswerer(engine) if engine and m.uses_model else None for m, _ in methods]
+    all_scores = runner.score_together(methods, prepared.pool, answerers)
     started = time.perf_counter()
-    scores = method.score(prepared.pool, engine, method_config)
-    stats: dict[str, int] = {}
-    if engine:
-        fits = overlong.own_fits(prepared.pool, engine)
-        scores = overlong.apply(scores, fits, engine.max_length)
-    timings["score"] = time.perf_counter() - started
-    if engine:
-        stats = {key: engine.stats[key] - before[key] for key in engine.stats}
-        stats["corrupt"] = engine.store.corrupt if engine.store is not None else 0
-        log(
-            f"{method.name}: {stats['requests']} requests, {stats['stored']} answered from the "
-            f"store, {stats['computed']} computed ({stats['tokens']} tokens)"
-            + (f"; {stats['corrupt']} corrupt store entries recomputed" if stats["corrupt"] else "")
-            + (
-                f"; {stats['oom_splits']} forward passes split in halves after running out of "
-                "device memory"
-                if stats["oom_splits"]
-                else ""
-            )
-            + (
-                f"; {stats['truncated']} answers cut to fit --max-length {config.max_length} "
-                "(context from the left, a demo before the rest; a response at its end only "
-                "where it alone fills the window)"
-                if stats["truncated"]
-                else ""
-            )
+    fits = overlong.own_fits(prepared.pool, engine) if engine else None
+    fitting = time.perf_counter() - started
+    scored = []
+    for (method, _), (scores, seconds), answerer in zip(
+        methods, all_scores, answerers, strict=True
+    ):
+        stats: dict[str, int] = {}
+        if engine and fits is not None:
+            scores = overlong.apply(scores, fits, engine.max_length)
+            stats = {key: 0 for key in engine.stats} | (answerer.stats if answerer else {})
+            stats["corrupt"] = engine.store.corrupt if engine.store is not None else 0
+            _log_engine(method.name, stats, config.max_length, log)
+            cuts = overlong.describe(fits, prepared.pool.rows, engine.max_length)
+            if cuts:
+                log(f"{method.name}: {cuts}")
+        timings = {**prepared.timings, "score": seconds + fitting}
+        model_id = engine.model_id if engine else None
+        template = engine.template.fingerprint if engine else None
+        scored.append(Scored(
+            config, method, prepared.dataset, prepared.pool, scores, model_id, template,
+            stats, timings,
+        ))  # fmt: skip
+    return scored
+
+
+def _log_engine(name: str, stats: dict[str, int], max_length: int, log: Callable[[str], None]):
+    log(
+        f"{name}: {stats['requests']} requests, {stats['stored']} answered from the "
+        f"store, {stats['computed']} computed ({stats['tokens']} tokens)"
+        + (f"; {stats['corrupt']} corrupt store entries recomputed" if stats["corrupt"] else "")
+        + (
+            f"; {stats['oom_splits']} forward passes split in halves after running out of "
+            "device memory"
+            if stats["oom_splits"]
+            else ""
         )
-        cuts = overlong.describe(fits, prepared.pool.rows, engine.max_length)
-        if cuts:
-            log(f"{method.name}: {cuts}")
-    return Scored(
-        config, method, prepared.dataset, prepared.pool, scores,
-        engine.model_id if engine else None, engine.template.fingerprint if engine else None,
-        stats, timings,
-    )  # fmt: skip
+        + (
+            f"; {stats['truncated']} answers cut to fit --max-length {max_length} "
+            "(context from the left, a demo before the rest; a response at its end only "
+            "where it alone fills the window)"
+            if stats["truncated"]
+            else ""
+        )
+    )
 
 
 def choose(scored: Scored, budget: Budget, tau: float | None = None) -> Choice:
@@ -435,10 +457,10 @@ def estimate(
     head = f"dry run: {len(pool)} samples, method {method.name}"
     if engine is None or not method.uses_model:
         return f"{head}: no model requests; it runs in seconds", rate
-    requests = method.planner(pool, method_config)  # type: ignore[misc]
-    cost = engine.cost(requests)
+    rounds = planned_rounds(method, pool, method_config, token_counter(engine))
+    cost = planned_cost(engine, rounds)
     if rate is None:
-        rate = calibrate(engine, requests[: min(len(pool), 16)])
+        rate = calibrate(engine, rounds[0][: min(len(pool), 16)])
     note = f"; {method.estimate_note}" if method.estimate_note else ""
     text = (
         f"{head} ({method.cost} requests per sample), model {engine.model_id} on "
@@ -451,6 +473,22 @@ def estimate(
         + (f" at {rate / 1e9:.0f} GFLOP/s measured here" if rate else "")
     )
     return text, rate
+
+
+def planned_cost(engine: Engine, rounds: list[list[LogprobRequest]]) -> Cost:
+    """What the engine would compute for `rounds`, each round one call as in a run."""
+    costs = [engine.cost(requests) for requests in rounds]
+    return Cost(*(sum(values) for values in zip(*(astuple(c) for c in costs), strict=True)))
+
+
+def token_counter(engine: Engine) -> Callable[[LogprobRequest], int]:
+    """Tokens of one request as the engine renders it (context and target)."""
+
+    def count(request: LogprobRequest) -> int:
+        encoded = engine.template.encode(request)
+        return len(encoded.context_ids) + len(encoded.target_ids)
+
+    return count
 
 
 def calibrate(engine: Engine, requests: list[LogprobRequest]) -> float | None:

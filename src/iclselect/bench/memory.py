@@ -48,9 +48,9 @@ def phase(name: str, data: str, out: str) -> Phase:
     if name == "read":
         read_dataset(data)
     elif name == "plan":
-        from iclselect.methods import Pool, ifd
+        from iclselect.methods import ifd
 
-        requests = ifd.plan(Pool(read_dataset(data).samples), ifd.IfdConfig())
+        requests = ifd.pair_requests(read_dataset(data).samples)
         assert len(requests) > 0
     else:
         from iclselect.api import run

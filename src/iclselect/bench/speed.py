@@ -46,6 +46,8 @@ def wici_workload(data: str, rows: int, n_probes: int) -> list[LogprobRequest]:
     from iclselect.embed import Embedder
     from iclselect.io import read_dataset
     from iclselect.methods import Pool, wici
+    from iclselect.methods.registry import get
+    from iclselect.runner import planned_rounds
 
     samples = read_dataset(data).samples
     if rows > len(samples):
@@ -53,7 +55,9 @@ def wici_workload(data: str, rows: int, n_probes: int) -> list[LogprobRequest]:
     samples = samples[:rows]
     vectors = Embedder().encode([s.instruction_text for s in samples])
     config = wici.WiciConfig(probes="topk", n_probes=n_probes, n_neighbours=n_probes)
-    return wici.plan(Pool(samples, vectors), config)
+    # Top-k probes do not depend on answers: any token count gives the same requests.
+    rounds = planned_rounds(get("wici"), Pool(samples, vectors), config, lambda r: len(r.target))
+    return [request for requests in rounds for request in requests]
 
 
 @torch.inference_mode()

@@ -1,7 +1,7 @@
 """The simple baselines users compare ICL methods against at equal budget (METHODS.md):
 response perplexity, response length, seeded random, and embedding diversity. Each scores so
-that "highest first" is its selection rule, and each reuses the engine or the embeddings the
-other methods use."""
+that "highest first" is its selection rule; perplexity asks the same L(y|x) requests as the
+other model methods, the rest use the samples or their embeddings."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from typing import Literal
 
 import numpy as np
 
-from iclselect.lm import Engine, LogprobRequest
 from iclselect.methods.ifd import conditioned
+from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
+from iclselect.methods.rounds import Rounds, ask
 from iclselect.methods.scores import MethodScores
 
 
@@ -26,18 +27,23 @@ class PerplexityConfig:
     )
 
 
-def perplexity_plan(pool: Pool, config: PerplexityConfig) -> list[LogprobRequest]:
-    return [conditioned(s) for s in pool.samples]
-
-
-def perplexity(pool: Pool, engine: Engine, config: PerplexityConfig) -> MethodScores:
+@register(
+    "perplexity",
+    "response perplexity PPL(y|x), highest first",
+    "1",
+    "means the model finds the response hard to predict (with order=low: easy).",
+    PerplexityConfig,
+    embeddings=False,
+)
+def perplexity(pool: Pool, config: PerplexityConfig) -> Rounds:
     """PPL(y | x) of every sample's response."""
-    answers = engine.loglikelihood(perplexity_plan(pool, config), desc="perplexity")
-    ppl = np.array([a.perplexity for a in answers])
+    answers = yield from ask([conditioned(s) for s in pool.samples], "perplexity")
+    results = [answers[conditioned(s)] for s in pool.samples]
+    ppl = np.array([a.perplexity for a in results])
     return MethodScores(
         method="perplexity",
         score=ppl if config.order == "high" else -ppl,
-        components={"perplexity": ppl.tolist(), "loss": [a.loss for a in answers]},
+        components={"perplexity": ppl.tolist(), "loss": [a.loss for a in results]},
         params=asdict(config),
     )
 
@@ -47,6 +53,14 @@ class LengthConfig:
     order: Literal["long", "short"] = option("long", "long: longest responses first; short")
 
 
+@register(
+    "length",
+    "response length in characters, longest first",
+    "0 (no model)",
+    "means a long response (with order=short: a short one).",
+    LengthConfig,
+    embeddings=False,
+)
 def length(pool: Pool, config: LengthConfig) -> MethodScores:
     """Response length in characters (no model: the cheapest strong baseline on Alpaca)."""
     chars = np.array([len(s.response) for s in pool.samples], dtype=np.float64)
@@ -63,6 +77,14 @@ class RandomConfig:
     seed: int = option(0, "seed; run several seeds to see the spread")
 
 
+@register(
+    "random",
+    "seeded uniform random scores",
+    "0 (no model)",
+    "means nothing: scores are random, the baseline every method must beat.",
+    RandomConfig,
+    embeddings=False,
+)
 def random(pool: Pool, config: RandomConfig) -> MethodScores:
     """Uniform scores drawn per sample from (seed, content id): the same sample gets the same
     score whatever else is in the pool or in which order, so subsets are stable under reruns."""
@@ -75,6 +97,13 @@ class DiversityConfig:
     """k-center greedy has no settings; it starts from the sample nearest the centroid."""
 
 
+@register(
+    "diversity",
+    "k-center greedy on instruction+response embeddings",
+    "0 (no model; O(n^2) embedding distances)",
+    "means the sample was picked early by k-center greedy: far from everything picked before it.",
+    DiversityConfig,
+)
 def diversity(pool: Pool, config: DiversityConfig) -> MethodScores:
     """k-center greedy on instruction+response embeddings: repeatedly take the sample farthest
     (cosine distance) from everything taken so far. The score is the pick order reversed

@@ -33,11 +33,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from iclselect.lm import Engine, LogprobRequest
+from iclselect.lm.requests import LogprobRequest
 from iclselect.methods.assessment import load_assessment
+from iclselect.methods.icon_classifier import train_classifier
 from iclselect.methods.ifd import conditioned
+from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
+from iclselect.methods.rounds import Rounds, ask
 from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample, Turn
 from iclselect.selectors import Excluded
@@ -115,10 +118,6 @@ def _requests(pool: Pool, setup: _Setup, seed: int) -> list[LogprobRequest]:
     return requests
 
 
-def plan(pool: Pool, config: IconConfig) -> list[LogprobRequest]:
-    return _requests(pool, _setup(pool, config), config.seed)
-
-
 def influences(base: np.ndarray, with_t: np.ndarray, with_rand: np.ndarray) -> np.ndarray:
     """influence(T -> S) per assessment sample, from the three perplexities."""
     return (with_rand - with_t) / (base + 1e-6)
@@ -136,23 +135,37 @@ def aggregates(influence: np.ndarray, significance: str = "mean") -> dict[str, f
     }
 
 
-def score(pool: Pool, engine: Engine, config: IconConfig) -> MethodScores:
+@register(
+    "icon",
+    "in-context contribution to an assessment set against a random-text control, with a "
+    "trained selector for the pool (ICon / RICo)",
+    "2 x assessment rows per exactly scored sample (2,040 by default), 0 for the rest",
+    "means the sample, shown as a one-shot example, helps the model on a varied "
+    "assessment set more than random text of the same length does.",
+    IconConfig,
+    fraction=0.15,
+)
+def score(pool: Pool, config: IconConfig) -> Rounds:
     n = len(pool)
     setup = _setup(pool, config)
     m = len(setup.assessment)
-    answers = engine.loglikelihood(
+    answers = yield from ask(
         _requests(pool, setup, config.seed),
-        desc=f"ICon: {m} assessment rows with each of {len(setup.exact)} candidates",
+        f"ICon: {m} assessment rows with each of {len(setup.exact)} candidates",
     )
-    base = np.array([a.perplexity for a in answers[:m]])
+
+    def perplexities(demo: tuple[Turn, ...] | None) -> np.ndarray:
+        return np.array([answers[conditioned(s, demo)].perplexity for s in setup.assessment])
+
+    base = perplexities(None)
     columns: dict[str, list[Any]] = {
         name: [None] * n for name in ("significance", "consistency", "stability", "coverage")
     }
     exact_significance = np.full(n, math.nan)
-    for k, c in enumerate(setup.exact):
-        start = m + 2 * m * k
-        with_t = np.array([a.perplexity for a in answers[start : start + m]])
-        with_rand = np.array([a.perplexity for a in answers[start + m : start + 2 * m]])
+    for c in setup.exact:
+        candidate = pool.samples[c]
+        with_t = perplexities(candidate.turns)
+        with_rand = perplexities(random_control(candidate, config.seed))
         values = aggregates(influences(base, with_t, with_rand), config.significance)
         for name, value in values.items():
             columns[name][c] = value
@@ -177,10 +190,8 @@ def score(pool: Pool, engine: Engine, config: IconConfig) -> MethodScores:
         )
         excluded = {i: unscored for i in range(n) if math.isnan(exact_significance[i])}
     else:
-        from iclselect.methods.selector import train_selector
-
-        score_values, report = train_selector(
-            selector, pool, engine, setup.exact, exact_significance, config
+        score_values, report = yield from train_classifier(
+            selector, pool, setup.exact, exact_significance, config
         )
         columns["selector_probability"] = score_values.tolist()
         params["selector_report"] = report

@@ -12,15 +12,17 @@ IFD > 1 means the instruction does not help the model at all; Cherry discards th
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
 
-from iclselect.lm import Engine
 from iclselect.lm.requests import LogprobRequest, LogprobResult
+from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
+from iclselect.methods.rounds import Answers, Round, Rounds, ask
 from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample, Turn
 from iclselect.selectors import Excluded
@@ -68,23 +70,28 @@ def pair_requests(samples: list[Sample]) -> list[LogprobRequest]:
 
 
 def own_ifd(
-    samples: list[Sample], engine: Engine, form: IfdForm, desc: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(IFD, L(y|x), L(y)) of every sample."""
-    n = len(samples)
-    answers = engine.loglikelihood(pair_requests(samples), desc=desc)
-    values = np.array([ifd(answers[i], answers[n + i], form) for i in range(n)])
-    cond = np.array([a.loss for a in answers[:n]])
-    uncond = np.array([a.loss for a in answers[n:]])
+    samples: list[Sample], form: IfdForm, desc: str
+) -> Generator[Round, Answers, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One round: (IFD, L(y|x), L(y)) of every sample."""
+    answers = yield from ask(pair_requests(samples), desc)
+    cond = np.array([answers[conditioned(s)].loss for s in samples])
+    uncond = np.array([answers[unconditioned(s)].loss for s in samples])
+    values = np.array([ratio(c, u, form) for c, u in zip(cond, uncond, strict=True)])
     return values, cond, uncond
 
 
-def plan(pool: Pool, config: IfdConfig) -> list[LogprobRequest]:
-    return pair_requests(pool.samples)
-
-
-def score(pool: Pool, engine: Engine, config: IfdConfig) -> MethodScores:
-    values, cond, uncond = own_ifd(pool.samples, engine, config.form, "IFD")
+@register(
+    "ifd",
+    "instruction-following difficulty L(y|x) / L(y), IFD > 1 dropped (Cherry LLM)",
+    "2",
+    "means the instruction helps the model little in producing the response: a "
+    "hard-to-follow instruction.",
+    IfdConfig,
+    embeddings=False,
+    fraction=0.05,
+)
+def score(pool: Pool, config: IfdConfig) -> Rounds:
+    values, cond, uncond = yield from own_ifd(pool.samples, config.form, "IFD")
     excluded: dict[int, Excluded] = {}
     for i, value in enumerate(values):
         if math.isnan(value):

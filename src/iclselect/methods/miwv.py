@@ -18,9 +18,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from iclselect.embed import nearest_neighbours
-from iclselect.lm import Engine, LogprobRequest
+from iclselect.lm.requests import LogprobRequest
 from iclselect.methods.ifd import conditioned
+from iclselect.methods.method import register
 from iclselect.methods.pool import Pool
+from iclselect.methods.rounds import Rounds, ask
 from iclselect.methods.scores import MethodScores
 
 
@@ -35,10 +37,6 @@ def demos(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
     return found[:, 0], similarity[:, 0]
 
 
-def plan(pool: Pool, config: MiwvConfig) -> list[LogprobRequest]:
-    return _requests(pool, demos(pool)[0])
-
-
 def _requests(pool: Pool, demo: np.ndarray) -> list[LogprobRequest]:
     """L(y|x) of every sample, then L(y | its demo, x)."""
     samples = pool.samples
@@ -46,14 +44,25 @@ def _requests(pool: Pool, demo: np.ndarray) -> list[LogprobRequest]:
     return [conditioned(s) for s in samples] + with_demo
 
 
-def score(pool: Pool, engine: Engine, config: MiwvConfig) -> MethodScores:
+@register(
+    "miwv",
+    "instruction weakness: loss with the nearest sample as demo minus loss without (AAAI 2026)",
+    "2",
+    "means the model does worse on the sample even with a closely related example shown "
+    "first: a weakness worth training on.",
+    MiwvConfig,
+    fraction=0.01,
+)
+def score(pool: Pool, config: MiwvConfig) -> Rounds:
     if len(pool) < 2:
         raise ValueError("MIWV needs at least 2 samples: each one's demo is another sample")
-    n = len(pool)
+    samples = pool.samples
     demo, similarity = demos(pool)
-    answers = engine.loglikelihood(_requests(pool, demo), desc="MIWV: with and without the demo")
-    alone = np.array([a.loss for a in answers[:n]])
-    with_demo = np.array([a.loss for a in answers[n:]])
+    answers = yield from ask(_requests(pool, demo), "MIWV: with and without the demo")
+    alone = np.array([answers[conditioned(s)].loss for s in samples])
+    with_demo = np.array(
+        [answers[conditioned(s, samples[demo[i]].turns)].loss for i, s in enumerate(samples)]
+    )
     return MethodScores(
         method="miwv",
         score=with_demo - alone,

@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from iclselect.lm import Engine, LogprobRequest
+from iclselect.lm.requests import LogprobRequest
 from iclselect.methods.ifd import conditioned
+from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
+from iclselect.methods.rounds import Rounds, ask
 from iclselect.methods.scores import MethodScores
 from iclselect.selectors import Excluded
 
@@ -57,11 +59,6 @@ def _pairs(n: int, anchors: list[int]) -> list[tuple[int, int]]:
     return [(c, a) for c in range(n) for a in anchors if a != c]
 
 
-def plan(pool: Pool, config: NuggetsConfig) -> list[LogprobRequest]:
-    anchors = choose_anchors(pool.instructions(), config)
-    return _requests(pool, anchors)
-
-
 def _requests(pool: Pool, anchors: list[int]) -> list[LogprobRequest]:
     samples = pool.samples
     zero_shot = [conditioned(samples[a]) for a in anchors]
@@ -70,19 +67,28 @@ def _requests(pool: Pool, anchors: list[int]) -> list[LogprobRequest]:
     ]
 
 
-def score(pool: Pool, engine: Engine, config: NuggetsConfig) -> MethodScores:
+@register(
+    "nuggets",
+    "golden score: share of k-means anchor samples the sample helps as a demo (Nuggets)",
+    "anchors (100 by default)",
+    "means the sample, shown as a one-shot example, helps the model on many "
+    "representative anchor samples.",
+    NuggetsConfig,
+    fraction=0.01,
+)
+def score(pool: Pool, config: NuggetsConfig) -> Rounds:
     if len(pool) < 2:
         raise ValueError("Nuggets needs at least 2 samples: a candidate and an anchor")
-    n = len(pool)
+    samples, n = pool.samples, len(pool)
     anchors = choose_anchors(pool.instructions(), config)
-    answers = engine.loglikelihood(
-        _requests(pool, anchors), desc="Nuggets: anchors with each candidate as demo"
+    answers = yield from ask(
+        _requests(pool, anchors), "Nuggets: anchors with each candidate as demo"
     )
-    zero_shot = {a: answers[k].logprob for k, a in enumerate(anchors)}
+    zero_shot = {a: answers[conditioned(samples[a])].logprob for a in anchors}
     wins = np.zeros(n)
     counted = np.zeros(n)
-    for (c, a), answer in zip(_pairs(n, anchors), answers[len(anchors) :], strict=True):
-        wins[c] += answer.logprob > zero_shot[a]
+    for c, a in _pairs(n, anchors):
+        wins[c] += answers[conditioned(samples[a], samples[c].turns)].logprob > zero_shot[a]
         counted[c] += 1
     anchor_rows = [pool.samples[a].row for a in anchors]
     no_anchor = Excluded("not_scored", "no anchor other than itself")

@@ -33,10 +33,12 @@ from typing import Literal
 import numpy as np
 
 from iclselect.embed import nearest_neighbours
-from iclselect.lm import Engine, LogprobRequest
+from iclselect.lm.requests import LogprobRequest
 from iclselect.methods import ifd as ifd_lib
+from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
+from iclselect.methods.rounds import Rounds, ask
 from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample
 from iclselect.selectors import Excluded
@@ -72,11 +74,24 @@ class WiciConfig:
             raise ValueError("wICI needs n_probes >= 1 and n_neighbours >= n_probes")
 
 
-def score(pool: Pool, engine: Engine, config: WiciConfig) -> MethodScores:
+@register(
+    "wici",
+    "weighted in-context influence: how much the sample, as a one-shot demo, makes its "
+    "neighbours easier (ACL 2026)",
+    "2 + n_probes (7 by default; 2 + 2 x n_probes with denominator=demo)",
+    "means the sample, shown to the model as a one-shot example, makes similar tasks "
+    "easier for it.",
+    WiciConfig,
+    tau=0.9,
+    fraction=0.1,
+    estimate_note="difficult probes, which depend on the first round's answers, are "
+    "estimated at the longest member of each cluster: an upper bound",
+)
+def score(pool: Pool, config: WiciConfig) -> Rounds:
     samples, vectors = pool.samples, pool.instructions()
     n = len(samples)
-    own_ifd, own_loss, alone_loss = ifd_lib.own_ifd(
-        samples, engine, config.ifd_form, "wICI 1/2: IFD of every sample"
+    own_ifd, own_loss, alone_loss = yield from ifd_lib.own_ifd(
+        samples, config.ifd_form, "wICI 1/2: IFD of every sample"
     )
     probes = choose_probes(vectors, own_ifd if config.difficulty == "ifd" else own_loss, config)
     excluded: dict[int, Excluded] = {}
@@ -88,18 +103,21 @@ def score(pool: Pool, engine: Engine, config: WiciConfig) -> MethodScores:
             excluded[i] = Excluded("not_scored", "no probe: no other sample with a defined IFD")
 
     pairs = [(i, b) for i in range(n) if i not in excluded for b in probes[i]]
-    answers = engine.loglikelihood(
+    answers = yield from ask(
         probe_requests(samples, pairs, config.denominator),
-        desc="wICI 2/2: probes with each candidate as demo",
+        "wICI 2/2: probes with each candidate as demo",
     )
 
     ici: dict[int, list[float]] = {i: [] for i in range(n)}
-    per_pair = 1 if config.denominator == "alone" else 2
-    for k, (i, b) in enumerate(pairs):
-        with_demo = answers[per_pair * k].loss
-        below = alone_loss[b] if config.denominator == "alone" else answers[2 * k + 1].loss
-        in_context = ifd_lib.ratio(with_demo, below, config.ifd_form)
-        ici[i].append(own_ifd[b] - in_context)
+    for i, b in pairs:
+        demo = samples[i].turns
+        with_demo = answers[ifd_lib.conditioned(samples[b], demo)].loss
+        below = (
+            alone_loss[b]
+            if config.denominator == "alone"
+            else answers[ifd_lib.unconditioned(samples[b], demo)].loss
+        )
+        ici[i].append(own_ifd[b] - ifd_lib.ratio(with_demo, below, config.ifd_form))
     score = np.full(n, math.nan)
     weights: dict[int, list[float]] = {i: [] for i in range(n)}
     for i in range(n):
@@ -126,19 +144,6 @@ def score(pool: Pool, engine: Engine, config: WiciConfig) -> MethodScores:
         },
         excluded=excluded,
         params=asdict(config),
-    )
-
-
-def plan(pool: Pool, config: WiciConfig) -> list[LogprobRequest]:
-    """The requests `score` will make, for a cost estimate before running. "difficult" probes
-    are chosen from IFD, which is not known yet: the nearest neighbours stand in for them (same
-    number of requests; their tokens can differ: on the shipped 100-row slice the real run
-    computed 1.34x the tokens this estimated, the hardest probes having longer responses)."""
-    stand_in = WiciConfig(probes="topk", n_probes=config.n_probes, n_neighbours=config.n_probes)
-    probes = choose_probes(pool.instructions(), np.zeros(len(pool)), stand_in)
-    pairs = [(i, b) for i in range(len(pool)) for b in probes[i]]
-    return ifd_lib.pair_requests(pool.samples) + probe_requests(
-        pool.samples, pairs, config.denominator
     )
 
 

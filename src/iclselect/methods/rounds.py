@@ -1,0 +1,50 @@
+"""What a model method asks and is answered: rounds of log-likelihood requests.
+
+A model method is a generator. It yields a `Round` (requests and a progress label), is sent
+back the answers keyed by request (never by position), may yield again with requests that
+depend on those answers (wICI: every sample's own IFD first, then its difficult probes), and
+returns its `MethodScores`. It never sees the engine: the runner (iclselect.runner) answers
+rounds with the engine for a run, or with a cost-only answerer for a dry run, so the estimate
+and the run come from the same code. ICon's LoRA selector is the one other question a method
+asks: `FitClassifier`, answered with a probability per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from iclselect.lm.requests import LogprobRequest, LogprobResult
+from iclselect.methods.scores import MethodScores
+
+
+@dataclass(frozen=True)
+class Round:
+    requests: list[LogprobRequest]
+    desc: str  # the progress label
+
+
+@dataclass(frozen=True)
+class FitClassifier:
+    """Fine-tune a LoRA sequence classifier on the scoring model (train_texts -> labels) and
+    answer with P(label 1) for each of score_texts."""
+
+    train_texts: list[str]
+    labels: np.ndarray
+    score_texts: list[str]
+    seed: int
+    epochs: int
+    max_tokens: int
+
+
+Answers = Mapping[LogprobRequest, LogprobResult]
+Question = Round | FitClassifier
+Rounds = Generator[Question, "Answers | np.ndarray", MethodScores]
+
+
+def ask(requests: list[LogprobRequest], desc: str) -> Generator[Round, Answers, Answers]:
+    """`answers = yield from ask(requests, desc)`: one round, typed for the caller."""
+    answers = yield Round(requests, desc)
+    return answers

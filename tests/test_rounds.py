@@ -1,0 +1,201 @@
+"""Each model method's arithmetic, with no model: a fake answerer gives every request a
+made-up answer keyed by the request, and the scores must follow the paper's formula from those
+answers. Also: the runner's contract (rounds answered by request, a compare asks nothing
+twice) and the registry's."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from iclselect.lm.requests import LogprobRequest, LogprobResult
+from iclselect.methods import Pool, icon, nuggets, wici
+from iclselect.methods.ifd import conditioned, unconditioned
+from iclselect.methods.method import REGISTERED
+from iclselect.methods.registry import METHODS, get
+from iclselect.methods.rounds import FitClassifier
+from iclselect.records import Sample, Turn
+from iclselect.runner import CostAnswerer, score, score_together
+
+
+class Fake:
+    """Answers each request with a loss drawn from its content hash (so a repeated request gets
+    the same answer), over a token count of its own, and records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[LogprobRequest]] = []
+        self.earlier = 0
+
+    def loglikelihood(self, requests: list[LogprobRequest], desc: str) -> list[LogprobResult]:
+        self.calls.append(list(requests))
+        return [self.result(r) for r in requests]
+
+    @staticmethod
+    def result(request: LogprobRequest) -> LogprobResult:
+        digest = hashlib.sha256(request.key().encode()).digest()
+        n_tokens = 1 + digest[0] % 7
+        loss = 0.2 + 3.0 * int.from_bytes(digest[1:5], "big") / 2**32
+        return LogprobResult(-loss * n_tokens, n_tokens)
+
+    def loss(self, request: LogprobRequest) -> float:
+        return self.result(request).loss
+
+    def answered_earlier(self, n: int) -> None:
+        self.earlier += n
+
+    def fit_classifier(self, job: FitClassifier) -> np.ndarray:
+        raise AssertionError("no classifier is asked for here")
+
+
+def pool(n: int = 8, seed: int = 0) -> Pool:
+    rng = np.random.default_rng(seed)
+    samples = [
+        Sample(i, (Turn("user", f"task {i}: {'x' * (i % 3)}"), Turn("assistant", f"answer {i}")))
+        for i in range(n)
+    ]
+    vectors = rng.normal(size=(n, 6)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return Pool(samples, vectors, vectors.copy())
+
+
+def run(name: str, p: Pool, **options):
+    fake = Fake()
+    method = get(name)
+    return score(method, p, method.configure(options), fake), fake
+
+
+def test_ifd_is_the_loss_ratio():
+    p = pool()
+    scores, fake = run("ifd", p, drop_above_one=False)
+    for i, s in enumerate(p.samples):
+        expected = fake.loss(conditioned(s)) / fake.loss(unconditioned(s))
+        assert scores.score[i] == pytest.approx(expected, rel=1e-12)
+    ppl, _ = run("ifd", p, form="ppl", drop_above_one=False)
+    s = p.samples[0]
+    assert ppl.score[0] == pytest.approx(
+        math.exp(fake.loss(conditioned(s)) - fake.loss(unconditioned(s)))
+    )
+    dropped, _ = run("ifd", p)
+    above = [i for i in range(len(p)) if scores.score[i] > 1]
+    assert above and all(math.isnan(dropped.score[i]) for i in above)
+    assert {dropped.excluded[i].reason for i in above} == {"prefiltered"}
+
+
+def test_miwv_is_the_loss_gap_with_the_nearest_other_sample_as_demo():
+    p = pool()
+    scores, fake = run("miwv", p)
+    similarity = p.instruction_vectors @ p.instruction_vectors.T
+    np.fill_diagonal(similarity, -np.inf)
+    for i, s in enumerate(p.samples):
+        demo = p.samples[int(similarity[i].argmax())].turns
+        expected = fake.loss(conditioned(s, demo)) - fake.loss(conditioned(s))
+        assert scores.score[i] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("denominator", ["alone", "demo"])
+def test_wici_is_the_weighted_in_context_ifd_drop(denominator):
+    p = pool()
+    scores, fake = run("wici", p, probes="topk", n_probes=3, n_neighbours=3,
+                       denominator=denominator)  # fmt: skip
+    vectors = p.instruction_vectors
+    own = [fake.loss(conditioned(s)) / fake.loss(unconditioned(s)) for s in p.samples]
+    for i, candidate in enumerate(p.samples):
+        probes = [int(b) for b in np.argsort(-(vectors @ vectors[i]), kind="stable") if b != i][:3]
+        assert [p.samples[b].row for b in probes] == scores.components["probe_rows"][i]
+        total = 0.0
+        for b in probes:
+            probe = p.samples[b]
+            below = unconditioned(probe) if denominator == "alone" else unconditioned(
+                probe, candidate.turns)  # fmt: skip
+            in_context = fake.loss(conditioned(probe, candidate.turns)) / fake.loss(below)
+            total += (1 - float(vectors[i] @ vectors[b])) / (2 * 3) * (own[b] - in_context)
+        assert scores.score[i] == pytest.approx(total, rel=1e-9, abs=1e-12)
+    # Two rounds: every sample's own IFD, then the probes (which depend on it).
+    assert len(fake.calls) == 2 and len(fake.calls[0]) == 2 * len(p)
+    assert len(fake.calls[1]) == len(p) * 3 * (1 if denominator == "alone" else 2)
+
+
+def test_icon_is_the_perplexity_shift_against_the_random_control(tmp_path):
+    from conftest import write_json
+
+    assessment = [
+        {"instruction": f"assess {k}", "input": "", "output": f"reply {k}"} for k in range(4)
+    ]
+    path = write_json(tmp_path / "assessment.json", assessment)
+    p = pool(5)
+    scores, fake = run("icon", p, assessment=str(path), selector="none")
+    rows, _ = icon.load_assessment(str(path))
+
+    def ppl(s: Sample, demo=None) -> float:
+        return math.exp(fake.loss(conditioned(s, demo)))
+
+    for c, candidate in enumerate(p.samples):
+        control = icon.random_control(candidate, 42)
+        influence = np.array([
+            (ppl(s, control) - ppl(s, candidate.turns)) / (ppl(s) + 1e-6) for s in rows
+        ])  # fmt: skip
+        assert scores.score[c] == pytest.approx(influence.mean(), rel=1e-9)
+        assert scores.components["stability"][c] == pytest.approx(influence.var(), rel=1e-9)
+        assert scores.components["consistency"][c] == (influence > 0).mean()
+
+
+def test_nuggets_is_the_share_of_anchors_helped():
+    p = pool(10)
+    scores, fake = run("nuggets", p, anchors=3)
+    anchors = nuggets.choose_anchors(p.instruction_vectors, nuggets.NuggetsConfig(anchors=3))
+    for c in range(len(p)):
+        others = [a for a in anchors if a != c]
+        wins = sum(
+            fake.result(conditioned(p.samples[a], p.samples[c].turns)).logprob
+            > fake.result(conditioned(p.samples[a])).logprob
+            for a in others
+        )
+        assert scores.score[c] == wins / len(others)
+
+
+def test_perplexity_is_exp_of_the_loss():
+    p = pool()
+    high, fake = run("perplexity", p)
+    low, _ = run("perplexity", p, order="low")
+    expected = [math.exp(fake.loss(conditioned(s))) for s in p.samples]
+    assert high.score.tolist() == pytest.approx(expected) and (low.score == -high.score).all()
+
+
+def test_a_compare_asks_each_distinct_request_once():
+    p = pool()
+    methods = [(get(name), get(name).configure({})) for name in ("ifd", "miwv", "perplexity")]
+    fakes = [Fake() for _ in methods]
+    together = score_together(methods, p, fakes)
+    sent = Counter(r for fake in fakes for call in fake.calls for r in call)
+    assert sent and max(sent.values()) == 1
+    # Each method still gets every answer it asked for: the same scores as alone.
+    for (method, config), (scores, _) in zip(methods, together, strict=True):
+        alone = score(method, p, config, Fake())
+        assert np.array_equal(scores.score, alone.score, equal_nan=True)
+    # L(y|x), asked by all three: sent for IFD, answered from memory for MIWV and perplexity.
+    assert (fakes[1].earlier, fakes[2].earlier) == (len(p), len(p))
+
+
+def test_the_cost_answerer_picks_the_longest_probe_of_each_cluster():
+    """Dry runs answer pessimistically, so wICI's difficult probes (the hardest member of each
+    k-means cluster) are the longest: the estimate bounds the run's tokens from above."""
+    p = pool(40, seed=3)
+    method = get("wici")
+    config = method.configure({"n_neighbours": 12, "n_probes": 3})
+    length = np.array([len(s.prompt[0].content) for s in p.samples], dtype=float)
+    counter = CostAnswerer(lambda r: len(r.prompt[0].content) if r.prompt else 0)
+    scores = score(method, p, config, counter)
+    expected = wici.choose_probes(p.instruction_vectors, length, config)
+    assert scores.components["probe_rows"] == [[p.samples[b].row for b in B] for B in expected]
+    assert len(counter.asked) == 2 * len(p) + 3 * len(p)
+
+
+def test_registry_lists_every_registered_method_once():
+    assert set(METHODS) == set(REGISTERED)
+    assert [m for m in METHODS if METHODS[m].uses_model] == [
+        "wici", "miwv", "icon", "ifd", "nuggets", "perplexity",
+    ]  # fmt: skip
