@@ -94,9 +94,9 @@ def pool200(embedder) -> Pool:
 def scored_by(name: str, pool: Pool, engine: Engine | None, config):
     """Method `name`'s scores, its rounds answered by `engine` as a run answers them."""
     from iclselect.methods.registry import get
-    from iclselect.runner import EngineAnswerer, score
+    from iclselect.runner import EngineAnswerer, drive
 
-    return score(get(name), pool, config, EngineAnswerer(engine) if engine else None)
+    return drive(get(name), pool, config, EngineAnswerer(engine) if engine else None)
 
 
 def pool_of(samples: list[Sample], embedder: Embedder) -> Pool:

@@ -11,7 +11,7 @@ from conftest import pool_of, samples_from, shortest
 from iclselect.lm import Engine, Template
 from iclselect.methods.registry import get
 from iclselect.pipeline import planned_cost, token_counter
-from iclselect.runner import EngineAnswerer, planned_rounds, score
+from iclselect.runner import EngineAnswerer, drive, planned_rounds
 
 CASES = [
     ("wici", {}),
@@ -39,7 +39,7 @@ def test_dry_run_plans_what_the_run_computes(setting, short_assessment, name, op
     config = method.configure(options)
     planned = planned_cost(engine, planned_rounds(method, pool, config, token_counter(engine)))
     answerer = EngineAnswerer(engine)
-    score(method, pool, config, answerer)
+    drive(method, pool, config, answerer)
     assert answerer.stats["requests"] == planned.requests
     if name == "wici" and config.probes == "difficult":
         assert answerer.stats["tokens"] <= planned.tokens

@@ -19,7 +19,7 @@ from iclselect.methods.method import REGISTERED
 from iclselect.methods.registry import METHODS, get
 from iclselect.methods.rounds import FitClassifier
 from iclselect.records import Sample, Turn
-from iclselect.runner import CostAnswerer, score, score_together
+from iclselect.runner import CostAnswerer, drive, drive_together
 
 
 class Fake:
@@ -65,7 +65,7 @@ def pool(n: int = 8, seed: int = 0) -> Pool:
 def run(name: str, p: Pool, **options):
     fake = Fake()
     method = get(name)
-    return score(method, p, method.configure(options), fake), fake
+    return drive(method, p, method.configure(options), fake), fake
 
 
 def test_ifd_is_the_loss_ratio():
@@ -169,12 +169,12 @@ def test_a_compare_asks_each_distinct_request_once():
     p = pool()
     methods = [(get(name), get(name).configure({})) for name in ("ifd", "miwv", "perplexity")]
     fakes = [Fake() for _ in methods]
-    together = score_together(methods, p, fakes)
+    together = drive_together(methods, p, fakes)
     sent = Counter(r for fake in fakes for call in fake.calls for r in call)
     assert sent and max(sent.values()) == 1
     # Each method still gets every answer it asked for: the same scores as alone.
     for (method, config), (scores, _) in zip(methods, together, strict=True):
-        alone = score(method, p, config, Fake())
+        alone = drive(method, p, config, Fake())
         assert np.array_equal(scores.score, alone.score, equal_nan=True)
     # L(y|x), asked by all three: sent for IFD, answered from memory for MIWV and perplexity.
     assert (fakes[1].earlier, fakes[2].earlier) == (len(p), len(p))
@@ -188,10 +188,10 @@ def test_the_cost_answerer_picks_the_longest_probe_of_each_cluster():
     config = method.configure({"n_neighbours": 12, "n_probes": 3})
     length = np.array([len(s.prompt[0].content) for s in p.samples], dtype=float)
     counter = CostAnswerer(lambda r: len(r.prompt[0].content) if r.prompt else 0)
-    scores = score(method, p, config, counter)
+    scores = drive(method, p, config, counter)
     expected = wici.choose_probes(p.instruction_vectors, length, config)
     assert scores.components["probe_rows"] == [[p.samples[b].row for b in B] for B in expected]
-    assert len(counter.asked) == 2 * len(p) + 3 * len(p)
+    assert [len(r) for r in counter.rounds] == [2 * len(p), 3 * len(p)]
 
 
 def test_registry_lists_every_registered_method_once():

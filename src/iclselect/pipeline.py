@@ -298,7 +298,7 @@ def score_together(
     share the engine, so a request two of them ask goes to the engine once."""
     engine = prepared.engine
     answerers = [EngineAnswerer(engine) if engine and m.uses_model else None for m, _ in methods]
-    all_scores = runner.score_together(methods, prepared.pool, answerers)
+    all_scores = runner.drive_together(methods, prepared.pool, answerers)
     started = time.perf_counter()
     fits = overlong.own_fits(prepared.pool, engine) if engine else None
     fitting = time.perf_counter() - started

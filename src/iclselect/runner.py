@@ -35,12 +35,12 @@ class Answerer(Protocol):
     def answered_earlier(self, n: int) -> None: ...
 
 
-def score(method: Method, pool: Pool, config: Any, answerer: Answerer | None) -> MethodScores:
+def drive(method: Method, pool: Pool, config: Any, answerer: Answerer | None) -> MethodScores:
     """One method's scores; `answerer` may be None for a method that needs no model."""
-    return score_together([(method, config)], pool, [answerer])[0][0]
+    return drive_together([(method, config)], pool, [answerer])[0][0]
 
 
-def score_together(
+def drive_together(
     methods: list[tuple[Method, Any]], pool: Pool, answerers: list[Answerer | None]
 ) -> list[tuple[MethodScores, float]]:
     """Each method's scores on `pool` and the seconds spent on it; model methods' rounds
@@ -153,5 +153,5 @@ def planned_rounds(
     """The requests `method` asks, round by round, when it scores `pool` (see CostAnswerer
     for the bound on rounds that depend on earlier answers)."""
     answerer = CostAnswerer(count_tokens)
-    score(method, pool, config, answerer)
+    drive(method, pool, config, answerer)
     return answerer.rounds

@@ -145,7 +145,7 @@ def aggregates(influence: np.ndarray, significance: str = "mean") -> dict[str, f
     IconConfig,
     fraction=0.15,
 )
-def score(pool: Pool, config: IconConfig) -> Rounds:
+def rounds(pool: Pool, config: IconConfig) -> Rounds:
     n = len(pool)
     setup = _setup(pool, config)
     m = len(setup.assessment)

@@ -90,7 +90,7 @@ def own_ifd(
     embeddings=False,
     fraction=0.05,
 )
-def score(pool: Pool, config: IfdConfig) -> Rounds:
+def rounds(pool: Pool, config: IfdConfig) -> Rounds:
     values, cond, uncond = yield from own_ifd(pool.samples, config.form, "IFD")
     excluded: dict[int, Excluded] = {}
     for i, value in enumerate(values):

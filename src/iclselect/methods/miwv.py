@@ -53,7 +53,7 @@ def _requests(pool: Pool, demo: np.ndarray) -> list[LogprobRequest]:
     MiwvConfig,
     fraction=0.01,
 )
-def score(pool: Pool, config: MiwvConfig) -> Rounds:
+def rounds(pool: Pool, config: MiwvConfig) -> Rounds:
     if len(pool) < 2:
         raise ValueError("MIWV needs at least 2 samples: each one's demo is another sample")
     samples = pool.samples

@@ -76,7 +76,7 @@ def _requests(pool: Pool, anchors: list[int]) -> list[LogprobRequest]:
     NuggetsConfig,
     fraction=0.01,
 )
-def score(pool: Pool, config: NuggetsConfig) -> Rounds:
+def rounds(pool: Pool, config: NuggetsConfig) -> Rounds:
     if len(pool) < 2:
         raise ValueError("Nuggets needs at least 2 samples: a candidate and an anchor")
     samples, n = pool.samples, len(pool)

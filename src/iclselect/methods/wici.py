@@ -87,7 +87,7 @@ class WiciConfig:
     estimate_note="difficult probes, which depend on the first round's answers, are "
     "estimated at the longest member of each cluster: an upper bound",
 )
-def score(pool: Pool, config: WiciConfig) -> Rounds:
+def rounds(pool: Pool, config: WiciConfig) -> Rounds:
     samples, vectors = pool.samples, pool.instructions()
     n = len(samples)
     own_ifd, own_loss, alone_loss = yield from ifd_lib.own_ifd(
