@@ -13,9 +13,10 @@ message stays plain text and cannot open a turn. Only template markup may produc
 
 Every target token is scored, the first included, so the context is never empty. The unconditioned
 context of IFD's L(y) is the template's response header alone ("<|im_start|>assistant\\n" for
-ChatML models, "### Response:\\n" for alpaca). alpaca and plain sequences start with the
-tokenizer's BOS token, or its EOS token where it has no BOS (GPT-2 style), which is the token the
-first response token of plain's unconditioned L(y) is conditioned on.
+ChatML models, "### Response:\\n" for alpaca), after the BOS token where the chat template starts
+every conversation with one. alpaca and plain sequences start with the tokenizer's BOS token, or
+its EOS token where it has no BOS (GPT-2 style), which is the token the first response token of
+plain's unconditioned L(y) is conditioned on.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Template:
         start = tokenizer.bos_token_id
         self.start_id: int = start if start is not None else tokenizer.eos_token_id
         self._tokenize = lru_cache(maxsize=65536)(self._tokenize_uncached)
+        self._lead = _leading_bos(tokenizer) if name == "chat" else ""
         self._response_header = _response_header(tokenizer) if name == "chat" else ""
 
     @property
@@ -78,7 +80,9 @@ class Template:
         """Identifies everything that changes token ids: template name and chat template text."""
         chat = getattr(self.tokenizer, "chat_template", None) or ""
         vocab = f"{type(self.tokenizer).__name__}:{len(self.tokenizer)}"
-        digest = hashlib.sha256(f"{self.name}\0{chat}\0{vocab}".encode()).hexdigest()
+        # A BOS before L(y)'s bare header changed those answers: such templates get a new print.
+        lead = "\0bos-header" if self._lead else ""
+        digest = hashlib.sha256(f"{self.name}\0{chat}\0{vocab}{lead}".encode()).hexdigest()
         return f"{self.name}-{digest[:12]}"
 
     def encode(self, request: LogprobRequest) -> Encoded:
@@ -109,7 +113,7 @@ class Template:
         if self.name != "chat":
             return self._render_text(system, request, turns)
         if not system and not turns:
-            return [_Piece(self._response_header, True)]
+            return [_Piece(self._lead + self._response_header, True)]
         n_demo_turns = len(turns) - sum(1 for t in request.prompt if t.role != "system")
         shared = len(system) + n_demo_turns if request.demos else 0
         return self._render_messages(system + turns, shared)
@@ -165,6 +169,19 @@ class Template:
         if not request.prompt or request.prompt[-1].role != "user":
             pieces.append(_Piece(reply_tag.lstrip("\n"), True))
         return [p for p in pieces if p.text]
+
+
+def _leading_bos(tokenizer: Any) -> str:
+    """The BOS token a chat template writes before every conversation (Llama 3, Mistral, Gemma),
+    else "". L(y)'s bare response header keeps it: the model never saw a sequence without it.
+    Only a template that names bos_token counts: ChatML's turns open with "<|im_start|>", which
+    some tokenizers also call their BOS."""
+    bos = getattr(tokenizer, "bos_token", None)
+    if not bos or "bos_token" not in (tokenizer.chat_template or ""):
+        return ""
+    probe = [{"role": "user", "content": "x"}]
+    rendered = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+    return bos if rendered.startswith(bos) else ""
 
 
 def _response_header(tokenizer: Any) -> str:
