@@ -17,7 +17,6 @@ from iclselect.methods.registry import Method, get
 from iclselect.pipeline import (
     RunConfig,
     RunResult,
-    _logger,
     choose,
     estimate,
     prepare,
@@ -48,12 +47,11 @@ def compare(config: RunConfig, names: list[str], overwrite: bool = False) -> Com
         raise ValueError(f"--out {out}: holds a single run (manifest.json); choose another --out")
     for name in names:
         check_out(out / name, overwrite)
-    log = _logger(config.quiet)
-    prepared = prepare(config, methods, log)
+    prepared = prepare(config, methods)
     results = []
     for method, method_config in zip(methods, configs, strict=True):
-        scored = score(prepared, method, method_config, config, log)
-        results.append(write(scored, choose(scored, budget), out / method.name, log, overwrite))
+        scored = score(prepared, method, method_config, config)
+        results.append(write(scored, choose(scored, budget), out / method.name, overwrite))
     spearman, overlap = agreement(results)
     table = markdown(results, spearman, overlap)
     files = [out / "compare.md", out / "compare.csv"]
@@ -69,7 +67,7 @@ def dry_run(config: RunConfig, names: list[str]) -> str:
     """Each method's estimate on one prepared pool, timed once on this machine."""
     methods, configs = _methods(config, names)
     config.budget()
-    prepared = prepare(config, methods, _logger(config.quiet))
+    prepared = prepare(config, methods)
     texts, rate = [], None
     for method, method_config in zip(methods, configs, strict=True):
         text, rate = estimate(prepared, method, method_config, rate)

@@ -10,10 +10,9 @@ result store, so a request two methods share is computed once.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,10 @@ from iclselect.progress import duration
 from iclselect.report import write_report
 from iclselect.rundir import staged
 from iclselect.selectors import NEAR_TIE, Budget, Selection, select
+
+# Progress and notices; the CLI prints them to stderr as "[iclselect] ...", and a library user
+# sees only warnings unless they configure logging (logging.basicConfig(level=logging.INFO)).
+log = logging.getLogger("iclselect")
 
 DEFAULT_FRACTION = 0.1  # compare's equal budget for every method, unless one is given
 
@@ -171,7 +174,7 @@ class RunResult:
     near_ties: list[int]  # rows left out whose score ties the last kept score
 
 
-def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]) -> Prepared:
+def prepare(config: RunConfig, methods: list[Method]) -> Prepared:
     """Read, embed and load the model once, for every method in `methods`."""
     check_run(config, methods)
     timings: dict[str, float] = {}
@@ -188,13 +191,13 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
             "or more",
         )
     duplicates = len(samples) - len({s.id for s in samples})
-    log(
+    log.info(
         f"read {dataset.n_rows} rows ({dataset.schema}, {dataset.container}) from {dataset.path}"
         + (f"; {len(dataset.invalid)} invalid rows skipped" if dataset.invalid else "")
         + (f"; {duplicates} exact duplicates (see duplicate_of)" if duplicates else "")
     )
     if dataset.unused_columns:
-        log(
+        log.warning(
             f"warning: columns not scored (carried into the subset as they are): "
             f"{', '.join(dataset.unused_columns)}"
         )
@@ -209,7 +212,7 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
         sharded = isinstance(embedder, ShardedEmbedder)
         if sharded:
             embedder.close()
-        log(
+        log.info(
             f"embedded {len(samples)} samples with {config.embedder}"
             + (f" on {config.workers} Ray workers" if sharded else "")
         )
@@ -231,7 +234,7 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
             store_path=config.store or Path(config.out) / "store.sqlite",
             executor=executor_for(config, loaded),
         )
-        log(
+        log.info(
             f"scoring with {loaded.model_id} ({engine.device}, {loaded.model.dtype}), "
             f"template {config.template}"
         )
@@ -281,7 +284,6 @@ def score(
     method: Method,
     method_config: Any,
     config: RunConfig,
-    log: Callable[[str], None],
 ) -> Scored:
     engine = prepared.engine
     timings = dict(prepared.timings)
@@ -296,7 +298,7 @@ def score(
     if engine:
         stats = {key: engine.stats[key] - before[key] for key in engine.stats}
         stats["corrupt"] = engine.store.corrupt if engine.store is not None else 0
-        log(
+        log.info(
             f"{method.name}: {stats['requests']} requests, {stats['stored']} answered from the "
             f"store, {stats['computed']} computed ({stats['tokens']} tokens)"
             + (f"; {stats['corrupt']} corrupt store entries recomputed" if stats["corrupt"] else "")
@@ -316,7 +318,7 @@ def score(
         )
         cuts = overlong.describe(fits, prepared.pool.rows, engine.max_length)
         if cuts:
-            log(f"{method.name}: {cuts}")
+            log.info(f"{method.name}: {cuts}")
     return Scored(
         config, method, prepared.dataset, prepared.pool, scores,
         engine.model_id if engine else None, engine.template.fingerprint if engine else None,
@@ -352,7 +354,6 @@ def write(
     scored: Scored,
     choice: Choice,
     out: Path,
-    log: Callable[[str], None],
     overwrite: bool = False,
 ) -> RunResult:
     """Write subset, scores.parquet and manifest.json (and what --add-scores and a
@@ -390,7 +391,7 @@ def write(
         if scored.config.report:
             write_report(stage, dataset)
     files = [out / path.name for path in [*files, Path("manifest.json")]]
-    log(f"{method.name}: kept {content['kept']} of {dataset.n_rows} rows")
+    log.info(f"{method.name}: kept {content['kept']} of {dataset.n_rows} rows")
     best = [
         (selection.rank[i], samples[i].row, float(scores.score[i]), samples[i].instruction_text)
         for i in selection.selected[:5]
@@ -422,7 +423,7 @@ def dry_run(config: RunConfig) -> str:
     method = get(config.method)
     method_config = method.configure(config.options_for(method.name))
     config.budget(method)
-    prepared = prepare(config, [method], _logger(config.quiet))
+    prepared = prepare(config, [method])
     return estimate(prepared, method, method_config)[0]
 
 
@@ -469,11 +470,3 @@ def estimated_time(
     if not flops:
         return "none (all answers stored)"
     return f"~{duration(flops / rate)}" if rate else f"unknown ({untimed})"
-
-
-def _logger(quiet: bool) -> Callable[[str], None]:
-    def log(message: str) -> None:
-        if not quiet:
-            print(f"[iclselect] {message}", file=sys.stderr, flush=True)
-
-    return log
