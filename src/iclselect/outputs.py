@@ -72,14 +72,15 @@ def scores_table(
                 **{name: column[i] for name, column in scores.components.items()},
             }
             if selection is not None:
-                near = selection.near_duplicate_of[i]
+                decision = selection.decisions[i]
+                near = decision.near_duplicate_of
                 values |= {
-                    "selected": selection.reason[i] == "selected",
-                    "rank": selection.rank[i],
-                    "reason": selection.reason[i],
-                    "detail": selection.detail[i],
+                    "selected": decision.reason == "selected",
+                    "rank": decision.rank,
+                    "reason": decision.reason,
+                    "detail": decision.detail,
                     "near_duplicate_of": None if near is None else source[near],
-                    "similarity": selection.similarity[i],
+                    "similarity": decision.similarity,
                 }
             elif first is not None:
                 values["reason"] = "duplicate"
