@@ -64,4 +64,5 @@ def score(pool: Pool, engine: Engine, config: MiwvConfig) -> MethodScores:
             "demo_similarity": similarity.astype(float).tolist(),
         },
         params=asdict(config),
+        row_columns={"demo_row": ()},
     )

@@ -126,6 +126,7 @@ def score(pool: Pool, engine: Engine, config: WiciConfig) -> MethodScores:
         },
         excluded=excluded,
         params=asdict(config),
+        row_columns={"probe_rows": ("probe_ici", "probe_weight")},
     )
 
 
