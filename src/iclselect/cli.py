@@ -259,7 +259,9 @@ Overwrite = Annotated[
         "never touched). Without it, an --out holding a run is refused.",
     ),
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress output; warnings still show.")
+]
 Report = Annotated[
     bool,
     typer.Option(
