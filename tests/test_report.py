@@ -49,6 +49,19 @@ def test_report_has_every_section_and_embedded_figures_only(report):
     assert "A high wici score means the sample, shown to the model as a one-shot example" in page
 
 
+def test_row_references_are_read_from_the_schema(report):
+    """The probes' table comes from probe_rows being marked in scores.parquet's schema (with
+    the columns that go with it), not from the column's name."""
+    import pyarrow.parquet as pq
+
+    from iclselect.outputs import row_columns
+
+    schema = pq.read_schema(report.parent / "scores.parquet")
+    assert row_columns(schema) == {"probe_rows": ["probe_ici", "probe_weight"]}
+    page = report.read_text(encoding="utf-8")
+    assert "<th>row</th><th>instruction</th><th>probe_ici</th><th>probe_weight</th>" in page
+
+
 def _outside_samples(page: str) -> str:
     """The page's own words: sample texts (in <pre>) are data and may say anything."""
     return re.sub(r"<pre>.*?</pre>", "", page, flags=re.S)

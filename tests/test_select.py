@@ -14,7 +14,7 @@ import pytest
 from conftest import cli, shortest, write_json
 
 import iclselect
-from iclselect.selectors import REASONS, Budget, Excluded, select
+from iclselect.selectors import REASONS, Budget, Decision, Excluded, select
 
 
 def test_budget_needs_exactly_one_limit():
@@ -56,6 +56,26 @@ def test_exact_duplicates_take_no_budget(budget):
     assert picked.reason[5:] == ["duplicate"] * 5
     assert picked.duplicate_of == [None] * 5 + [0, 1, 2, 3, 4]
     assert picked.rank[5:] == [None] * 5 and picked.rank[:5] == [1, 2, 3, 4, 5]
+
+
+def test_each_sample_gets_one_typed_decision():
+    vectors = np.eye(6, dtype=np.float32)
+    vectors[4] = vectors[0]  # row 4 is a near-copy of row 0
+    score = np.array([5.0, 4.0, 3.0, 2.0, 4.5, 1.0])
+    ids = ["a", "b", "c", "d", "e", "b"]  # row 5 is an exact copy of row 1
+    picked = select(
+        score, Budget(count=2), {3: Excluded("prefiltered", "IFD > 1")}, vectors, 0.9, ids
+    )
+    assert picked.decisions == [
+        Decision("selected", 1),
+        Decision("selected", 3),
+        Decision("below_budget", 4),
+        Decision("prefiltered", detail="IFD > 1"),
+        Decision("near_duplicate", 2, related=0, similarity=1.0, detail="tau 0.9"),
+        Decision("duplicate", related=1),
+    ]
+    assert picked.duplicate_of == [None] * 5 + [1]
+    assert picked.near_duplicate_of == [None] * 4 + [0, None]
 
 
 def test_near_ties_at_the_cut_are_reported():

@@ -31,7 +31,6 @@ from iclselect.pipeline import (
     RunConfig,
     RunResult,
     Scored,
-    _logger,
     choose,
     prepare,
     write,
@@ -130,7 +129,7 @@ class Subset:
         scored = self.scores.scored
         if add_scores is not None:
             scored = replace(scored, config=replace(scored.config, add_scores=add_scores))
-        return write(scored, self.choice, Path(out), _logger(scored.config.quiet), overwrite)
+        return write(scored, self.choice, Path(out), overwrite)
 
     def __len__(self) -> int:
         return len(self.choice.selection.selected)
@@ -189,9 +188,8 @@ def score_config(config: RunConfig) -> Scores:
     """score() for a whole RunConfig (what the CLI builds from its options)."""
     chosen = get(config.method)
     method_config = chosen.configure(config.options_for(chosen.name))
-    log = _logger(config.quiet)
-    prepared = prepare(config, [chosen], log)
-    return Scores(chosen.name, score_prepared(prepared, chosen, method_config, config, log))
+    prepared = prepare(config, [chosen])
+    return Scores(chosen.name, score_prepared(prepared, chosen, method_config, config))
 
 
 def select(

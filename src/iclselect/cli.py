@@ -12,7 +12,9 @@ Every option has a --help entry; method defaults follow each method's paper.
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -257,7 +259,9 @@ Overwrite = Annotated[
         "never touched). Without it, an --out holding a run is refused.",
     ),
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress output; warnings still show.")
+]
 Report = Annotated[
     bool,
     typer.Option(
@@ -527,6 +531,26 @@ def _settings(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+class _Stderr(logging.Handler):
+    """Log records as "[iclselect] message" lines on stderr, the one sys.stderr is at the time
+    (a test runner swaps it between commands)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"[iclselect] {self.format(record)}", file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
+def _log_to_stderr(quiet: bool) -> None:
+    """The CLI's logging, set once per command: progress (INFO) on stderr, only warnings with
+    --quiet. The library itself configures none (a Python user sees warnings only)."""
+    logger = logging.getLogger("iclselect")
+    if not any(isinstance(handler, _Stderr) for handler in logger.handlers):
+        logger.addHandler(_Stderr())
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 def _config(settings: dict[str, Any]) -> RunConfig:
     from iclselect.config import KEYS
     from iclselect.pipeline import RunConfig
@@ -539,6 +563,7 @@ def _config(settings: dict[str, Any]) -> RunConfig:
     values["out"] = str(settings.get("out") or Path("runs") / name)
     if settings.get("store") is not None:
         values["store"] = str(settings["store"])
+    _log_to_stderr(bool(values.get("quiet")))
     return RunConfig(**values)
 
 
@@ -856,6 +881,7 @@ def bench_quality(
     from iclselect.bench.quality import QualityConfig, append_benchmarks, run_quality
 
     def go() -> None:
+        _log_to_stderr(quiet)
         overrides = {
             key: value
             for key, value in {

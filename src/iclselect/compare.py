@@ -17,7 +17,6 @@ from iclselect.methods.registry import Method, get
 from iclselect.pipeline import (
     RunConfig,
     RunResult,
-    _logger,
     choose,
     estimate,
     prepare,
@@ -48,13 +47,11 @@ def compare(config: RunConfig, names: list[str], overwrite: bool = False) -> Com
         raise ValueError(f"--out {out}: holds a single run (manifest.json); choose another --out")
     for name in names:
         check_out(out / name, overwrite)
-    log = _logger(config.quiet)
-    prepared = prepare(config, methods, log)
+    prepared = prepare(config, methods)
+    everything = score_together(prepared, list(zip(methods, configs, strict=True)), config)
     results = [
-        write(scored, choose(scored, budget), out / scored.method.name, log, overwrite)
-        for scored in score_together(
-            prepared, list(zip(methods, configs, strict=True)), config, log
-        )
+        write(scored, choose(scored, budget), out / scored.method.name, overwrite)
+        for scored in everything
     ]
     spearman, overlap = agreement(results)
     table = markdown(results, spearman, overlap)
@@ -71,7 +68,7 @@ def dry_run(config: RunConfig, names: list[str]) -> str:
     """Each method's estimate on one prepared pool, timed once on this machine."""
     methods, configs = _methods(config, names)
     config.budget()
-    prepared = prepare(config, methods, _logger(config.quiet))
+    prepared = prepare(config, methods)
     texts, rate = [], None
     for method, method_config in zip(methods, configs, strict=True):
         text, rate = estimate(prepared, method, method_config, rate)

@@ -15,7 +15,6 @@ from iclselect.lm import LogprobRequest
 from iclselect.methods.registry import get
 from iclselect.pipeline import (
     RunConfig,
-    _logger,
     calibrate,
     estimated_time,
     planned_cost,
@@ -114,7 +113,7 @@ def inspect_data(config: RunConfig, names: list[str], timing: bool = True) -> In
     methods = [get(name) for name in names]
     with tempfile.TemporaryDirectory(prefix="iclselect-inspect-") as scratch:
         config = replace(config, skip_invalid=True, store=str(Path(scratch) / "store.sqlite"))
-        prepared = prepare(config, methods, _logger(config.quiet))
+        prepared = prepare(config, methods)
         dataset, pool, engine = prepared.dataset, prepared.pool, prepared.engine
         invalid = [
             f"row {bad.row}: " + (f"field {bad.field!r}: " if bad.field else "") + bad.message

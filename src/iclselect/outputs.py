@@ -72,14 +72,15 @@ def scores_table(
                 **{name: column[i] for name, column in scores.components.items()},
             }
             if selection is not None:
-                near = selection.near_duplicate_of[i]
+                decision = selection.decisions[i]
+                near = decision.near_duplicate_of
                 values |= {
-                    "selected": selection.reason[i] == "selected",
-                    "rank": selection.rank[i],
-                    "reason": selection.reason[i],
-                    "detail": selection.detail[i],
+                    "selected": decision.reason == "selected",
+                    "rank": decision.rank,
+                    "reason": decision.reason,
+                    "detail": decision.detail,
                     "near_duplicate_of": None if near is None else source[near],
-                    "similarity": selection.similarity[i],
+                    "similarity": decision.similarity,
                 }
             elif first is not None:
                 values["reason"] = "duplicate"
@@ -89,9 +90,38 @@ def scores_table(
         values["row"] = row
         for name, column in columns.items():
             column.append(values.get(name))
-    return pa.table({
+    table = pa.table({
         name: pa.array(values, type=BASE.get(name)) for name, values in columns.items()
     })  # fmt: skip
+    return with_row_columns(table, scores.row_columns)
+
+
+# Field metadata key of a column whose values are source rows (one, or a list, per row); its
+# value is the JSON list of the columns that go with a list's rows entry by entry.
+ROW_COLUMN = b"iclselect.rows"
+
+
+def with_row_columns(table: pa.Table, row_columns: dict[str, tuple[str, ...]]) -> pa.Table:
+    """`table` with its row-reference columns marked in the schema, so that readers (the
+    report) know them from the schema, not from their names."""
+    if not row_columns:
+        return table
+    fields = [
+        field.with_metadata({ROW_COLUMN: json.dumps(list(row_columns[field.name])).encode()})
+        if field.name in row_columns
+        else field
+        for field in table.schema
+    ]
+    return table.cast(pa.schema(fields, table.schema.metadata))
+
+
+def row_columns(schema: pa.Schema) -> dict[str, list[str]]:
+    """The row-reference columns marked in `schema`, each with the columns that go with it."""
+    return {
+        field.name: json.loads(field.metadata[ROW_COLUMN])
+        for field in schema
+        if field.metadata and ROW_COLUMN in field.metadata
+    }
 
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:

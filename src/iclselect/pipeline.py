@@ -10,8 +10,8 @@ result store, so a request two methods share is computed once.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, astuple, dataclass, field, replace
@@ -45,6 +45,10 @@ from iclselect.report import write_report
 from iclselect.rundir import staged
 from iclselect.runner import EngineAnswerer, planned_rounds
 from iclselect.selectors import NEAR_TIE, Budget, Selection, select
+
+# Progress and notices; the CLI prints them to stderr as "[iclselect] ...", and a library user
+# sees only warnings unless they configure logging (logging.basicConfig(level=logging.INFO)).
+log = logging.getLogger("iclselect")
 
 DEFAULT_FRACTION = 0.1  # compare's equal budget for every method, unless one is given
 
@@ -173,7 +177,7 @@ class RunResult:
     near_ties: list[int]  # rows left out whose score ties the last kept score
 
 
-def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]) -> Prepared:
+def prepare(config: RunConfig, methods: list[Method]) -> Prepared:
     """Read, embed and load the model once, for every method in `methods`."""
     check_run(config, methods)
     timings: dict[str, float] = {}
@@ -190,13 +194,13 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
             "or more",
         )
     duplicates = len(samples) - len({s.id for s in samples})
-    log(
+    log.info(
         f"read {dataset.n_rows} rows ({dataset.schema}, {dataset.container}) from {dataset.path}"
         + (f"; {len(dataset.invalid)} invalid rows skipped" if dataset.invalid else "")
         + (f"; {duplicates} exact duplicates (see duplicate_of)" if duplicates else "")
     )
     if dataset.unused_columns:
-        log(
+        log.warning(
             f"warning: columns not scored (carried into the subset as they are): "
             f"{', '.join(dataset.unused_columns)}"
         )
@@ -211,7 +215,7 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
         sharded = isinstance(embedder, ShardedEmbedder)
         if sharded:
             embedder.close()
-        log(
+        log.info(
             f"embedded {len(samples)} samples with {config.embedder}"
             + (f" on {config.workers} Ray workers" if sharded else "")
         )
@@ -233,7 +237,7 @@ def prepare(config: RunConfig, methods: list[Method], log: Callable[[str], None]
             store_path=config.store or Path(config.out) / "store.sqlite",
             executor=executor_for(config, loaded),
         )
-        log(
+        log.info(
             f"scoring with {loaded.model_id} ({engine.device}, {loaded.model.dtype}), "
             f"template {config.template}"
         )
@@ -283,16 +287,14 @@ def score(
     method: Method,
     method_config: Any,
     config: RunConfig,
-    log: Callable[[str], None],
 ) -> Scored:
-    return score_together(prepared, [(method, method_config)], config, log)[0]
+    return score_together(prepared, [(method, method_config)], config)[0]
 
 
 def score_together(
     prepared: Prepared,
     methods: list[tuple[Method, Any]],
     config: RunConfig,
-    log: Callable[[str], None],
 ) -> list[Scored]:
     """Every method's scores on the prepared pool; model methods' rounds advance together and
     share the engine, so a request two of them ask goes to the engine once."""
@@ -311,10 +313,10 @@ def score_together(
             scores = overlong.apply(scores, fits, engine.max_length)
             stats = {key: 0 for key in engine.stats} | (answerer.stats if answerer else {})
             stats["corrupt"] = engine.store.corrupt if engine.store is not None else 0
-            _log_engine(method.name, stats, config.max_length, log)
+            _log_engine(method.name, stats, config.max_length)
             cuts = overlong.describe(fits, prepared.pool.rows, engine.max_length)
             if cuts:
-                log(f"{method.name}: {cuts}")
+                log.info(f"{method.name}: {cuts}")
         timings = {**prepared.timings, "score": seconds + fitting}
         model_id = engine.model_id if engine else None
         template = engine.template.fingerprint if engine else None
@@ -325,8 +327,8 @@ def score_together(
     return scored
 
 
-def _log_engine(name: str, stats: dict[str, int], max_length: int, log: Callable[[str], None]):
-    log(
+def _log_engine(name: str, stats: dict[str, int], max_length: int) -> None:
+    log.info(
         f"{name}: {stats['requests']} requests, {stats['stored']} answered from the "
         f"store, {stats['computed']} computed ({stats['tokens']} tokens)"
         + (f"; {stats['corrupt']} corrupt store entries recomputed" if stats["corrupt"] else "")
@@ -374,7 +376,6 @@ def write(
     scored: Scored,
     choice: Choice,
     out: Path,
-    log: Callable[[str], None],
     overwrite: bool = False,
 ) -> RunResult:
     """Write subset, scores.parquet and manifest.json (and what --add-scores and a
@@ -412,7 +413,7 @@ def write(
         if scored.config.report:
             write_report(stage, dataset)
     files = [out / path.name for path in [*files, Path("manifest.json")]]
-    log(f"{method.name}: kept {content['kept']} of {dataset.n_rows} rows")
+    log.info(f"{method.name}: kept {content['kept']} of {dataset.n_rows} rows")
     best = [
         (selection.rank[i], samples[i].row, float(scores.score[i]), samples[i].instruction_text)
         for i in selection.selected[:5]
@@ -444,7 +445,7 @@ def dry_run(config: RunConfig) -> str:
     method = get(config.method)
     method_config = method.configure(config.options_for(method.name))
     config.budget(method)
-    prepared = prepare(config, [method], _logger(config.quiet))
+    prepared = prepare(config, [method])
     return estimate(prepared, method, method_config)[0]
 
 
@@ -507,11 +508,3 @@ def estimated_time(
     if not flops:
         return "none (all answers stored)"
     return f"~{duration(flops / rate)}" if rate else f"unknown ({untimed})"
-
-
-def _logger(quiet: bool) -> Callable[[str], None]:
-    def log(message: str) -> None:
-        if not quiet:
-            print(f"[iclselect] {message}", file=sys.stderr, flush=True)
-
-    return log

@@ -1,7 +1,8 @@
 """Selectors: turn scores into a kept subset, with a typed decision for every sample.
 
-Every sample gets one `Reason`; the numbers behind it are separate fields (rank, the copy or
-near-copy it lost to, the similarity), never text to parse.
+Every sample gets one `Decision`: a `Reason` and the numbers behind it as fields (rank, the copy
+or near-copy it gave way to, the similarity), never text to parse. scores.parquet holds them as
+columns, and the manifest, the report and the closing summary read those columns.
 """
 
 from __future__ import annotations
@@ -78,22 +79,65 @@ class Budget:
         return n
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What became of one sample, as data: the scores.parquet columns reason, rank,
+    duplicate_of / near_duplicate_of and similarity are these fields, and nothing reads
+    `detail`, which is words for a person."""
+
+    reason: Reason
+    rank: int | None = None  # 1 = highest score; None where not ranked
+    # The sample it gave way to: the first identical one (duplicate) or the kept one it is too
+    # similar to (near_duplicate); None for every other reason.
+    related: int | None = None
+    similarity: float | None = None  # cosine to `related` (near_duplicate)
+    detail: str | None = None
+
+    @property
+    def duplicate_of(self) -> int | None:
+        return self.related if self.reason == "duplicate" else None
+
+    @property
+    def near_duplicate_of(self) -> int | None:
+        return self.related if self.reason == "near_duplicate" else None
+
+
 @dataclass
 class Selection:
     """One decision per sample; indices are sample indices (not source rows)."""
 
+    decisions: list[Decision]
     selected: list[int]  # in the order they were accepted (best first)
-    rank: list[int | None]  # 1 = highest score; None where not ranked
-    reason: list[Reason]
-    detail: list[str | None]
-    duplicate_of: list[int | None]  # the first identical sample
-    near_duplicate_of: list[int | None]  # the kept sample it is too similar to
-    similarity: list[float | None]  # cosine to near_duplicate_of
     near_ties: list[int]  # left out below budget with a score tied with the last kept one
+
+    # Each field of the decisions as one list, a value per sample.
+    @property
+    def reason(self) -> list[Reason]:
+        return [d.reason for d in self.decisions]
+
+    @property
+    def rank(self) -> list[int | None]:
+        return [d.rank for d in self.decisions]
+
+    @property
+    def detail(self) -> list[str | None]:
+        return [d.detail for d in self.decisions]
+
+    @property
+    def duplicate_of(self) -> list[int | None]:
+        return [d.duplicate_of for d in self.decisions]
+
+    @property
+    def near_duplicate_of(self) -> list[int | None]:
+        return [d.near_duplicate_of for d in self.decisions]
+
+    @property
+    def similarity(self) -> list[float | None]:
+        return [d.similarity for d in self.decisions]
 
     @property
     def ranked(self) -> int:
-        return sum(r is not None for r in self.rank)
+        return sum(d.rank is not None for d in self.decisions)
 
     def warning(self) -> str | None:
         """A budget that selects nothing, or everything it could, selects nothing in effect."""
@@ -128,13 +172,12 @@ def select(
     is below tau."""
     n = len(score)
     duplicate_of = first_copies(ids) if ids is not None else [None] * n
-    reason: list[Reason] = ["not_scored"] * n
-    detail: list[str | None] = [None] * n
+    decisions = [Decision("not_scored")] * n
     for i, why in excluded.items():
-        reason[i], detail[i] = why.reason, why.detail
+        decisions[i] = Decision(why.reason, detail=why.detail)
     for i, first in enumerate(duplicate_of):
         if first is not None:
-            reason[i], detail[i] = "duplicate", None
+            decisions[i] = Decision("duplicate", related=first)
     scored = [
         i
         for i in range(n)
@@ -142,40 +185,38 @@ def select(
     ]
     # Ties broken by sample order so that a rerun selects the same rows.
     order = sorted(scored, key=lambda i: (-score[i], i))
-    rank: list[int | None] = [None] * n
-    for position, i in enumerate(order, start=1):
-        rank[i] = position
-    near_of: list[int | None] = [None] * n
-    similarity_to: list[float | None] = [None] * n
     limit = budget.size(len(order))
     accepted: list[int] = []
-    for i in order:
+    for rank, i in enumerate(order, start=1):
         if len(accepted) >= limit:
-            reason[i] = "below_budget"
+            decisions[i] = Decision("below_budget", rank)
             continue
         if budget.threshold is not None and score[i] < budget.threshold:
-            reason[i], detail[i] = "below_threshold", f"threshold {budget.threshold:g}"
+            decisions[i] = Decision(
+                "below_threshold", rank, detail=f"threshold {budget.threshold:g}"
+            )
             continue
         if vectors is not None and tau is not None and accepted:
             similarity = vectors[accepted] @ vectors[i]
             closest = int(np.argmax(similarity))
             if similarity[closest] >= tau:
-                reason[i], detail[i] = "near_duplicate", f"tau {tau:g}"
-                near_of[i], similarity_to[i] = accepted[closest], float(similarity[closest])
+                decisions[i] = Decision(
+                    "near_duplicate", rank, accepted[closest], float(similarity[closest]),
+                    f"tau {tau:g}",
+                )  # fmt: skip
                 continue
         accepted.append(i)
-        reason[i] = "selected"
-    return Selection(
-        accepted, rank, reason, detail, duplicate_of, near_of, similarity_to,
-        _near_ties(score, accepted, reason),
-    )  # fmt: skip
+        decisions[i] = Decision("selected", rank)
+    return Selection(decisions, accepted, _near_ties(score, accepted, decisions))
 
 
-def _near_ties(score: np.ndarray, accepted: list[int], reason: list[Reason]) -> list[int]:
+def _near_ties(score: np.ndarray, accepted: list[int], decisions: list[Decision]) -> list[int]:
     if not accepted:
         return []
     last = float(score[accepted[-1]])
     close = NEAR_TIE * max(abs(last), 1e-12)
     return [
-        i for i, why in enumerate(reason) if why == "below_budget" and abs(score[i] - last) <= close
+        i
+        for i, decision in enumerate(decisions)
+        if decision.reason == "below_budget" and abs(score[i] - last) <= close
     ]

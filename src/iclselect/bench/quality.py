@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from iclselect.lm.model import DEFAULT_MODEL, LoadedModel, load_model
 from iclselect.lm.precision import cpu_name
 from iclselect.lm.templates import Template
 from iclselect.methods.registry import get
-from iclselect.pipeline import RunConfig, _logger, choose, prepare, score
+from iclselect.pipeline import RunConfig, choose, prepare, score
 from iclselect.records import Sample
 from iclselect.selectors import Budget, select
 from iclselect.tune.evalsets import EvalSet, check_disjoint, held_out, load_eval_set
@@ -135,7 +136,7 @@ class Quality:
 def run_quality(config: QualityConfig) -> Quality:
     begun = time.perf_counter()
     preset = config.resolved()
-    log = _logger(config.quiet)
+    log = logging.getLogger("iclselect").info
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     data_dir = Path(config.data_dir)
@@ -204,7 +205,7 @@ def _plan_arms(
         raise ValueError("--methods: random always runs, as the baseline (--seeds sets how often)")
     names = [ALIASES.get(name, (name, {}))[0] for name in config.methods]
     methods = [get(name) for name in dict.fromkeys([*names, "random"])]
-    prepared = prepare(run_config, methods, log)
+    prepared = prepare(run_config, methods)
     pool = prepared.pool.samples
     arms: list[Arm] = [Arm("untuned", "untuned", None, [])]
     scoring: dict[str, Any] = {}
@@ -213,14 +214,14 @@ def _plan_arms(
         name, fixed = ALIASES.get(shown, (shown, {}))
         method = get(name)
         options = {**run_config.options_for(name, prefixed_only=True), **fixed}
-        scored = score(prepared, method, method.configure(options), run_config, log)
+        scored = score(prepared, method, method.configure(options), run_config)
         scoring[shown] = {"seconds": scored.timings["score"], "engine": scored.engine_stats}
         rankings[shown] = lambda budget, scored=scored: choose(scored, budget).selection.selected
     for name, path in config.scores.items():
         rankings[name] = _ranking_from_file(path, pool)
     random = get("random")
     draws = [
-        score(prepared, random, random.configure({"seed": seed}), run_config, log)
+        score(prepared, random, random.configure({"seed": seed}), run_config)
         for seed in range(preset.seeds)
     ]
     for budget in preset.budgets:

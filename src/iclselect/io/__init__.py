@@ -9,11 +9,12 @@ format, byte-for-byte for the text containers; write_entry the subset's dataset_
 
 from iclselect.io.dataset import Dataset
 from iclselect.io.errors import InputError, InvalidRow
+from iclselect.io.files import replace_dir, replace_file
 from iclselect.io.inputs import read_input
 from iclselect.io.llamafactory import LlamaFactoryEntry, write_entry
 from iclselect.io.read import read_dataset, read_records
 from iclselect.io.schemas import FORMATS
-from iclselect.io.write import replace_dir, replace_file, write_subset
+from iclselect.io.write import write_subset
 
 __all__ = [
     "FORMATS",

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from iclselect.io.errors import InputError
+from iclselect.io.files import replace_file
 from iclselect.records import Role
 
 INFO_FILE = "dataset_info.json"
@@ -102,8 +103,6 @@ def read_entry(info_path: Path, name: str | None) -> EntryInput:
 def write_entry(out_dir: Path, entry: LlamaFactoryEntry, subset: Path, method: str) -> Path:
     """out_dir/dataset_info.json with one entry, '<name>_<method>', for the subset file; its
     columns, tags and formatting are the input entry's."""
-    from iclselect.io.write import replace_file
-
     info = {key: value for key, value in entry.info.items() if key != "num_samples"}
     info["file_name"] = subset.name
     text = json.dumps({f"{entry.name}_{method}": info}, indent=2, ensure_ascii=False) + "\n"

@@ -1,16 +1,15 @@
-"""write_subset: chosen rows out, in the input's own format."""
+"""write_subset: chosen rows out, in the input's own format. (The subset's LLaMA-Factory
+entry is written by io/llamafactory.py, beside its reader.)"""
 
 from __future__ import annotations
 
 import gzip
 import operator
-import os
-import shutil
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from iclselect.io.dataset import Dataset, HFSource, ParquetSource, TextSource
+from iclselect.io.files import replace_dir, replace_file
 from iclselect.io.tables import write_hf, write_parquet
 
 
@@ -52,31 +51,3 @@ def _rows(rows: Sequence[int], n_rows: int) -> list[int]:
         bad = chosen[0] if chosen[0] < 0 else chosen[-1]
         raise IndexError(f"row {bad} out of range: the dataset has {n_rows} rows")
     return chosen
-
-
-def _temp_name(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-
-
-def replace_file(target: Path, write: Callable[[Path], object]) -> None:
-    """Write through `write(temp)` and rename over `target`: never a half-written target."""
-    temp = _temp_name(target)
-    try:
-        write(temp)
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def replace_dir(target: Path, write: Callable[[Path], object]) -> None:
-    # os.replace cannot put a directory over a non-empty one, so an old subset is moved
-    # aside first and removed only once the new one is in place.
-    temp, old = _temp_name(target), _temp_name(target)
-    try:
-        write(temp)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(temp, target)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iclselect.hub import quiet_loading
 from iclselect.lm import precision
 from iclselect.lm.fingerprint import weights_fingerprint
 
@@ -99,14 +100,6 @@ def _hub_commit(name: str) -> str:
         raise FileNotFoundError(f"--model {name}: the hub model has no config.json")
     # The cache lays files out as models--org--name/snapshots/<commit>/config.json.
     return Path(config).parent.name[:12]
-
-
-def quiet_loading() -> None:
-    """Keep transformers' per-tensor load bars and notices out of the log."""
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
 
 
 def _default_model_dir() -> Path:

@@ -73,4 +73,5 @@ def rounds(pool: Pool, config: MiwvConfig) -> Rounds:
             "demo_similarity": similarity.astype(float).tolist(),
         },
         params=asdict(config),
+        row_columns={"demo_row": ()},
     )

@@ -18,3 +18,7 @@ class MethodScores:
     components: dict[str, list[Any]] = field(default_factory=dict)  # column -> value per sample
     excluded: dict[int, Excluded] = field(default_factory=dict)  # by sample index
     params: dict[str, Any] = field(default_factory=dict)
+    # Components that name other source rows (one row, or a list of rows, per sample), each
+    # with the list components that go with its rows entry by entry: wICI's
+    # {"probe_rows": ("probe_ici", "probe_weight")}. scores.parquet marks them in its schema.
+    row_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)

@@ -144,6 +144,7 @@ def rounds(pool: Pool, config: WiciConfig) -> Rounds:
         },
         excluded=excluded,
         params=asdict(config),
+        row_columns={"probe_rows": ("probe_ici", "probe_weight")},
     )
 
 

@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from iclselect.io import Dataset, InputError, read_input, replace_file
 from iclselect.methods.registry import get
+from iclselect.outputs import row_columns
 from iclselect.report import plots
 from iclselect.selectors import REASONS
 
@@ -46,6 +48,7 @@ def write_report(out: Path, dataset: Dataset | None = None) -> Path:
     from `dataset`, or else from re-reading the run's input (left out if it cannot be read)."""
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     table = pd.read_parquet(out / "scores.parquet")
+    references = row_columns(pq.read_schema(out / "scores.parquet"))
     texts, text_note = _texts(manifest, dataset)
     method = manifest["method"]["name"]
     body = [
@@ -53,7 +56,7 @@ def write_report(out: Path, dataset: Dataset | None = None) -> Path:
         _summary(manifest),
         _scores(table, method, manifest["cut"]),
         _map(table, texts),
-        _samples(table, texts, text_note),
+        _samples(table, texts, text_note, references),
         _duplicates(table, texts),
     ]
     target = out / "report.html"
@@ -257,7 +260,14 @@ def _map(table: pd.DataFrame, texts: dict[int, tuple[str, str]]) -> str:
     ])  # fmt: skip
 
 
-def _samples(table: pd.DataFrame, texts: dict[int, tuple[str, str]], note: str) -> str:
+def _samples(
+    table: pd.DataFrame,
+    texts: dict[int, tuple[str, str]],
+    note: str,
+    references: dict[str, list[str]],
+) -> str:
+    """`references`: the columns that name other rows, each with the columns that go with its
+    rows (outputs.row_columns), read from the schema of scores.parquet."""
     ranked = table[table["rank"].notna()].sort_values("rank")
     parts = ["<h2>Top and bottom samples</h2>"]
     if note:
@@ -267,27 +277,35 @@ def _samples(table: pd.DataFrame, texts: dict[int, tuple[str, str]], note: str) 
         "score was computed from (for wICI its probes and the influence on each; for MIWV its "
         "demo).</p><h3>Highest</h3>"
     )
-    parts += [_sample(row, texts) for _, row in ranked.head(_SHOWN).iterrows()]
+    parts += [_sample(row, texts, references) for _, row in ranked.head(_SHOWN).iterrows()]
     parts.append("<h3>Lowest</h3>")
-    parts += [_sample(row, texts) for _, row in ranked.tail(_SHOWN).iloc[::-1].iterrows()]
+    parts += [
+        _sample(row, texts, references) for _, row in ranked.tail(_SHOWN).iloc[::-1].iterrows()
+    ]
     return "".join(parts)
 
 
-def _sample(row: pd.Series, texts: dict[int, tuple[str, str]]) -> str:
+def _sample(
+    row: pd.Series, texts: dict[int, tuple[str, str]], references: dict[str, list[str]]
+) -> str:
     number = int(row["row"])
     instruction, response = texts.get(number, ("", ""))
     state = "kept" if row["selected"] else "dropped"
     why = row["reason"] + (f" ({row['detail']})" if pd.notna(row["detail"]) else "")
-    scalars, refs, lists = [], [], {}
+    partners = {name for names in references.values() for name in names}
+    scalars, refs, tables = [], [], []
     for name, value in row.items():
-        if name in _BASE or value is None or value is pd.NA:
+        if name in _BASE or name in partners or value is None or value is pd.NA:
             continue
-        if isinstance(value, (list, tuple, np.ndarray)):
-            lists[name] = list(value)
-        elif name.endswith("_row") and pd.notna(value):
+        listed = isinstance(value, (list, tuple, np.ndarray))
+        if name in references and listed:
+            tables.append(
+                _referenced(list(value), {k: list(row[k]) for k in references[name]}, texts)
+            )
+        elif name in references and pd.notna(value):
             other = texts.get(int(value), ("",))[0]
             refs.append(f"{_e(name)} {int(value)}: {_e(_clip(other, 120))}")
-        elif isinstance(value, (int, float, np.number)) and pd.notna(value):
+        elif not listed and isinstance(value, (int, float, np.number)) and pd.notna(value):
             scalars.append(f"{_e(name)} {float(value):.4g}")
     parts = [
         f'<div class="sample {state}"><b>rank {int(row["rank"])} · row {number} · score '
@@ -298,22 +316,25 @@ def _sample(row: pd.Series, texts: dict[int, tuple[str, str]]) -> str:
         parts.append(f"<p>{' · '.join(scalars)}</p>")
     if refs:
         parts.append("<p>" + "<br>".join(refs) + "</p>")
-    for name, values in lists.items():
-        if not name.endswith("_rows"):
-            continue
-        prefix = name[: -len("rows")]
-        partners = {k: v for k, v in lists.items() if k.startswith(prefix) and k != name}
-        header = ["row", "instruction", *partners]
-        rows = [
+    return "".join(parts + tables) + "</div>"
+
+
+def _referenced(
+    rows: list[Any], partners: dict[str, list[Any]], texts: dict[int, tuple[str, str]]
+) -> str:
+    """A table of the rows one sample's score refers to (wICI's probes), with the values that
+    go with each (its influence, its weight)."""
+    return _table(
+        ["row", "instruction", *partners],
+        [
             (
                 int(r),
                 _clip(texts.get(int(r), ("",))[0], 100),
-                *[f"{partners[k][j]:.4g}" for k in partners],
+                *[f"{values[j]:.4g}" for values in partners.values()],
             )
-            for j, r in enumerate(values)
-        ]
-        parts.append(_table(header, rows))
-    return "".join(parts) + "</div>"
+            for j, r in enumerate(rows)
+        ],
+    )
 
 
 def _duplicates(table: pd.DataFrame, texts: dict[int, tuple[str, str]]) -> str:

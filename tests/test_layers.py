@@ -1,0 +1,132 @@
+"""The layers, read from the source: which package may import which, and no import cycles.
+
+Imports are read with ast, function-local ones and TYPE_CHECKING ones included: an import
+inside a function is still an edge (it runs the first time the function does).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SRC / "iclselect"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every iclselect module `path` imports, anywhere in the file."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            found.add(base)
+            # `from iclselect.io import files` imports the module iclselect.io.files.
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {m for m in found if m == "iclselect" or m.startswith("iclselect.")}
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: {m for m in imports(path) if m in modules} for name, path in modules.items()}
+
+
+def cycle(edges: dict[str, set[str]], nodes: set[str]) -> list[str] | None:
+    """One import cycle among `nodes`, as the list of modules around it, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(edges[node] & nodes):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(nodes):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_imports_are_read_from_function_bodies_too(tmp_path):
+    source = PACKAGE / "embed" / "embedder.py"
+    assert "iclselect.hub" in imports(source)
+    local = PACKAGE / "io" / "tables.py"  # imports datasets inside a function; not ours
+    assert all(m.startswith("iclselect.io") for m in imports(local))
+
+
+def test_embed_does_not_import_the_lm_layer():
+    """Embedding must not pull in torch-heavy iclselect.lm (model loading, attention kernels)."""
+    edges = graph()
+    for name in sorted(edges):
+        if name == "iclselect.embed" or name.startswith("iclselect.embed."):
+            bad = sorted(m for m in edges[name] if m.split(".")[:2] == ["iclselect", "lm"])
+            assert not bad, f"{name} imports {bad}"
+
+
+def test_importing_embed_loads_neither_the_lm_layer_nor_torch():
+    code = (
+        "import sys, iclselect.embed, iclselect.embed.sharded, iclselect.embed.atlas; "
+        "print(sorted(m for m in sys.modules if m.startswith(('iclselect.lm', 'torch'))))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_hub_helper_is_neutral():
+    assert graph()["iclselect.hub"] == set()
+
+
+def test_io_has_no_import_cycle():
+    edges = graph()
+    io = {name for name in edges if name.startswith("iclselect.io.")}
+    assert "iclselect.io.llamafactory" in io and "iclselect.io.write" in io
+    assert cycle(edges, io) is None, f"import cycle in io/: {' -> '.join(cycle(edges, io))}"
+    # io/ is a bottom layer: it imports only itself and records.
+    outside = {m for name in io for m in edges[name] if not m.startswith("iclselect.io")}
+    assert outside <= {"iclselect.records"}, outside
+
+
+def test_write_writes_subsets_only():
+    """The LLaMA-Factory entry is written beside its reader; write.py does not know it."""
+    edges = graph()
+    assert "iclselect.io.llamafactory" not in edges["iclselect.io.write"]
+    assert "iclselect.io.write" not in edges["iclselect.io.llamafactory"]
+
+
+def test_the_report_reads_decisions_from_columns_not_text():
+    """report/ reads typed columns (reason, rank, duplicate_of, near_duplicate_of, similarity,
+    and row references declared in the table's schema): no regex, no row numbers parsed out of
+    text, no column found by the ending of its name."""
+    for path in (PACKAGE / "report").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        tree = ast.parse(text)
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "re" not in imported, f"{path.name} imports re"
+        assert not re.search(r"\.(str\.)?(extract|contains|endswith|startswith)\(", text), (
+            f"{path.name} reads text it could read from a column"
+        )
+        assert "selected row" not in text
