@@ -50,6 +50,9 @@ class Fake:
     def fit_classifier(self, job: FitClassifier) -> np.ndarray:
         raise AssertionError("no classifier is asked for here")
 
+    def can_fit_classifier(self) -> bool:
+        return False
+
 
 def pool(n: int = 8, seed: int = 0) -> Pool:
     rng = np.random.default_rng(seed)
@@ -119,6 +122,21 @@ def test_wici_is_the_weighted_in_context_ifd_drop(denominator):
     assert len(fake.calls[1]) == len(p) * 3 * (1 if denominator == "alone" else 2)
 
 
+def test_wici_reference_code_variant_averages_the_helped_probes_and_prefilters():
+    p = pool(12)
+    paper, _ = run("wici", p, probes="topk", n_probes=3)
+    code, _ = run("wici", p, probes="topk", n_probes=3, aggregate="code", prefilter_ifd=True)
+    above = [i for i in range(len(p)) if paper.components["ifd"][i] > 1]
+    assert above and len(above) < len(p)
+    for i in range(len(p)):
+        if i in above:
+            assert code.excluded[i].reason == "prefiltered" and math.isnan(code.score[i])
+            continue
+        ici, weights = paper.components["probe_ici"][i], paper.components["probe_weight"][i]
+        helped = [w * t for w, t in zip(weights, ici, strict=True) if t > 0]
+        assert code.score[i] == pytest.approx(sum(helped) / len(helped) if helped else 0.0)
+
+
 def test_icon_is_the_perplexity_shift_against_the_random_control(tmp_path):
     from conftest import write_json
 
@@ -134,12 +152,13 @@ def test_icon_is_the_perplexity_shift_against_the_random_control(tmp_path):
         return math.exp(fake.loss(conditioned(s, demo)))
 
     for c, candidate in enumerate(p.samples):
-        control = icon.random_control(candidate, 42)
         influence = np.array([
-            (ppl(s, control) - ppl(s, candidate.turns)) / (ppl(s) + 1e-6) for s in rows
+            (ppl(s, icon.random_control(candidate, 42, s)) - ppl(s, candidate.turns))
+            / (ppl(s) + 1e-6)
+            for s in rows
         ])  # fmt: skip
         assert scores.score[c] == pytest.approx(influence.mean(), rel=1e-9)
-        assert scores.components["stability"][c] == pytest.approx(influence.var(), rel=1e-9)
+        assert scores.components["stability"][c] == pytest.approx(influence.var(ddof=1))
         assert scores.components["consistency"][c] == (influence > 0).mean()
 
 
@@ -199,3 +218,42 @@ def test_registry_lists_every_registered_method_once():
     assert [m for m in METHODS if METHODS[m].uses_model] == [
         "wici", "miwv", "icon", "ifd", "nuggets", "perplexity",
     ]  # fmt: skip
+
+
+def test_icon_labels_by_quantile_as_the_code_or_by_count():
+    from iclselect.methods.icon_classifier import top_labels
+
+    values = np.array([1.0, 2.0, 2.0, 2.0, 3.0])
+    # The 0.6 quantile, linearly interpolated, is 2.0: every tie at it is positive.
+    assert top_labels(values, 0.4, "quantile").tolist() == [0, 1, 1, 1, 1]
+    assert top_labels(values, 0.4, "top").tolist() == [0, 1, 0, 0, 1]
+    assert top_labels(np.arange(1.0, 11.0), 0.15, "quantile").tolist() == [0] * 8 + [1, 1]
+
+
+class Gpu(Fake):
+    """A fake answerer on a machine where the paper's LoRA selector is practical."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: list[FitClassifier] = []
+
+    def can_fit_classifier(self) -> bool:
+        return True
+
+    def fit_classifier(self, job: FitClassifier) -> np.ndarray:
+        self.jobs.append(job)
+        return np.linspace(0, 1, len(job.score_texts))
+
+
+@pytest.mark.parametrize(("answerer", "kind"), [(Fake, "embedding"), (Gpu, "lora")])
+def test_icon_auto_selector_is_lora_only_where_it_is_practical(tmp_path, answerer, kind):
+    from conftest import write_json
+
+    rows = [{"instruction": f"assess {k}", "input": "", "output": f"reply {k}"} for k in range(2)]
+    path = write_json(tmp_path / "assessment.json", rows)
+    p, fake = pool(30), answerer()
+    method = get("icon")
+    scores = drive(method, p, method.configure({"assessment": str(path), "exact": 20}), fake)
+    assert scores.params["selector_report"]["kind"] == kind
+    if kind == "lora":
+        assert [len(job.score_texts) for job in fake.jobs][-1] == len(p)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -31,6 +32,8 @@ class Answerer(Protocol):
     def loglikelihood(self, requests: list[LogprobRequest], desc: str) -> list[LogprobResult]: ...
 
     def fit_classifier(self, job: FitClassifier) -> np.ndarray: ...
+
+    def can_fit_classifier(self) -> bool: ...
 
     def answered_earlier(self, n: int) -> None: ...
 
@@ -74,8 +77,10 @@ def drive_together(
                 assert answerer is not None
                 if isinstance(question, Round):
                     replies[k] = _answer(question, answerer, memory)
-                else:
+                elif isinstance(question, FitClassifier):
                     replies[k] = answerer.fit_classifier(question)
+                else:
+                    replies[k] = answerer.can_fit_classifier()
             seconds[k] += time.perf_counter() - started
     return [(r, s) for r, s in zip(results, seconds, strict=True) if r is not None]
 
@@ -121,6 +126,10 @@ class EngineAnswerer:
         engine = self.engine
         return fit_predict(job, engine.model, engine.template.tokenizer, engine.device)
 
+    def can_fit_classifier(self) -> bool:
+        """The paper's LoRA selector is a fine-tune: practical on a CUDA device, with peft."""
+        return self.engine.device.type == "cuda" and find_spec("peft") is not None
+
 
 @dataclass
 class CostAnswerer:
@@ -145,6 +154,9 @@ class CostAnswerer:
 
     def fit_classifier(self, job: FitClassifier) -> np.ndarray:
         return np.full(len(job.score_texts), 0.5)
+
+    def can_fit_classifier(self) -> bool:
+        return False  # its cost is not estimated either way
 
 
 def planned_rounds(

@@ -40,7 +40,7 @@ from iclselect.methods.ifd import conditioned
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
-from iclselect.methods.rounds import Rounds, ask
+from iclselect.methods.rounds import CanFitClassifier, Rounds, ask
 from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample, Turn
 from iclselect.selectors import Excluded
@@ -57,14 +57,25 @@ class IconConfig:
     )
     selector: Literal["auto", "none", "embedding", "lora"] = option(
         "auto",
-        "classifier for the pool: embedding (logistic regression), lora (paper; peft), none; "
-        "auto: embedding when exact < pool size",
+        "classifier for the pool: lora (the paper's; needs peft), embedding (iclselect's cheaper "
+        "stand-in: logistic regression on the embeddings), none; auto, when exact < pool size: "
+        "lora on a CUDA device with peft installed, else embedding",
     )
     lora_epochs: int = option(5, "selector=lora: training epochs (paper: 5, lr 5e-5, r=alpha=8)")
-    lora_max_tokens: int = option(512, "selector=lora: tokens per sample, longer ones cut")
+    lora_max_tokens: int = option(2048, "selector=lora: tokens per sample, longer ones cut (code)")
     label_fraction: float = option(0.15, "top share of exact scores labelled positive (paper: 15%)")
+    labels: Literal["quantile", "top"] = option(
+        "quantile",
+        "quantile: positive where significance >= its (1 - label_fraction) quantile (code); "
+        "top: exactly the ceil(label_fraction x exact) highest",
+    )
     significance: Literal["mean", "code"] = option(
         "mean", "mean influence (paper) or the code's sigmoid map 2/(1+exp(-50x))-1"
+    )
+    control: Literal["pair", "candidate"] = option(
+        "pair",
+        "pair: a fresh random text for every (candidate, assessment row) pair (code); "
+        "candidate: one per candidate for every row (cheaper: its demo is computed once)",
     )
     seed: int = option(42, "seed of the random subsets and the random-text control")
 
@@ -99,22 +110,33 @@ def _setup(pool: Pool, config: IconConfig) -> _Setup:
     return _Setup(assessment, name, exact)
 
 
-def random_control(candidate: Sample, seed: int) -> tuple[Turn, ...]:
-    """T_rand: each turn's text replaced by random printable characters of the same length."""
-    digest = hashlib.sha256(f"{seed}:{candidate.id}".encode()).digest()
+def random_control(candidate: Sample, seed: int, row: Sample | None = None) -> tuple[Turn, ...]:
+    """T_rand: the candidate's text replaced by random printable characters (letters, digits,
+    punctuation, space), the same number in each turn, so the template renders the same turns
+    around it. Seeded by the candidate's content id and, given `row`, the assessment row's too:
+    a fresh text for every pair, as the reference code draws one."""
+    key = f"{seed}:{candidate.id}" + (f":{row.id}" if row is not None else "")
+    digest = hashlib.sha256(key.encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
-    return tuple(
-        Turn(t.role, "".join(rng.choice(list(_PRINTABLE), len(t.content)))) for t in candidate.turns
-    )
+    text = "".join(rng.choice(list(_PRINTABLE), sum(len(t.content) for t in candidate.turns)))
+    turns, start = [], 0
+    for t in candidate.turns:
+        turns.append(Turn(t.role, text[start : start + len(t.content)]))
+        start += len(t.content)
+    return tuple(turns)
 
 
-def _requests(pool: Pool, setup: _Setup, seed: int) -> list[LogprobRequest]:
+def control_for(candidate: Sample, row: Sample, config: IconConfig) -> tuple[Turn, ...]:
+    """The control demo before assessment row `row` (see IconConfig.control)."""
+    return random_control(candidate, config.seed, row if config.control == "pair" else None)
+
+
+def _requests(pool: Pool, setup: _Setup, config: IconConfig) -> list[LogprobRequest]:
     requests = [conditioned(s) for s in setup.assessment]
     for c in setup.exact:
         candidate = pool.samples[c]
-        control = random_control(candidate, seed)
         requests += [conditioned(s, candidate.turns) for s in setup.assessment]
-        requests += [conditioned(s, control) for s in setup.assessment]
+        requests += [conditioned(s, control_for(candidate, s, config)) for s in setup.assessment]
     return requests
 
 
@@ -124,13 +146,15 @@ def influences(base: np.ndarray, with_t: np.ndarray, with_rand: np.ndarray) -> n
 
 
 def aggregates(influence: np.ndarray, significance: str = "mean") -> dict[str, float]:
+    """The four aggregates over the assessment rows. Stability is the sample variance (ddof 1,
+    pandas' var, as the code computes it); 0 for a single row."""
     mean = float(influence.mean())
     if significance == "code":
         mean = math.copysign(1.0, mean) if abs(mean) > 0.5 else 2 / (1 + math.exp(-50 * mean)) - 1
     return {
         "significance": mean,
         "consistency": float((influence > 0).mean()),
-        "stability": float(influence.var()),
+        "stability": float(influence.var(ddof=1)) if len(influence) > 1 else 0.0,
         "coverage": float((influence > 0.5).mean()),
     }
 
@@ -150,22 +174,27 @@ def rounds(pool: Pool, config: IconConfig) -> Rounds:
     setup = _setup(pool, config)
     m = len(setup.assessment)
     answers = yield from ask(
-        _requests(pool, setup, config.seed),
+        _requests(pool, setup, config),
         f"ICon: {m} assessment rows with each of {len(setup.exact)} candidates",
     )
 
-    def perplexities(demo: tuple[Turn, ...] | None) -> np.ndarray:
-        return np.array([answers[conditioned(s, demo)].perplexity for s in setup.assessment])
+    def perplexities(demos: list[tuple[Turn, ...] | None]) -> np.ndarray:
+        return np.array(
+            [
+                answers[conditioned(s, d)].perplexity
+                for s, d in zip(setup.assessment, demos, strict=True)
+            ]
+        )
 
-    base = perplexities(None)
+    base = perplexities([None] * m)
     columns: dict[str, list[Any]] = {
         name: [None] * n for name in ("significance", "consistency", "stability", "coverage")
     }
     exact_significance = np.full(n, math.nan)
     for c in setup.exact:
         candidate = pool.samples[c]
-        with_t = perplexities(candidate.turns)
-        with_rand = perplexities(random_control(candidate, config.seed))
+        with_t = perplexities([candidate.turns] * m)
+        with_rand = perplexities([control_for(candidate, s, config) for s in setup.assessment])
         values = aggregates(influences(base, with_t, with_rand), config.significance)
         for name, value in values.items():
             columns[name][c] = value
@@ -179,8 +208,10 @@ def rounds(pool: Pool, config: IconConfig) -> Rounds:
         "exact_rows": len(setup.exact),
     }
     selector = config.selector
-    if selector == "auto":
-        selector = "embedding" if len(setup.exact) < n else "none"
+    if selector == "auto" and len(setup.exact) >= n:
+        selector = "none"
+    elif selector == "auto":
+        selector = "lora" if (yield CanFitClassifier()) else "embedding"
     excluded: dict[int, Excluded] = {}
     if selector == "none":
         score_values = exact_significance

@@ -42,9 +42,7 @@ def train_classifier(
             f"(need {_MIN_EXACT}); raise icon.exact or set icon.selector=none"
         )
     values = significance[exact]
-    positives = max(1, math.ceil(config.label_fraction * len(exact)))
-    labels = np.zeros(len(exact), dtype=int)
-    labels[np.argsort(-values, kind="stable")[:positives]] = 1  # ties: the earlier sample
+    labels = top_labels(values, config.label_fraction, config.labels)
     order = np.random.default_rng(config.seed).permutation(len(exact))
     held = order[: max(2, len(exact) // 5)]
     train = order[len(held) :]
@@ -60,6 +58,19 @@ def train_classifier(
     everything = np.arange(len(pool))
     probabilities = yield from _fit(kind, pool, exact_array, labels, everything, config)
     return probabilities, report
+
+
+def top_labels(values: np.ndarray, fraction: float, how: str) -> np.ndarray:
+    """1 for the top `fraction` of `values`. quantile: values >= the (1 - fraction) quantile,
+    linearly interpolated as pandas' quantile is (the reference code; ties all count);
+    top: exactly ceil(fraction x n), ties broken by the earlier sample."""
+    labels = np.zeros(len(values), dtype=int)
+    if how == "quantile":
+        labels[values >= np.quantile(values, 1 - fraction)] = 1
+    else:
+        positives = max(1, math.ceil(fraction * len(values)))
+        labels[np.argsort(-values, kind="stable")[:positives]] = 1
+    return labels
 
 
 def _fit(

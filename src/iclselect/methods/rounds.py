@@ -39,9 +39,15 @@ class FitClassifier:
     max_tokens: int
 
 
+@dataclass(frozen=True)
+class CanFitClassifier:
+    """Whether FitClassifier can be answered well here (a CUDA device and peft): answered
+    with a bool. ICon's selector=auto uses the paper's LoRA selector only then."""
+
+
 Answers = Mapping[LogprobRequest, LogprobResult]
-Question = Round | FitClassifier
-Rounds = Generator[Question, "Answers | np.ndarray", MethodScores]
+Question = Round | FitClassifier | CanFitClassifier
+Rounds = Generator[Question, "Answers | np.ndarray | bool", MethodScores]
 
 
 def ask(requests: list[LogprobRequest], desc: str) -> Generator[Round, Answers, Answers]:
