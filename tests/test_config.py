@@ -171,3 +171,13 @@ def test_defaults_named_twice_agree():
 
     assert FIELDS["model"].default == DEFAULT_MODEL
     assert FIELDS["embedder"].default == DEFAULT_EMBEDDER
+
+
+def test_compare_reads_the_same_config_files(tmp_path, pool):
+    data, _ = pool
+    config = tmp_path / "cmp.yaml"
+    config.write_text(f"data: {data}\ncount: 2\nquiet: true\n", encoding="utf-8")
+    args = ["compare", "-c", str(config), "--methods", "length,random", "--dry-run"]
+    result = cli(*args, "-o", str(tmp_path / "cmp"))
+    assert result.exit_code == 0, result.output
+    assert "dry run: 8 samples, method length: no model requests" in result.output
