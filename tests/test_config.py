@@ -74,6 +74,8 @@ def test_yaml_config_with_command_line_overrides(tmp_path, pool):
         ("method: [unclosed\n", "run.yaml: not valid YAML"),
         ("options: 3\n", "run.yaml: key 'options': expected a mapping"),
         ("method: random\n", "give DATA, or a --config file with a 'data' key"),
+        ("data: x.json\nmax_length: long\n", "max_length must be an integer; got 'long'"),
+        ("data: x.json\nquiet: maybe\n", "quiet must be true or false; got 'maybe'"),
     ],
 )
 def test_bad_config_is_one_line_error(tmp_path, text, message):
@@ -181,3 +183,13 @@ def test_compare_reads_the_same_config_files(tmp_path, pool):
     result = cli(*args, "-o", str(tmp_path / "cmp"))
     assert result.exit_code == 0, result.output
     assert "dry run: 8 samples, method length: no model requests" in result.output
+
+
+def test_no_method_option_is_named_as_a_setting():
+    """score(**keywords) sends a RunConfig field to the run and anything else to the method:
+    an option named as a field could never be set that way."""
+    from iclselect.methods.registry import METHODS
+
+    for method in METHODS.values():
+        clash = {name for name, _, _ in method.options()} & set(FIELDS)
+        assert not clash, f"{method.name}'s options {sorted(clash)} are named as RunConfig fields"

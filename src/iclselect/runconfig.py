@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -322,4 +324,35 @@ def build(settings: dict[str, Any]) -> RunConfig:
     values["out"] = str(values["out"])
     if values.get("store") is not None:
         values["store"] = str(values["store"])
+    for name, value in values.items():
+        _check_type(name, value)
+        if isinstance(value, os.PathLike):
+            values[name] = os.fspath(value)  # --model or --embedder given as a Path
     return RunConfig(**values)
+
+
+_WHAT = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_type(name: str, value: Any) -> None:
+    """A setting of a plain type (a switch, a number, a name) must have it: a config file's
+    `max_length: long` is refused here, not deep inside the run."""
+    kind = typing.get_type_hints(RunConfig)[name]
+    kinds = typing.get_args(kind) if typing.get_origin(kind) is types.UnionType else (kind,)
+    if value is None and type(None) in kinds:
+        return
+    plain = [k for k in kinds if k in _WHAT]
+    if not plain:
+        return  # data, options, fields: their readers check them
+    if isinstance(value, os.PathLike) and str in plain:
+        return
+    if not any(_fits(value, k) for k in plain):
+        raise ValueError(f"{name} must be {_WHAT[plain[0]]}; got {value!r}")
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):  # an int to Python, never to a user
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
