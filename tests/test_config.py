@@ -4,6 +4,7 @@ its manifest.json."""
 from __future__ import annotations
 
 import json
+import typing
 
 import pyarrow.parquet as pq
 import pytest
@@ -12,6 +13,7 @@ from typer.main import get_command
 
 from iclselect.cli import app
 from iclselect.config import ACTION_KEYS, KEYS
+from iclselect.runconfig import DEFAULT_FRACTION, FIELDS, RunConfig, help_text
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +74,8 @@ def test_yaml_config_with_command_line_overrides(tmp_path, pool):
         ("method: [unclosed\n", "run.yaml: not valid YAML"),
         ("options: 3\n", "run.yaml: key 'options': expected a mapping"),
         ("method: random\n", "give DATA, or a --config file with a 'data' key"),
+        ("data: x.json\nmax_length: long\n", "max_length must be an integer; got 'long'"),
+        ("data: x.json\nquiet: maybe\n", "quiet must be true or false; got 'maybe'"),
     ],
 )
 def test_bad_config_is_one_line_error(tmp_path, text, message):
@@ -81,3 +85,111 @@ def test_bad_config_is_one_line_error(tmp_path, text, message):
     assert result.exit_code == 2
     line = result.output.strip()
     assert "\n" not in line and message in line, line
+
+
+def _non_default(name: str):
+    """A value of field `name` that is not its default, and how the command line spells it."""
+    spec = FIELDS[name]
+    special = {
+        "data": ("pool.json", "pool.json"),
+        "out": ("runs/x", "runs/x"),
+        "method": ("random", "random"),
+        "options": ({"seed": "3"}, "seed=3"),
+        "fields": ({"output": "answer"}, "output=answer"),
+        "store": ("s.sqlite", "s.sqlite"),
+    }
+    if name in special:
+        return special[name]
+    if spec.metadata["choices"]:
+        value = next(c for c in spec.metadata["choices"] if c != spec.default)
+        return value, value
+    kind = typing.get_type_hints(RunConfig)[name]
+    if kind is bool:
+        return not spec.default, None
+    if int in typing.get_args(kind) or kind is int:
+        return 7, "7"
+    if float in typing.get_args(kind) or kind is float:
+        return 0.5, "0.5"
+    return "x", "x"
+
+
+def test_every_setting_is_a_run_option_a_config_key_and_an_api_keyword():
+    """RunConfig's fields are the one list: each is set by its own option of `iclselect run`,
+    is a config-file key, and is a keyword of iclselect.score."""
+    from iclselect.api import config_for
+    from iclselect.cli_options import given_settings, run_settings
+
+    assert set(KEYS) == set(FIELDS)
+    command = get_command(app).commands["run"]  # type: ignore[attr-defined]
+    by_name = {p.name: p for p in command.params}
+    args: list[str] = []
+    expected = {}
+    for name in FIELDS:
+        assert name in by_name, f"RunConfig.{name} is no option of iclselect run"
+        value, text = _non_default(name)
+        expected[name] = value
+        param = by_name[name]
+        if name == "data":
+            args.append(text)
+        elif text is None:  # a switch: --name, or --no-name to turn a default on off
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            args += [param.opts[0], text]
+    ctx = command.make_context("run", args)
+    from_cli = run_settings(given_settings(ctx))
+    assert {name: getattr(from_cli, name) for name in FIELDS} == expected
+    from_api = config_for("score", expected)
+    assert {name: getattr(from_api, name) for name in FIELDS} == expected
+
+
+def test_api_unknown_keyword_names_the_nearest_field():
+    from iclselect.api import config_for
+
+    with pytest.raises(ValueError, match=r"unknown keyword 'modle' \(did you mean 'model'\?\)"):
+        config_for("score", {"data": "pool.json", "method": "random", "modle": "x"})
+    config = config_for("score", {"data": "pool.json", "method": "random", "seed": 3})
+    assert config.options == {"seed": 3}  # a method option, as --set gives it
+
+
+def test_budget_and_method_help_come_from_the_registry():
+    from iclselect.methods.registry import METHODS
+
+    result = cli("run", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    for method in METHODS.values():
+        assert f"{method.name}: {method.summary.split()[0]}" in text  # the methods epilog
+        assert f"default --fraction {method.fraction:g}" in text
+        if method.fraction != DEFAULT_FRACTION:
+            assert f"{method.name} {method.fraction:g}" in help_text("fraction")
+        if method.tau is not None:
+            assert f"{method.tau:g} for {method.name}" in help_text("tau")
+
+
+def test_defaults_named_twice_agree():
+    """runconfig spells the default model and embedder out, so --help need not load torch."""
+    from iclselect.embed import DEFAULT_EMBEDDER
+    from iclselect.lm import DEFAULT_MODEL
+
+    assert FIELDS["model"].default == DEFAULT_MODEL
+    assert FIELDS["embedder"].default == DEFAULT_EMBEDDER
+
+
+def test_compare_reads_the_same_config_files(tmp_path, pool):
+    data, _ = pool
+    config = tmp_path / "cmp.yaml"
+    config.write_text(f"data: {data}\ncount: 2\nquiet: true\n", encoding="utf-8")
+    args = ["compare", "-c", str(config), "--methods", "length,random", "--dry-run"]
+    result = cli(*args, "-o", str(tmp_path / "cmp"))
+    assert result.exit_code == 0, result.output
+    assert "dry run: 8 samples, method length: no model requests" in result.output
+
+
+def test_no_method_option_is_named_as_a_setting():
+    """score(**keywords) sends a RunConfig field to the run and anything else to the method:
+    an option named as a field could never be set that way."""
+    from iclselect.methods.registry import METHODS
+
+    for method in METHODS.values():
+        clash = {name for name, _, _ in method.options()} & set(FIELDS)
+        assert not clash, f"{method.name}'s options {sorted(clash)} are named as RunConfig fields"

@@ -21,14 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from iclselect.embed import DEFAULT_EMBEDDER
-from iclselect.lm import DEFAULT_MODEL
 from iclselect.lm.model import cache_dir
+from iclselect.methods.options import did_you_mean
 from iclselect.methods.registry import get
 from iclselect.outputs import scores_table, to_pandas, with_scores
 from iclselect.pipeline import (
     Choice,
-    RunConfig,
     RunResult,
     Scored,
     choose,
@@ -36,6 +34,7 @@ from iclselect.pipeline import (
     write,
 )
 from iclselect.pipeline import score as score_prepared
+from iclselect.runconfig import FIELDS, RunConfig, build, help_text
 from iclselect.rundir import check_out
 from iclselect.selectors import Budget
 
@@ -142,46 +141,24 @@ class Subset:
         )
 
 
-def score(
-    data: Any,
-    method: str = "wici",
-    *,
-    model: str = DEFAULT_MODEL,
-    template: str = "chat",
-    embedder: str = DEFAULT_EMBEDDER,
-    dtype: str = "auto",
-    device: str = "auto",
-    format: str = "auto",
-    fields: dict[str, str] | None = None,
-    dataset: str | None = None,
-    split: str | None = None,
-    skip_invalid: bool = False,
-    max_batch_tokens: int | None = None,
-    max_length: int = 2048,
-    tau: float | None = None,
-    store: str | Path | None = None,
-    quiet: bool = False,
-    **options: Any,
-) -> Scores:
+def score(data: Any, method: str = "wici", **settings: Any) -> Scores:
     """Score every row of `data` with `method` (see `iclselect methods`).
 
     `data`: a path (any format `iclselect run` reads), a LLaMA-Factory dataset_info.json with
     `dataset` naming the entry, a list of dicts, a pandas DataFrame or a datasets.Dataset
     (`split` names the split of a DatasetDict directory).
-    `options` are the method's options (`n_probes=3`, `anchors=20`), as `--set` takes them.
+    `settings`: the options of `iclselect run` by their RunConfig names (model=, template=,
+    max_length=, store=, ...; listed below), and the method's own options (`n_probes=3`,
+    `anchors=20`), as `--set` takes them. An unknown keyword is an error naming the nearest.
     `tau` sets select()'s default near-duplicate threshold (and computes the embeddings it
     needs for methods that have none of their own).
     Answers are kept in `store` (default: one store in the iclselect cache directory), so
     scoring the same data again, by any method that asks the same questions, is free.
     """
-    config = RunConfig(
-        data=data, out="", method=method, options=options, format=format, fields=fields,
-        dataset=dataset, split=split, skip_invalid=skip_invalid, model=model, template=template,
-        dtype=dtype, device=device, embedder=embedder, max_batch_tokens=max_batch_tokens,
-        max_length=max_length, tau=tau, store=str(store or cache_dir() / "store.sqlite"),
-        quiet=quiet,
-    )  # fmt: skip
-    return score_config(config)
+    settings.setdefault("out", "")
+    if settings.get("store") is None:
+        settings["store"] = cache_dir() / "store.sqlite"
+    return score_config(config_for("score", {"data": data, "method": method, **settings}))
 
 
 def score_config(config: RunConfig) -> Scores:
@@ -222,10 +199,52 @@ def select(
     return subset
 
 
-def run(config: RunConfig, overwrite: bool = False) -> RunResult:
+def run(config: RunConfig | None = None, overwrite: bool = False, **settings: Any) -> RunResult:
     """`iclselect run`: score, select under the config's budget, write to config.out (checked
-    before anything is read or loaded)."""
+    before anything is read or loaded). `config` is a RunConfig, or else the settings are
+    keywords as score() takes them (data=, out=, method=, fraction=, ...)."""
+    if config is None:
+        config = config_for("run", settings)
+    elif settings:
+        raise TypeError("run() takes a RunConfig or settings as keywords, not both")
     check_out(Path(config.out), overwrite)
     scores = score_config(config)
     subset = Subset(scores, choose(scores.scored, config.budget(scores.scored.method)))
     return subset.write(config.out, overwrite=overwrite)
+
+
+def config_for(call: str, settings: dict[str, Any]) -> RunConfig:
+    """The RunConfig of an API call's keywords: RunConfig's fields by name; any other keyword
+    is an option of the method (`n_probes=3`), or an error naming the nearest field or option."""
+    extra = {key: value for key, value in settings.items() if key not in FIELDS}
+    chosen = get(settings.get("method") or "wici")
+    known = [name for name, _, _ in chosen.options()]
+    for key in extra:
+        if key not in known:
+            hint = did_you_mean(key, (*FIELDS, *known))
+            raise ValueError(
+                f"{call}(): unknown keyword {key!r}{hint}: not a setting of a run (RunConfig: "
+                f"{', '.join(FIELDS)}) and {chosen.name} has no option {key!r} (its options: "
+                f"{', '.join(known) or 'none'})"
+            )
+    fields = {key: value for key, value in settings.items() if key in FIELDS}
+    if extra:
+        fields["options"] = {**(fields.get("options") or {}), **extra}
+    return build(fields)
+
+
+def _settings_doc() -> str:
+    """score()'s settings, one paragraph each, from RunConfig's field help."""
+    import textwrap
+
+    lines = ["", "    Settings (RunConfig fields; --help of `iclselect run` names the same):", ""]
+    for name, spec in FIELDS.items():
+        if name in ("data", "method"):
+            continue
+        shown = {"options": "{}", "out": "''"}.get(name) or repr(spec.default)
+        text = f"{name}={shown}: {help_text(name)}"
+        lines += textwrap.wrap(text, 96, initial_indent="    ", subsequent_indent="        ")
+    return "\n".join(lines) + "\n"
+
+
+score.__doc__ = (score.__doc__ or "") + _settings_doc()

@@ -1,19 +1,21 @@
 """Config files for `iclselect run --config FILE`: YAML (or JSON) whose keys are RunConfig's
 fields, the same names as the command's options (`--max-batch-tokens` is `max_batch_tokens`;
 `--set` is `options`, a mapping). A run's manifest.json is a config file too: its `config`
-holds the effective config, so `iclselect run --config OUT/manifest.json` repeats the run."""
+holds the effective config, so `iclselect run --config OUT/manifest.json` repeats the run.
+
+merge() is the one place settings are layered: RunConfig's defaults < the config file < what
+the command line (or an API call) gave.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-from iclselect.io import InputError
-from iclselect.methods.options import did_you_mean
-from iclselect.pipeline import RunConfig
+from iclselect.io.errors import InputError
+from iclselect.runconfig import FIELDS, unknown_key
 
-KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunConfig))
+KEYS: tuple[str, ...] = tuple(FIELDS)
 # Keys that are not run settings but what the command does with them.
 ACTION_KEYS: tuple[str, ...] = ("dry_run", "overwrite")
 
@@ -35,9 +37,20 @@ def load_config(path: Path) -> dict[str, Any]:
         raise InputError(shown, "a config file holds a mapping of settings, e.g. 'method: wici'")
     unknown = sorted(set(loaded) - set(KEYS) - set(ACTION_KEYS))
     if unknown:
-        hint = did_you_mean(unknown[0], KEYS)
-        raise InputError(shown, f"unknown key {unknown[0]!r}{hint}; keys: {', '.join(KEYS)}")
+        message = unknown_key(unknown[0], shown).removeprefix(f"{shown}: ")
+        raise InputError(shown, f"{message}; keys: {', '.join(KEYS)}")
     for key in ("options", "fields"):
         if loaded.get(key) is not None and not isinstance(loaded[key], dict):
             raise InputError(shown, f"key {key!r}: expected a mapping of NAME: VALUE")
     return loaded
+
+
+def merge(given: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
+    """The settings of a run: those in the config file at `path`, overridden by `given` (only
+    what was actually given: a setting left out keeps the file's value, or else RunConfig's
+    default). Method options add up: `given`'s win over the file's, key by key."""
+    settings = load_config(path) if path is not None else {}
+    merged = {**settings, **given}
+    if settings.get("options") or given.get("options"):
+        merged["options"] = {**(settings.get("options") or {}), **(given.get("options") or {})}
+    return merged

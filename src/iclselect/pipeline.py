@@ -14,17 +14,17 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, astuple, dataclass, field, replace
+from dataclasses import asdict, astuple, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from iclselect import overlong, runner
-from iclselect.embed import DEFAULT_EMBEDDER, Embedder
+from iclselect.embed import Embedder
 from iclselect.embed.sharded import SHARD, ShardedEmbedder
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
-from iclselect.lm import DEFAULT_MODEL, Engine, LogprobRequest, Template, load_model
+from iclselect.lm import Engine, LogprobRequest, Template, load_model
 from iclselect.lm.engine import Cost
 from iclselect.lm.executors import Executor, RayExecutor, WorkerSpec
 from iclselect.lm.model import LoadedModel, resolve
@@ -42,6 +42,7 @@ from iclselect.outputs import (
 from iclselect.preflight import check_run
 from iclselect.progress import duration
 from iclselect.report import write_report
+from iclselect.runconfig import RunConfig
 from iclselect.rundir import staged
 from iclselect.runner import EngineAnswerer, planned_rounds
 from iclselect.selectors import NEAR_TIE, Budget, Selection, select
@@ -49,81 +50,6 @@ from iclselect.selectors import NEAR_TIE, Budget, Selection, select
 # Progress and notices; the CLI prints them to stderr as "[iclselect] ...", and a library user
 # sees only warnings unless they configure logging (logging.basicConfig(level=logging.INFO)).
 log = logging.getLogger("iclselect")
-
-DEFAULT_FRACTION = 0.1  # compare's equal budget for every method, unless one is given
-
-
-EXECUTORS = ("local", "ray", "vllm")
-
-
-@dataclass
-class RunConfig:
-    """Every setting of a run; the CLI's options and a --config file's keys are these fields."""
-
-    data: Any  # a path; through the Python API also rows in memory (see io.read_input)
-    out: str
-    method: str = "wici"
-    # Method options by name ("n_probes") or, to address one method in a compare, by
-    # "method.name" ("wici.n_probes"). Strings are converted to the option's type.
-    options: dict[str, Any] = field(default_factory=dict)
-    format: str = "auto"
-    fields: dict[str, str] | None = None
-    dataset: str | None = None  # entry of a LLaMA-Factory dataset_info.json given as data
-    split: str | None = None  # split of a DatasetDict directory given as data
-    skip_invalid: bool = False
-    model: str = DEFAULT_MODEL
-    template: str = "chat"
-    dtype: str = "auto"  # auto: bf16 on GPUs, on CPUs whichever a matmul probe finds faster
-    device: str = "auto"
-    embedder: str = DEFAULT_EMBEDDER
-    fraction: float | None = None
-    count: int | None = None
-    threshold: float | None = None
-    # Near-duplicate threshold (cosine of instruction+response embeddings); None: the method's
-    # own (0.9 for wICI, whose paper has the diversity step; off for the others).
-    tau: float | None = None
-    max_batch_tokens: int | None = None
-    max_length: int = 2048
-    executor: str = "local"  # local | ray | vllm
-    workers: int = 2  # Ray workers, one model copy each
-    ray_address: str | None = None  # None: start Ray on this machine
-    gpus_per_worker: float = 0.0
-    store: str | None = None  # result store; None = <out>/store.sqlite
-    add_scores: bool = False  # also write the subset as a datasets dataset with score columns
-    report: bool = True  # write report.html
-    quiet: bool = False
-
-    def __post_init__(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise ValueError(
-                f"--executor must be one of {', '.join(EXECUTORS)}; got {self.executor!r}"
-            )
-        if self.workers < 1:
-            raise ValueError(f"--workers must be at least 1; got {self.workers}")
-
-    def budget(self, method: Method | None = None) -> Budget:
-        """The budget given, or else the method's paper's headline fraction (compare passes no
-        method: every method then gets the same DEFAULT_FRACTION)."""
-        if self.fraction is None and self.count is None and self.threshold is None:
-            return Budget(fraction=method.fraction if method else DEFAULT_FRACTION)
-        return Budget(self.fraction, self.count, self.threshold)
-
-    def options_for(self, method: str, prefixed_only: bool = False) -> dict[str, Any]:
-        """The options addressed to `method`: "method.name" keys, and bare "name" keys unless
-        `prefixed_only` (a compare, where a bare key would be ambiguous)."""
-        chosen: dict[str, Any] = {}
-        for key, value in self.options.items():
-            owner, dot, name = key.rpartition(".")
-            if dot and owner == method:
-                chosen[name] = value
-            elif not dot:
-                if prefixed_only:
-                    raise ValueError(f"--set {key}: in a compare, name the method: METHOD.{key}")
-                chosen[key] = value
-        return chosen
-
-    def tau_for(self, method: Method) -> float | None:
-        return self.tau if self.tau is not None else method.tau
 
 
 @dataclass

@@ -1,0 +1,253 @@
+"""`iclselect bench speed | memory | quality`: the command line of the benchmarks in this
+package; figures go to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from iclselect.cli_options import option, parse_settings
+from iclselect.cli_output import guarded
+from iclselect.runconfig import DEFAULT_MODEL
+
+app = typer.Typer(no_args_is_help=True, help="Benchmarks; figures go to BENCHMARKS.md.")
+
+Model = option("model")
+Template = option("template")
+
+
+@app.command("speed")
+def bench_speed(
+    data: Annotated[
+        Path, typer.Option(help="Alpaca-style data the wICI workload is drawn from.")
+    ] = Path("data/alpaca_demo_60.json"),
+    rows: Annotated[int, typer.Option(help="Candidates (the first rows of DATA).")] = 40,
+    n_probes: Annotated[int, typer.Option(help="Top-k probes per candidate.")] = 5,
+    template: Annotated[str, typer.Option(help="chat, alpaca or plain.")] = "chat",
+    dtype: Annotated[str, typer.Option(help="Engine dtype (the reference is fp32).")] = "auto",
+    max_batch_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Engine tokens per forward pass (default: the engine's for the device).",
+            show_default=False,
+        ),
+    ] = None,
+    benchmarks: Annotated[
+        Path | None, typer.Option(help="Append the report here; --no-write to skip.")
+    ] = Path("BENCHMARKS.md"),
+    write: Annotated[bool, typer.Option(help="Append to --benchmarks.")] = True,
+    executor: Annotated[
+        str,
+        typer.Option(help="local; ray: also time the engine on Ray workers; vllm: and with vLLM."),
+    ] = "local",
+    workers: Annotated[int, typer.Option(help="Ray workers (with --executor ray).")] = 2,
+    synthetic: Annotated[
+        bool,
+        typer.Option(
+            help="A wICI-shaped workload of random tokens with real lengths, on random-weight "
+            "models of shipped configs: no data, embedder, faiss or weights needed (a GPU "
+            "machine with only PyTorch and transformers). Adds a Hugging Face padded-batch arm."
+        ),
+    ] = False,
+    model_config: Annotated[
+        list[str] | None,
+        typer.Option(help="With --synthetic: smollm2-135m, llama-1b or tiny; repeatable."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="With --synthetic: auto, cpu or cuda.")] = "auto",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="With --synthetic: also write the results here.")
+    ] = None,
+) -> None:
+    """Time the engine against a plain one-request-per-forward reference loop on the same wICI
+    requests, check they agree, and print requests/s, tokens/s, speed-up, peak RSS and MFU;
+    each packed-attention kernel (loop, flex) is timed side by side."""
+    import shlex
+    import sys
+
+    command = "iclselect " + shlex.join(sys.argv[1:])
+    if synthetic:
+        _bench_synthetic(
+            model_config or ["smollm2-135m"], rows, n_probes, dtype, device, max_batch_tokens,
+            benchmarks if write else None, command, json_out,
+        )  # fmt: skip
+        return
+    from iclselect.bench.speed import run_speed
+    from iclselect.io import InputError
+
+    try:
+        report = run_speed(
+            str(data), rows, n_probes, template, dtype, max_batch_tokens,
+            benchmarks if write else None, command, executor, workers,
+        )  # fmt: skip
+    except (InputError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(report)
+
+
+def _bench_synthetic(
+    configs: list[str],
+    rows: int,
+    n_probes: int,
+    dtype: str,
+    device: str,
+    max_batch_tokens: int | None,
+    benchmarks: Path | None,
+    command: str,
+    json_out: Path | None,
+) -> None:
+    import json
+
+    from iclselect.bench.speed_synthetic import run_synthetic
+
+    try:
+        report, summary = run_synthetic(configs, rows, n_probes, dtype, device, max_batch_tokens)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    report = report.replace("\n\n", f"\n\n`{command}`\n\n", 1)
+    if benchmarks is not None:
+        with benchmarks.open("a", encoding="utf-8") as handle:
+            handle.write("\n" + report)
+    line = json.dumps(summary, separators=(",", ":"))
+    if json_out is not None:
+        json_out.write_text(line + "\n", encoding="utf-8")
+    typer.echo(report)
+    typer.echo(line)
+    if any(model["errors"] for model in summary["models"]):
+        raise typer.Exit(1)
+
+
+@app.command("memory")
+def bench_memory(
+    rows: Annotated[int, typer.Option(help="Rows in the generated pool.")] = 1_000_000,
+    data: Annotated[Path, typer.Option(help="Real rows the pool is cycled from.")] = Path(
+        "data/alpaca_pool_500.json"
+    ),
+    workdir: Annotated[Path, typer.Option(help="Where the pool and the run's outputs go.")] = Path(
+        "runs/bench_memory"
+    ),
+    benchmarks: Annotated[
+        Path | None, typer.Option(help="Append the report here; --no-write to skip.")
+    ] = Path("BENCHMARKS.md"),
+    write: Annotated[bool, typer.Option(help="Append to --benchmarks.")] = True,
+) -> None:
+    """Peak memory and time of reading, planning and selecting a large pool (each phase in its
+    own process), on real rows made unique; appended to BENCHMARKS.md."""
+    import shlex
+    import sys
+
+    from iclselect.bench.memory import run_memory
+
+    def go() -> None:
+        command = "iclselect " + shlex.join(sys.argv[1:])
+        report, _ = run_memory(str(data), rows, workdir, benchmarks if write else None, command)
+        typer.echo(report)
+
+    guarded(go)
+
+
+@app.command("quality")
+def bench_quality(
+    pool: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Pool to select from (default: DATA_DIR/alpaca_pool_21k.json.gz); the preset "
+            "takes its first rows.",
+            show_default=False,
+        ),
+    ] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="cpu-small: the default model, 2,000 pool rows, 1% and 5% budgets, one epoch, "
+            "under an hour on 2 cores. gpu: a 0.5-8B --model directory, the whole pool, 1/5/10%."
+        ),
+    ] = "cpu-small",
+    methods: Annotated[
+        str, typer.Option(help="Methods whose subsets are tuned on; random always runs too.")
+    ] = ",".join(("wici", "miwv", "icon", "ifd", "longest")),
+    scores: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=PATH: also tune on the ranking of a run's scores.parquet."),
+    ] = None,
+    evals: Annotated[
+        list[str] | None,
+        typer.Option("--eval", help="More held-out eval files (Alpaca, ShareGPT, messages)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Default: runs/quality-PRESET.")] = None,
+    data_dir: Annotated[Path, typer.Option(help="Where the pool and eval/ sets live.")] = Path(
+        "../shared/data"
+    ),
+    model: Model = DEFAULT_MODEL,
+    template: Template = "chat",
+    budgets: Annotated[
+        str | None, typer.Option(help="Comma-separated fractions, e.g. 0.01,0.05,0.1.")
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(help="Random subsets per budget.")] = None,
+    pool_rows: Annotated[
+        int | None, typer.Option(help="First valid rows of POOL (0: all).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs, every arm.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate, every arm.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Rows per optimizer step.")] = None,
+    lora: Annotated[
+        bool | None, typer.Option("--lora/--full", help="LoRA (peft) or full fine-tuning.")
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="Training: fp32, bf16 (autocast) or auto.")
+    ] = None,
+    eval_rows: Annotated[
+        int | None, typer.Option(help="Cap every eval set at this many items (a quick look).")
+    ] = None,
+    store: Annotated[str | None, typer.Option(help="Scoring result store.")] = None,
+    benchmarks: Annotated[
+        Path | None, typer.Option(help="Append the table here; --no-write to skip.")
+    ] = Path("BENCHMARKS.md"),
+    write: Annotated[bool, typer.Option(help="Append to --benchmarks.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or log.")] = False,
+) -> None:
+    """Fine-tune on each method's subset, on random subsets of the same size (several seeds)
+    and on the whole pool, with the same hyperparameters; score every tuned model and the
+    untuned one on held-out sets (reference NLL; accuracy on MMLU and GSM8K). Eval sets are
+    checked disjoint from the pool. Writes quality.md/.csv/.json/.png under OUT; an
+    interrupted run resumes (finished arms are read back, a running one from its checkpoint).
+    """
+    import shlex
+    import sys
+
+    from iclselect.bench.quality import QualityConfig, append_benchmarks, run_quality
+    from iclselect.cli_output import log_to_stderr
+
+    def go() -> None:
+        log_to_stderr(quiet)
+        overrides = {
+            key: value
+            for key, value in {
+                "seeds": seeds, "pool_rows": pool_rows, "epochs": epochs, "lr": lr,
+                "batch_size": batch_size, "lora": lora, "precision": precision,
+                "eval_rows": eval_rows,
+            }.items()
+            if value is not None
+        }  # fmt: skip
+        if budgets:
+            overrides["budgets"] = tuple(float(b) for b in budgets.split(","))
+        named = parse_settings(scores, "--scores", "wici=runs/wici/scores.parquet")
+        config = QualityConfig(
+            out=str(out or Path("runs") / f"quality-{preset}"), preset=preset,
+            pool=str(pool) if pool else None, data_dir=str(data_dir),
+            methods=tuple(m.strip() for m in methods.split(",") if m.strip()), scores=named,
+            evals=tuple(evals or ()), model=model, template=template, store=store, quiet=quiet,
+            overrides=overrides,
+        )  # fmt: skip
+        result = run_quality(config)
+        typer.echo(result.table)
+        typer.echo("wrote " + ", ".join(str(f) for f in result.files))
+        if write and benchmarks is not None:
+            command = "iclselect " + shlex.join(sys.argv[1:])
+            append_benchmarks(benchmarks, result, command)
+            typer.echo(f"appended to {benchmarks}")
+
+    guarded(go)

@@ -1,0 +1,111 @@
+"""What the `iclselect` commands print: the summary of a run, and a failure as one line
+naming what to do (exit code 2, 130 for Ctrl-C), never a traceback."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import sqlite3
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from iclselect.pipeline import RunResult
+
+
+def guarded(action: Callable[[], None]) -> None:
+    """Run `action`; a failure becomes one line on stderr naming what to do, and exit code 2
+    (130 for Ctrl-C), no traceback."""
+    from iclselect.io import InputError
+    from iclselect.progress import Interrupted
+
+    try:
+        action()
+    except (InputError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:
+        typer.echo(f"error: {_os_error(error)}", err=True)
+        raise typer.Exit(2) from None
+    except sqlite3.Error as error:
+        fix = "check that the disk of --store has space and is writable"
+        typer.echo(f"error: result store: {error}; {fix}", err=True)
+        raise typer.Exit(2) from None
+    except Interrupted as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted; rerun the same command to resume", err=True)
+        raise typer.Exit(130) from None
+
+
+_OS_FIXES = {
+    errno.ENOSPC: "free some disk space or choose another --out",
+    errno.EDQUOT: "free some disk space or choose another --out",
+    errno.EACCES: "choose a directory you can write to",
+    errno.EPERM: "choose a directory you can write to",
+    errno.EROFS: "choose a directory you can write to",
+    errno.ENOTDIR: "a part of the path is a file; choose another path",
+}
+
+
+def _os_error(error: OSError) -> str:
+    """'PATH: what went wrong; what to do' for an error of the file system."""
+    if error.filename is None or error.strerror is None:
+        return str(error)
+    fix = _OS_FIXES.get(error.errno or 0, "check the path and the disk, then rerun")
+    return f"{error.filename}: {error.strerror.lower()}; {fix}"
+
+
+def summary(result: RunResult) -> str:
+    """What a user wants to see first: what was kept, why the rest was not, where it all is."""
+    lines = [f"kept {result.kept} of {result.rows} rows"]
+    if result.warning:
+        lines.append(f"  warning: {result.warning}")
+    lines += [f"  dropped, {reason}: {n}" for reason, n in result.dropped_by_reason.items()]
+    lines.append(f"  best kept (rank, row, {result.method} score, instruction):")
+    for rank, row, score, instruction in result.best:
+        preview = " ".join(instruction.split())
+        preview = preview if len(preview) <= 60 else preview[:57] + "..."
+        lines.append(f"    {rank:>4}  row {row:<6} {score:+.4f}  {preview}")
+    if result.near_ties:
+        ties = result.near_ties
+        shown = ", ".join(map(str, ties[:5])) + (", ..." if len(ties) > 5 else "")
+        lines.append(
+            f"  near ties at the cut: {len(ties)} rows left out (rows {shown}) score within "
+            "1e-6 of the last kept row; input order, not the score, decided between them"
+        )
+    lines += [
+        f"  subset:   {result.subset}",
+        f"  scores:   {result.scores}  (one row per input row: score, rank, reason, components)",
+        f"  manifest: {result.manifest}",
+    ]
+    lines += [
+        f"  report:   {path}  (open in a browser)"
+        for path in result.files
+        if path.name == "report.html"
+    ]
+    return "\n".join(lines)
+
+
+class _Stderr(logging.Handler):
+    """Log records as "[iclselect] message" lines on stderr, the one sys.stderr is at the time
+    (a test runner swaps it between commands)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"[iclselect] {self.format(record)}", file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
+def log_to_stderr(quiet: bool) -> None:
+    """The CLI's logging, set once per command: progress (INFO) on stderr, only warnings with
+    --quiet. The library itself configures none (a Python user sees warnings only)."""
+    logger = logging.getLogger("iclselect")
+    if not any(isinstance(handler, _Stderr) for handler in logger.handlers):
+        logger.addHandler(_Stderr())
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
