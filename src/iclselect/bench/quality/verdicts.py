@@ -133,10 +133,12 @@ def recommendation(summary: dict[str, Any]) -> dict[str, Any]:
         )
         return {"text": text, "method": "longest", "budget": arms[best]["budget"],
                 "primary": primary, "unit": unit, "evidence": lines}  # fmt: skip
+    ran_longest = any(a["method"] == "longest" for a in summary["arms"])
     text = (
-        f"None beats random here: on {primary} no method, longest-response included, beats "
-        "random subsets of the same size by an interval that clears zero; selecting buys "
-        "nothing measurable for this pool and model at these budgets."
+        f"None beats random here: on {primary} no method"
+        + (", longest-response included," if ran_longest else "")
+        + " beats random subsets of the same size by an interval that clears zero; selecting "
+        "buys nothing measurable for this pool and model at these budgets."
     )
     return {"text": text, "method": None, "budget": None, "primary": primary, "unit": unit,
             "evidence": lines}  # fmt: skip
