@@ -244,7 +244,7 @@ def test_mmlu_choices_in_one_pass_agree_with_one_request_per_choice(lm):
     from iclselect.tune.evaluate import _choice_hits, choice_pass
 
     path = resources.files("iclselect").joinpath("assets/eval/mmlu_dev_5shot.jsonl.gz")
-    items = load_eval_set(Path(str(path)), 12).items
+    items = load_eval_set(Path(str(path)), 6).items
     template = Template("chat", lm.tokenizer)
     engine = Engine(lm, template, show_progress=False)
     losses, hits = choice_pass(lm, template, items, 512)

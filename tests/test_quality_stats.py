@@ -143,3 +143,28 @@ def test_beating_random_by_length_alone_is_not_a_recommendation():
 def test_when_nothing_beats_random_it_says_so():
     advice = recommendation(summary_with(0.0, 0.0, 0.0))
     assert advice["text"].startswith("None beats random here") and advice["method"] is None
+
+
+def test_the_cpu_preset_runs_the_methods_at_their_own_settings():
+    from iclselect.bench.quality.presets import PRESETS
+
+    cpu = PRESETS["cpu"]
+    assert cpu.options["wici.n_probes"] == 5
+    assert cpu.options["icon.exact"] >= 200 and cpu.options["icon.assessment_size"] >= 100
+    assert not any(key.startswith(("miwv.", "ifd.")) for key in cpu.options)  # as published
+    assert cpu.seeds >= 5 and cpu.n_matched == cpu.seeds
+    assert cpu.heldout >= 500 and all(rows == 0 for _, rows in cpu.eval_files)
+    assert cpu.eval_rows == 0
+    assert PRESETS["cpu-small"].n_matched == 1  # the quick look stays quick
+
+
+def test_icon_short_assessment_leaves_enough_rows(lm, tmp_path):
+    from iclselect.bench.quality.data import short_assessment
+    from iclselect.bench.quality.presets import ICON_TOKENS, PRESETS
+    from iclselect.lm import Template
+    from iclselect.methods.assessment import load_assessment
+
+    path = short_assessment(Template("chat", lm.tokenizer), ICON_TOKENS, tmp_path)
+    rows, _ = load_assessment(str(path))
+    assert len(rows) >= PRESETS["cpu"].options["icon.assessment_size"]
+    assert short_assessment(Template("chat", lm.tokenizer), ICON_TOKENS, tmp_path) == path

@@ -48,6 +48,33 @@ class Preset:
         return self.seeds if self.matched_seeds < 0 else self.matched_seeds
 
 
+ICON_TOKENS = 112  # cpu: ICon's assessment rows are the paper's rows that fit in this many tokens
+
+CPU_ESTIMATE = """The cpu preset's wall time on 2 cores, from the rates the cpu-small run measured
+(BENCHMARKS.md, 2026-11-26, the same machine) and the token counts Engine.cost gives for this
+preset's requests on the shipped pool (the dry run's own accounting, no model run):
+
+  rates: scoring ~1,450 engine tokens/s (wICI 1.24M in 834 s, ICon 214k in 152 s, MIWV 352k
+         in 257 s); evaluation ~1,840 tokens/s (55k tokens of capped sets in ~30 s an arm);
+         training 0.20-0.86 s per row by response length (miwv 0.20, wici 0.28, icon 0.26,
+         random 0.38, ifd 0.65, longest 0.86 at 100 rows)
+  setup  read, embed 1,000 rows, load the model                              ~60 s
+  wICI   7,000 requests, 906k tokens                                        ~625 s
+  MIWV   2,000 requests, 309k tokens (its own L(y|x) are wICI's: less)      ~210 s
+  IFD    its 2,000 requests are wICI's own: all from the store                ~0 s
+  ICon   40,100 requests, 7.00M tokens (T and its random-text control as a
+         demo before each of 100 rows, for 200 candidates)                 ~5,000 s
+  train  5 methods 225 s + 5 random 190 s + 20 length-matched 695 s        ~1,110 s
+  eval   31 arms (untuned, 5 methods, 5 random, 20 matched) x 234k tokens
+         (held-out 500 ~60k, GSM8K 500 ~110k, MMLU 285 in one pass ~40k,
+         self-instruct 175 ~24k) / 1,840 tokens/s = 127 s an arm            ~3,940 s
+  total                                                   ~10,950 s = 3.0 h
+
+with both cores free. ICon is almost half of it: with 100 rows drawn from all 1,020 assessment
+rows (mean 281 tokens) its requests are 14.3M tokens (~2.8 h alone), so they are drawn from the
+135 rows that fit in ICON_TOKENS tokens (7.33M tokens at 128). Each length-matched seed is 4
+arms of ~160 s: --matched-seeds 4 saves ~11 min where the machine is slower."""
+
 PRESETS = {
     # The quick look, under an hour on 2 cores: 2,000 Alpaca rows, 1% and 5% budgets, one
     # epoch. Measured there (BENCHMARKS.md, 2026-11-26): wICI with 1 probe per candidate took
@@ -67,14 +94,15 @@ PRESETS = {
         max_length=512,
         matched_seeds=1,
     ),
-    # The methods at their own settings on 2 cores in at most 3 hours (the arithmetic is in
-    # CPU_ESTIMATE below): wICI with 5 difficult probes, MIWV and IFD as published, ICon with
-    # 200 exactly scored candidates against 100 assessment rows and its selector ranking the
-    # rest; 5 random seeds and 5 length-matched controls per method at one budget, eval sets
-    # whole except GSM8K's long answers.
+    # The methods at their own settings on 2 cores in at most 3 hours (CPU_ESTIMATE below):
+    # wICI with 5 difficult probes, MIWV and IFD as published, ICon with 200 exactly scored
+    # candidates against 100 assessment rows and its selector ranking the rest; 5 random
+    # seeds and 5 length-matched controls per method at one budget, 100 rows (the size of
+    # cpu-small's 5%); every eval set whole. No full-pool arm: the subsets are judged against
+    # random, their length-matched random and longest-response, not against the ceiling.
     "cpu": Preset(
-        pool_rows=2000,
-        budgets=(0.05,),
+        pool_rows=1000,
+        budgets=(0.10,),
         seeds=5,
         train=TrainConfig(epochs=1, lr=5e-5, batch_size=4, max_length=512, checkpoint_every=100),
         heldout=500,
@@ -82,6 +110,8 @@ PRESETS = {
         generate_tokens=0,
         options={"wici.n_probes": 5, "icon.exact": 200, "icon.assessment_size": 100},
         max_length=512,
+        icon_assessment_tokens=ICON_TOKENS,
+        full=False,
     ),
     # A 0.5-8B model from a local directory (--model), the whole pool, paper method settings.
     "gpu": Preset(
