@@ -168,3 +168,18 @@ def test_icon_short_assessment_leaves_enough_rows(lm, tmp_path):
     rows, _ = load_assessment(str(path))
     assert len(rows) >= PRESETS["cpu"].options["icon.assessment_size"]
     assert short_assessment(Template("chat", lm.tokenizer), ICON_TOKENS, tmp_path) == path
+
+
+def test_a_preset_can_add_arms_by_method_options():
+    from dataclasses import replace
+
+    from iclselect.bench.quality.presets import PRESETS, QualityConfig
+
+    preset = replace(PRESETS["cpu"], extra_arms=(("miwv-min3", "miwv", {"min_tokens": 3}),))
+    specs = QualityConfig(out="x", methods=("miwv", "longest")).arm_specs(preset)
+    assert specs == [("miwv", "miwv", {}), ("longest", "length", {"order": "long"}),
+                     ("miwv-min3", "miwv", {"min_tokens": 3})]  # fmt: skip
+    with pytest.raises(ValueError, match="random always runs"):
+        QualityConfig(out="x", methods=("random",)).arm_specs(preset)
+    with pytest.raises(ValueError, match="unknown bench quality setting"):
+        QualityConfig(out="x", overrides={"seedz": 3}).resolved()
