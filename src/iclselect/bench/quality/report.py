@@ -33,10 +33,10 @@ def markdown(summary: dict[str, Any]) -> str:
         ]
         cells += [_mean_sd([a["eval"][n][m] for a in group], m) for n, m in columns]
         lines.append(_row(cells))
-    parts = ["\n".join(lines), gains(summary), "**Recommendation.** " + summary["recommendation"]
-             ["text"] + "\n\n" + "\n".join(f"- {e}" for e in summary["recommendation"]
-                                            ["evidence"])]  # fmt: skip
-    return "\n\n".join(parts) + "\n"
+    advice = summary["recommendation"]
+    evidence = "\n".join(f"- {line}" for line in advice["evidence"])
+    closing = f"**Recommendation.** {advice['text']}\n\nEvidence ({advice['unit']}):\n\n{evidence}"
+    return "\n\n".join(["\n".join(lines), gains(summary), closing]) + "\n"
 
 
 def gains(summary: dict[str, Any]) -> str:
