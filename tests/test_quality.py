@@ -17,11 +17,12 @@ import pytest
 from conftest import shortest, write_json
 
 from iclselect.bench.quality import QualityConfig, markdown, run_quality
+from iclselect.bench.quality.stats import Interval
 from iclselect.io import InputError
 from iclselect.tune.evalsets import check_disjoint, final_number, held_out, load_eval_set
 
 # 12 pool rows, 3 per subset (one optimizer step), the whole pool in 3 steps, fp32, a
-# checkpoint after every step, 8 held-out rows, no shared data needed.
+# checkpoint after every step, 4 held-out rows (a fifth of the 20-row file), no eval files.
 TINY = {
     "pool_rows": 12, "budgets": (0.25,), "seeds": 2, "heldout": 8, "eval_files": (),
     "generate_tokens": 0, "batch_size": 4, "precision": "fp32", "checkpoint_every": 1,
@@ -63,13 +64,10 @@ def test_same_seed_gives_identical_subsets_and_eval_numbers(first_run, tiny_pool
     assert longest["mean_response_chars"] >= max(a["mean_response_chars"] for a in
                                                  first_run.summary["arms"][2:4])  # fmt: skip
     for arm in first_run.summary["arms"]:
-        assert all(math.isfinite(v["nll"]) for v in arm["eval"].values())
-    # The tuned models moved: training changed the held-out NLL.
-    held = "pool-heldout"
-    assert (
-        first_run.summary["arms"][-1]["eval"][held]["nll"]
-        != (first_run.summary["arms"][0]["eval"][held]["nll"])
-    )
+        for values in arm["eval"].values():
+            # The set's number is the mean of the per-item values the bootstrap resamples.
+            assert math.isfinite(values["nll"]) and len(values["item_nll"]) == values["n"]
+            assert values["nll"] == pytest.approx(sum(values["item_nll"]) / values["n"])
 
 
 def test_outputs_table_csv_json_and_plot(first_run):
@@ -78,11 +76,19 @@ def test_outputs_table_csv_json_and_plot(first_run):
     assert out["quality.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = out["quality.md"].read_text()
     assert "| random@25% (mean ± sd, 2 seeds) | 3 |" in table
-    assert "pool-heldout nll: longest@25%" in table
-    rows = out["quality.csv"].read_text().splitlines()
-    assert rows[0].startswith("arm,method,budget,seed,rows,mean_response_chars,train_seconds")
-    assert len(rows) == 1 + 5
     saved = json.loads(out["quality.json"].read_text())
+    (versus,) = [c for c in saved["comparisons"] if c["set"] == "pool-heldout"]
+    assert (versus["arm"], versus["reference"], versus["reference_arms"]) == (
+        "longest@25%", "random", 2,
+    )  # fmt: skip
+    assert versus["low"] <= versus["gain"] <= versus["high"]
+    shown = Interval(versus["gain"], versus["low"], versus["high"]).text()
+    assert f"| longest@25% | {shown}" in table
+    assert "**Recommendation.** " + saved["recommendation"]["text"] in table
+    rows = out["quality.csv"].read_text().splitlines()
+    assert rows[0].startswith("arm,method,of,budget,seed,rows,mean_response_chars,train_seconds")
+    assert "pool-heldout.nll.vs_random_low" in rows[0]
+    assert len(rows) == 1 + 5
     assert saved["eval_sets"][0]["disjoint_from_pool"] is True
     assert markdown(saved) == first_run.table
 
@@ -141,7 +147,10 @@ def test_disjointness_folds_case_and_spacing(tiny_pool, tmp_path):
     )
     with pytest.raises(InputError, match="also in the pool"):
         check_disjoint(load_eval_set(shouted), samples)
-    held = held_out(tiny_pool, samples, 5, 100)
+    rest = [Sample(i, (*item.prompt, Turn("assistant", item.reference)))
+            for i, item in enumerate(pool)]  # fmt: skip
+    held = held_out(rest, samples, 100, "held", str(tiny_pool))
+    # The first five are the pool's own rows (same content id): left out.
     assert check_disjoint(held, samples) == len(held.items) == len(pool) - 5
 
 
@@ -223,3 +232,22 @@ def test_a_malformed_eval_row_names_file_row_and_field(tmp_path):
     )  # fmt: skip
     with pytest.raises(InputError, match=r"gsm.jsonl: row 1: field 'answer': missing or not a"):
         load_eval_set(bad)
+
+
+def test_mmlu_choices_in_one_pass_agree_with_one_request_per_choice(lm):
+    """The fast path reads the reference's NLL and all four letters off one forward pass; the
+    engine path scores the reference and each letter as requests of their own. Same model,
+    same items: the same answers."""
+    from importlib import resources
+
+    from iclselect.lm import Engine, LogprobRequest, Template
+    from iclselect.tune.evaluate import _choice_hits, choice_pass
+
+    path = resources.files("iclselect").joinpath("assets/eval/mmlu_dev_5shot.jsonl.gz")
+    items = load_eval_set(Path(str(path)), 6).items
+    template = Template("chat", lm.tokenizer)
+    engine = Engine(lm, template, show_progress=False)
+    losses, hits = choice_pass(lm, template, items, 512)
+    assert hits == _choice_hits(engine, items, "mmlu")
+    answers = engine.loglikelihood([LogprobRequest(i.prompt, i.reference) for i in items])
+    assert losses == pytest.approx([a.loss for a in answers], abs=1e-4)

@@ -152,18 +152,20 @@ def bench_memory(
 @app.command("quality")
 def bench_quality(
     pool: Annotated[
-        Path | None,
-        typer.Argument(
-            help="Pool to select from (default: DATA_DIR/alpaca_pool_21k.json.gz); the preset "
-            "takes its first rows.",
+        str | None,
+        typer.Option(
+            help="Pool to select from: any dataset iclselect reads (default: the shipped "
+            "2,600-row Alpaca slice). The preset trains on its first rows and holds out rows "
+            "after them (checked disjoint by content id).",
             show_default=False,
         ),
     ] = None,
     preset: Annotated[
         str,
         typer.Option(
-            help="cpu-small: the default model, 2,000 pool rows, 1% and 5% budgets, one epoch, "
-            "under an hour on 2 cores. gpu: a 0.5-8B --model directory, the whole pool, 1/5/10%."
+            help="cpu-small: a quick look, under an hour on 2 cores (cut-down method settings). "
+            "cpu: the methods at their own settings, 5 seeds, length-matched controls, whole "
+            "eval sets, about 3 hours on 2 cores. gpu: a 0.5-8B --model, the whole pool."
         ),
     ] = "cpu-small",
     methods: Annotated[
@@ -178,15 +180,16 @@ def bench_quality(
         typer.Option("--eval", help="More held-out eval files (Alpaca, ShareGPT, messages)."),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Default: runs/quality-PRESET.")] = None,
-    data_dir: Annotated[Path, typer.Option(help="Where the pool and eval/ sets live.")] = Path(
-        "../shared/data"
-    ),
     model: Model = DEFAULT_MODEL,
     template: Template = "chat",
     budgets: Annotated[
         str | None, typer.Option(help="Comma-separated fractions, e.g. 0.01,0.05,0.1.")
     ] = None,
     seeds: Annotated[int | None, typer.Option(help="Random subsets per budget.")] = None,
+    matched_seeds: Annotated[
+        int | None,
+        typer.Option(help="Length-matched random subsets per method and budget (-1: --seeds)."),
+    ] = None,
     pool_rows: Annotated[
         int | None, typer.Option(help="First valid rows of POOL (0: all).")
     ] = None,
@@ -209,11 +212,14 @@ def bench_quality(
     write: Annotated[bool, typer.Option(help="Append to --benchmarks.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or log.")] = False,
 ) -> None:
-    """Fine-tune on each method's subset, on random subsets of the same size (several seeds)
-    and on the whole pool, with the same hyperparameters; score every tuned model and the
-    untuned one on held-out sets (reference NLL; accuracy on MMLU and GSM8K). Eval sets are
-    checked disjoint from the pool. Writes quality.md/.csv/.json/.png under OUT; an
-    interrupted run resumes (finished arms are read back, a running one from its checkpoint).
+    """Fine-tune on each method's subset, on random subsets of the same size (several seeds),
+    on random subsets matched to each method's response lengths and on the whole pool, with
+    the same hyperparameters; score every tuned model and the untuned one on held-out sets
+    (reference NLL; accuracy on MMLU and GSM8K), item by item. Each method's gain over random,
+    its length-matched random and longest-response gets a paired bootstrap 95% interval, and
+    the run ends with a recommendation. Eval sets ship with the package and are checked
+    disjoint from the pool. Writes quality.md/.csv/.json/.png under OUT; an interrupted run
+    resumes (finished arms are read back, a running one from its checkpoint).
     """
     import shlex
     import sys
@@ -226,7 +232,8 @@ def bench_quality(
         overrides = {
             key: value
             for key, value in {
-                "seeds": seeds, "pool_rows": pool_rows, "epochs": epochs, "lr": lr,
+                "seeds": seeds, "matched_seeds": matched_seeds, "pool_rows": pool_rows,
+                "epochs": epochs, "lr": lr,
                 "batch_size": batch_size, "lora": lora, "precision": precision,
                 "eval_rows": eval_rows,
             }.items()
@@ -237,7 +244,7 @@ def bench_quality(
         named = parse_settings(scores, "--scores", "wici=runs/wici/scores.parquet")
         config = QualityConfig(
             out=str(out or Path("runs") / f"quality-{preset}"), preset=preset,
-            pool=str(pool) if pool else None, data_dir=str(data_dir),
+            pool=pool,
             methods=tuple(m.strip() for m in methods.split(",") if m.strip()), scores=named,
             evals=tuple(evals or ()), model=model, template=template, store=store, quiet=quiet,
             overrides=overrides,

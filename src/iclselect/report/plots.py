@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from functools import partial
 
 import numpy as np
 
@@ -111,44 +110,3 @@ def heatmap(matrix: np.ndarray, labels: Sequence[str], title: str) -> bytes:
 
 def _metric(arm: dict, name: str, metric: str) -> float:
     return arm["eval"][name][metric]
-
-
-def quality_plot(summary: dict, columns: Sequence[tuple[str, str]], path) -> None:
-    """bench quality: each eval metric against budget, one line per method, random as a mean ±
-    sd band, the full pool and the untuned model as horizontal lines. Written to `path`."""
-    arms = summary["arms"]
-    figure, grid = _figure(4.2 * min(3, len(columns)), 3.4 * -(-len(columns) // 3),
-                           -(-len(columns) // 3), min(3, len(columns)))  # fmt: skip
-    panels = np.atleast_1d(grid).ravel()
-    for axes, (name, metric) in zip(panels, columns, strict=False):
-        value = partial(_metric, name=name, metric=metric)
-        budgets = sorted({a["budget"] for a in arms if a["method"] == "random"})
-        randoms = [[value(a) for a in arms if a["method"] == "random" and a["budget"] == b]
-                   for b in budgets]  # fmt: skip
-        x = [b * 100 for b in budgets]
-        mean, sd = (
-            np.array([np.mean(r) for r in randoms]),
-            np.array([np.std(r, ddof=1) if len(r) > 1 else 0.0 for r in randoms]),
-        )
-        axes.fill_between(x, mean - sd, mean + sd, color=_DROPPED, alpha=0.5, label="random ± sd")
-        axes.plot(x, mean, color="#495057", marker="o", linewidth=1)
-        methods = dict.fromkeys(
-            a["method"] for a in arms if a["method"] not in ("random", "full", "untuned")
-        )
-        for method in methods:
-            points = sorted((a["budget"] * 100, value(a)) for a in arms if a["method"] == method)
-            axes.plot(*zip(*points, strict=True), marker="o", label=method)
-        for kind, style in (("full", "-"), ("untuned", ":")):
-            for arm in (a for a in arms if a["method"] == kind):
-                axes.axhline(value(arm), color="black", linestyle=style, linewidth=1, label=kind)
-        axes.set_xscale("log")
-        axes.set_xticks(x, [f"{v:g}%" for v in x])
-        axes.minorticks_off()
-        axes.set_title(f"{name}: {'NLL (lower is better)' if metric == 'nll' else 'accuracy'}",
-                       fontsize=9)  # fmt: skip
-        axes.tick_params(labelsize=8)
-    for axes in panels[len(columns) :]:
-        axes.set_visible(False)
-    panels[0].legend(fontsize=7)
-    figure.tight_layout()
-    path.write_bytes(_png(figure))

@@ -57,7 +57,7 @@ def load_eval_set(path: str | Path, max_rows: int = 0, name: str | None = None) 
     """Read `path` as one of the recognised kinds; `max_rows` > 0 keeps the first that many
     scorable rows."""
     path = Path(path)
-    name = name or _stem(path)
+    name = name or stem(path)
     first = jsonl.first_row(path) if path.name.removesuffix(".gz").endswith(".jsonl") else None
     if first is not None and {"question", "choices", "answer_index"} <= first.keys():
         items, n_rows, empty = _mmlu(path)
@@ -75,17 +75,20 @@ def load_eval_set(path: str | Path, max_rows: int = 0, name: str | None = None) 
     return EvalSet(name, str(path), items[:max_rows] if max_rows else items, n_rows, empty)
 
 
-def held_out(path: str | Path, pool: list[Sample], skip: int, count: int) -> EvalSet:
-    """`count` rows of the pool's own file after its first `skip` (the pool), leaving out any
-    whose prompt is also in the pool: the same distribution, none of the same questions."""
-    seen = {prompt_hash(s.prompt) for s in pool}
-    samples = read_input(str(path), skip_invalid=True).samples[skip:]
+def held_out(
+    samples: list[Sample], pool: list[Sample], count: int, name: str, path: str
+) -> EvalSet:
+    """The first `count` of `samples` (rows of the pool's own file outside the pool) whose
+    content id and folded prompt are both absent from the pool: the same distribution, none
+    of the same questions."""
+    ids = {s.id for s in pool}
+    prompts = {prompt_hash(s.prompt) for s in pool}
     items = [
         EvalItem(s.prompt, s.response)
         for s in samples
-        if s.response.strip() and prompt_hash(s.prompt) not in seen
+        if s.response.strip() and s.id not in ids and prompt_hash(s.prompt) not in prompts
     ][:count]
-    return EvalSet(f"{_stem(Path(path))}-heldout", str(path), items, len(items))
+    return EvalSet(name, path, items, len(items))
 
 
 def prompt_hash(prompt: tuple[Turn, ...]) -> str:
@@ -166,7 +169,8 @@ def _self_instruct(path: Path) -> tuple[list[EvalItem], int, int]:
     return items, n_rows, n_rows - len(items)
 
 
-def _stem(path: Path) -> str:
+def stem(path: Path) -> str:
+    """A file's name without its data and compression suffixes."""
     name = path.name
     for suffix in (".gz", ".jsonl", ".json", ".parquet", ".csv"):
         name = name.removesuffix(suffix)

@@ -1,0 +1,168 @@
+"""What a `bench quality` run is: a preset (pool size, budgets, seeds, training, eval sets,
+method settings) and the command's own choices (pool file, methods, model), overridable field
+by field and recorded whole with the results."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from iclselect.lm.model import DEFAULT_MODEL
+from iclselect.tune.finetune import TrainConfig
+
+# An arm spec: (label shown, registered method, options that arm fixes). Users name the label.
+ArmSpec = tuple[str, str, dict[str, Any]]
+# "longest" is the length baseline, longest responses first.
+ALIASES: dict[str, ArmSpec] = {"longest": ("longest", "length", {"order": "long"})}
+DEFAULT_METHODS = ("wici", "miwv", "icon", "ifd", "longest")
+
+# The shipped eval sets (assets/eval; SOURCES.md there gives origin and license of each).
+GSM8K, MMLU, SELF_INSTRUCT = (
+    "gsm8k_train_first500.jsonl.gz", "mmlu_dev_5shot.jsonl.gz", "self_instruct_seed_tasks.jsonl.gz",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Preset:
+    pool_rows: int  # the first valid rows of the pool file trained on (0: all but the held-out)
+    budgets: tuple[float, ...]
+    seeds: int  # random subsets per budget
+    train: TrainConfig
+    heldout: int  # pool rows after the training rows, evaluated on (at most a fifth of the file)
+    eval_files: tuple[tuple[str, int], ...]  # (shipped eval set, rows kept; 0: all)
+    generate_tokens: int  # greedy tokens per GSM8K answer (0: no exact match)
+    options: dict[str, Any] = field(default_factory=dict)  # method options ("wici.n_probes")
+    max_length: int = 1024  # scoring and eval context limit
+    eval_rows: int = 0  # if > 0, a cap on every eval set's items (a quick look)
+    matched_seeds: int = -1  # length-matched random subsets per method and budget (-1: seeds)
+    # More arms: a method at other settings, e.g. ("miwv-min3", "miwv", {"min_tokens": 3}),
+    # tuned and compared like any method (the hook for token-count-aware variants).
+    extra_arms: tuple[ArmSpec, ...] = ()
+    # If > 0, ICon's assessment rows are drawn (icon.assessment_size of them, seeded) from the
+    # shipped set's rows whose prompt and response fit in this many tokens (data.py).
+    icon_assessment_tokens: int = 0
+    full: bool = True  # also tune on the whole pool (the ceiling the subsets are read against)
+
+    @property
+    def n_matched(self) -> int:
+        return self.seeds if self.matched_seeds < 0 else self.matched_seeds
+
+
+ICON_TOKENS = 112  # cpu: ICon's assessment rows are the paper's rows that fit in this many tokens
+
+CPU_ESTIMATE = """The cpu preset's wall time on 2 cores, from the rates the cpu-small run measured
+(BENCHMARKS.md, 2026-11-26, the same machine) and the token counts Engine.cost gives for this
+preset's requests on the shipped pool (the dry run's own accounting, no model run):
+
+  rates: scoring ~1,450 engine tokens/s (wICI 1.24M in 834 s, ICon 214k in 152 s, MIWV 352k
+         in 257 s); evaluation ~1,840 tokens/s (55k tokens of capped sets in ~30 s an arm);
+         training 0.20-0.86 s per row by response length (miwv 0.20, wici 0.28, icon 0.26,
+         random 0.38, ifd 0.65, longest 0.86 at 100 rows)
+  setup  read, embed 1,000 rows, load the model                              ~60 s
+  wICI   7,000 requests, 906k tokens                                        ~625 s
+  MIWV   2,000 requests, 309k tokens (its own L(y|x) are wICI's: less)      ~210 s
+  IFD    its 2,000 requests are wICI's own: all from the store                ~0 s
+  ICon   40,100 requests, 7.00M tokens (T and its random-text control as a
+         demo before each of 100 rows, for 200 candidates)                 ~5,000 s
+  train  5 methods 225 s + 5 random 190 s + 20 length-matched 695 s        ~1,110 s
+  eval   31 arms (untuned, 5 methods, 5 random, 20 matched) x 234k tokens
+         (held-out 500 ~60k, GSM8K 500 ~110k, MMLU 285 in one pass ~40k,
+         self-instruct 175 ~24k) / 1,840 tokens/s = 127 s an arm            ~3,940 s
+  total                                                   ~10,950 s = 3.0 h
+
+with both cores free. ICon is almost half of it: with 100 rows drawn from all 1,020 assessment
+rows (mean 281 tokens) its requests are 14.3M tokens (~2.8 h alone), so they are drawn from the
+135 rows that fit in ICON_TOKENS tokens (7.33M tokens at 128). Each length-matched seed is 4
+arms of ~160 s: --matched-seeds 4 saves ~11 min where the machine is slower."""
+
+PRESETS = {
+    # The quick look, under an hour on 2 cores: 2,000 Alpaca rows, 1% and 5% budgets, one
+    # epoch. Measured there (BENCHMARKS.md, 2026-11-26): wICI with 1 probe per candidate took
+    # 14 min, each of the 18 evaluations about 30 s, so wICI gets 1 probe, ICon 40 exactly
+    # scored candidates against 8 assessment rows (the selector ranks the rest), the eval sets
+    # are capped, one length-matched control per method and budget, and GSM8K gets no greedy
+    # answers (the 135M model solves none, at 15 s an arm).
+    "cpu-small": Preset(
+        pool_rows=2000,
+        budgets=(0.01, 0.05),
+        seeds=3,
+        train=TrainConfig(epochs=1, lr=5e-5, batch_size=4, max_length=512, checkpoint_every=100),
+        heldout=100,
+        eval_files=((GSM8K, 40), (MMLU, 40), (SELF_INSTRUCT, 80)),
+        generate_tokens=0,
+        options={"wici.n_probes": 1, "icon.exact": 40, "icon.assessment_size": 8},
+        max_length=512,
+        matched_seeds=1,
+    ),
+    # The methods at their own settings on 2 cores in at most 3 hours (CPU_ESTIMATE below):
+    # wICI with 5 difficult probes, MIWV and IFD as published, ICon with 200 exactly scored
+    # candidates against 100 assessment rows and its selector ranking the rest; 5 random
+    # seeds and 5 length-matched controls per method at one budget, 100 rows (the size of
+    # cpu-small's 5%); every eval set whole. No full-pool arm: the subsets are judged against
+    # random, their length-matched random and longest-response, not against the ceiling.
+    "cpu": Preset(
+        pool_rows=1000,
+        budgets=(0.10,),
+        seeds=5,
+        train=TrainConfig(epochs=1, lr=5e-5, batch_size=4, max_length=512, checkpoint_every=100),
+        heldout=500,
+        eval_files=((GSM8K, 0), (MMLU, 0), (SELF_INSTRUCT, 0)),
+        generate_tokens=0,
+        options={"wici.n_probes": 5, "icon.exact": 200, "icon.assessment_size": 100},
+        max_length=512,
+        icon_assessment_tokens=ICON_TOKENS,
+        full=False,
+    ),
+    # A 0.5-8B model from a local directory (--model), the whole pool, paper method settings.
+    "gpu": Preset(
+        pool_rows=0,
+        budgets=(0.01, 0.05, 0.10),
+        seeds=5,
+        train=TrainConfig(epochs=3, lr=2e-5, batch_size=16, max_length=2048, checkpoint_every=200),
+        heldout=1000,
+        eval_files=((GSM8K, 0), (MMLU, 0), (SELF_INSTRUCT, 0)),
+        generate_tokens=320,
+    ),
+}
+
+
+@dataclass
+class QualityConfig:
+    out: str
+    preset: str = "cpu-small"
+    pool: str | None = None  # any dataset iclselect reads; None: the shipped Alpaca slice
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    scores: dict[str, str] = field(default_factory=dict)  # name -> a run's scores.parquet
+    evals: tuple[str, ...] = ()  # more eval files, any supported format
+    model: str = DEFAULT_MODEL
+    template: str = "chat"
+    device: str = "auto"
+    store: str | None = None  # scoring result store; None = <out>/store.sqlite
+    quiet: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)  # Preset or TrainConfig fields
+
+    def resolved(self) -> Preset:
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}; got {self.preset!r}")
+        preset = PRESETS[self.preset]
+        train_keys = set(asdict(preset.train))
+        preset_keys = {k for k in asdict(preset) if k != "train"}
+        unknown = set(self.overrides) - train_keys - preset_keys
+        if unknown:
+            raise ValueError(f"unknown bench quality setting(s): {', '.join(sorted(unknown))}")
+        train = {k: v for k, v in self.overrides.items() if k in train_keys}
+        rest = {k: v for k, v in self.overrides.items() if k not in train_keys}
+        return replace(preset, train=replace(preset.train, **train), **rest)
+
+    def arm_specs(self, preset: Preset) -> list[ArmSpec]:
+        """The methods whose subsets are tuned on: --methods, then the preset's extra arms."""
+        if "random" in self.methods:
+            raise ValueError(
+                "--methods: random always runs, as the baseline (--seeds sets how often)"
+            )
+        specs = [ALIASES.get(name, (name, name, {})) for name in self.methods]
+        specs += [spec for spec in preset.extra_arms if spec[0] not in self.methods]
+        labels = [label for label, _, _ in specs] + list(self.scores)
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"--methods: each arm once; got {', '.join(labels)}")
+        return specs
