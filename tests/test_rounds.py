@@ -257,3 +257,23 @@ def test_icon_auto_selector_is_lora_only_where_it_is_practical(tmp_path, answere
     assert scores.params["selector_report"]["kind"] == kind
     if kind == "lora":
         assert [len(job.score_texts) for job in fake.jobs][-1] == len(p)
+
+
+@pytest.mark.parametrize("name", ["ifd", "wici", "miwv", "perplexity"])
+def test_min_tokens_leaves_short_responses_unranked_and_nothing_else(name):
+    """iclselect's option against one-word answers: rows whose own response has fewer scored
+    tokens are prefiltered with the count; every other row keeps its score."""
+    p = pool(12)
+    extra = {"drop_above_one": False} if name == "ifd" else {}
+    plain, fake = run(name, p, **extra)
+    short, _ = run(name, p, min_tokens=4, **extra)
+    tokens = [fake.result(conditioned(s)).n_tokens for s in p.samples]
+    assert 0 < sum(n < 4 for n in tokens) < len(p)
+    for i, n in enumerate(tokens):
+        if n < 4:
+            assert math.isnan(short.score[i]) and short.excluded[i].reason == "prefiltered"
+            assert short.excluded[i].detail == f"{n} response tokens < min_tokens 4"
+        else:
+            assert short.score[i] == plain.score[i] or (
+                math.isnan(short.score[i]) and math.isnan(plain.score[i])
+            )

@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from iclselect.methods.ifd import conditioned
+from iclselect.methods.ifd import MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP, conditioned, too_short
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -25,6 +25,7 @@ class PerplexityConfig:
     order: Literal["high", "low"] = option(
         "high", "high: keep the responses the model finds hardest; low: the easiest"
     )
+    min_tokens: int = option(MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP)
 
 
 @register(
@@ -40,10 +41,14 @@ def perplexity(pool: Pool, config: PerplexityConfig) -> Rounds:
     answers = yield from ask([conditioned(s) for s in pool.samples], "perplexity")
     results = [answers[conditioned(s)] for s in pool.samples]
     ppl = np.array([a.perplexity for a in results])
+    excluded = too_short([a.n_tokens for a in results], config.min_tokens)
+    score = ppl.copy() if config.order == "high" else -ppl
+    score[list(excluded)] = np.nan
     return MethodScores(
         method="perplexity",
-        score=ppl if config.order == "high" else -ppl,
+        score=score,
         components={"perplexity": ppl.tolist(), "loss": [a.loss for a in results]},
+        excluded=excluded,
         params=asdict(config),
     )
 

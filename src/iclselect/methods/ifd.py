@@ -29,11 +29,20 @@ from iclselect.selectors import Excluded
 
 IfdForm = Literal["loss", "ppl"]
 
+# iclselect's option, off by default: a mean loss over one to three tokens is mostly noise, and
+# a method ranking rows by their own loss then favours one-word answers.
+MIN_TOKENS_DEFAULT = 0
+MIN_TOKENS_HELP = (
+    "rank only rows whose response has at least this many scored tokens (iclselect; 0: off, "
+    "the paper's)"
+)
+
 
 @dataclass(frozen=True)
 class IfdConfig:
     form: IfdForm = option("loss", "loss: L(y|x)/L(y) (Cherry); ppl: PPL(y|x)/PPL(y) (wICI code)")
     drop_above_one: bool = option(True, "exclude samples with IFD > 1, as Cherry does")
+    min_tokens: int = option(MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP)
 
 
 def conditioned(sample: Sample, demo: tuple[Turn, ...] | None = None) -> LogprobRequest:
@@ -64,20 +73,35 @@ def ratio(cond_loss: float, uncond_loss: float, form: IfdForm = "loss") -> float
     return cond_loss / uncond_loss
 
 
+def too_short(tokens: list[int], min_tokens: int) -> dict[int, Excluded]:
+    """Rows whose response has fewer than `min_tokens` scored tokens (`tokens`, per row)."""
+    return {
+        i: Excluded("prefiltered", f"{n} response tokens < min_tokens {min_tokens}")
+        for i, n in enumerate(tokens)
+        if n < min_tokens
+    }
+
+
 def pair_requests(samples: list[Sample]) -> list[LogprobRequest]:
     """L(y|x) of every sample, then L(y) of every sample."""
     return [conditioned(s) for s in samples] + [unconditioned(s) for s in samples]
 
 
-def own_ifd(
-    samples: list[Sample], form: IfdForm, desc: str
-) -> Generator[Round, Answers, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """One round: (IFD, L(y|x), L(y)) of every sample."""
+@dataclass
+class OwnIfd:
+    ifd: np.ndarray
+    loss: np.ndarray  # L(y|x)
+    loss_alone: np.ndarray  # L(y)
+    tokens: list[int]  # scored response tokens
+
+
+def own_ifd(samples: list[Sample], form: IfdForm, desc: str) -> Generator[Round, Answers, OwnIfd]:
+    """One round: IFD, L(y|x), L(y) and the scored response tokens of every sample."""
     answers = yield from ask(pair_requests(samples), desc)
     cond = np.array([answers[conditioned(s)].loss for s in samples])
     uncond = np.array([answers[unconditioned(s)].loss for s in samples])
     values = np.array([ratio(c, u, form) for c, u in zip(cond, uncond, strict=True)])
-    return values, cond, uncond
+    return OwnIfd(values, cond, uncond, [answers[conditioned(s)].n_tokens for s in samples])
 
 
 @register(
@@ -91,8 +115,9 @@ def own_ifd(
     fraction=0.05,
 )
 def rounds(pool: Pool, config: IfdConfig) -> Rounds:
-    values, cond, uncond = yield from own_ifd(pool.samples, config.form, "IFD")
-    excluded: dict[int, Excluded] = {}
+    own = yield from own_ifd(pool.samples, config.form, "IFD")
+    values, cond, uncond = own.ifd, own.loss, own.loss_alone
+    excluded = too_short(own.tokens, config.min_tokens)
     for i, value in enumerate(values):
         if math.isnan(value):
             excluded[i] = Excluded("not_scored", "IFD undefined: L(y) = 0")

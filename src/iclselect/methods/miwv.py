@@ -19,8 +19,9 @@ import numpy as np
 
 from iclselect.embed import nearest_neighbours
 from iclselect.lm.requests import LogprobRequest
-from iclselect.methods.ifd import conditioned
+from iclselect.methods.ifd import MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP, conditioned, too_short
 from iclselect.methods.method import register
+from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
 from iclselect.methods.rounds import Rounds, ask
 from iclselect.methods.scores import MethodScores
@@ -28,7 +29,9 @@ from iclselect.methods.scores import MethodScores
 
 @dataclass(frozen=True)
 class MiwvConfig:
-    """MIWV has no settings: retrieval and the score are fixed by the paper."""
+    """Retrieval and the score are fixed by the paper; min_tokens is iclselect's option."""
+
+    min_tokens: int = option(MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP)
 
 
 def demos(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
@@ -60,18 +63,22 @@ def rounds(pool: Pool, config: MiwvConfig) -> Rounds:
     demo, similarity = demos(pool)
     answers = yield from ask(_requests(pool, demo), "MIWV: with and without the demo")
     alone = np.array([answers[conditioned(s)].loss for s in samples])
+    excluded = too_short([answers[conditioned(s)].n_tokens for s in samples], config.min_tokens)
     with_demo = np.array(
         [answers[conditioned(s, samples[demo[i]].turns)].loss for i, s in enumerate(samples)]
     )
+    score = with_demo - alone
+    score[list(excluded)] = np.nan
     return MethodScores(
         method="miwv",
-        score=with_demo - alone,
+        score=score,
         components={
             "loss": alone.tolist(),
             "loss_with_demo": with_demo.tolist(),
             "demo_row": [pool.samples[k].row for k in demo],
             "demo_similarity": similarity.astype(float).tolist(),
         },
+        excluded=excluded,
         params=asdict(config),
         row_columns={"demo_row": ()},
     )

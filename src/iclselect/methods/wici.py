@@ -63,6 +63,7 @@ class WiciConfig:
         "paper: sum of (1-cos)/(2|B|) * ICI; code: mean of (1-cos) * ICI over helped probes",
     )
     prefilter_ifd: bool = option(False, "skip candidates whose own IFD > 1 (code; paper: off)")
+    min_tokens: int = option(ifd_lib.MIN_TOKENS_DEFAULT, ifd_lib.MIN_TOKENS_HELP)
     denominator: Literal["alone", "demo"] = option(
         "alone",
         "in-context IFD's denominator: alone: L(y_b), the probe's response alone (reference "
@@ -90,14 +91,13 @@ class WiciConfig:
 def rounds(pool: Pool, config: WiciConfig) -> Rounds:
     samples, vectors = pool.samples, pool.instructions()
     n = len(samples)
-    own_ifd, own_loss, alone_loss = yield from ifd_lib.own_ifd(
-        samples, config.ifd_form, "wICI 1/2: IFD of every sample"
-    )
+    own = yield from ifd_lib.own_ifd(samples, config.ifd_form, "wICI 1/2: IFD of every sample")
+    own_ifd, own_loss, alone_loss = own.ifd, own.loss, own.loss_alone
     probes = choose_probes(vectors, own_ifd if config.difficulty == "ifd" else own_loss, config)
-    excluded: dict[int, Excluded] = {}
+    excluded = ifd_lib.too_short(own.tokens, config.min_tokens)
     if config.prefilter_ifd:
         prefiltered = Excluded("prefiltered", "IFD > 1")
-        excluded.update({i: prefiltered for i in range(n) if own_ifd[i] > 1})
+        excluded.update({i: prefiltered for i in range(n) if own_ifd[i] > 1 and i not in excluded})
     for i in range(n):
         if i not in excluded and not probes[i]:
             excluded[i] = Excluded("not_scored", "no probe: no other sample with a defined IFD")
