@@ -15,7 +15,6 @@ import numpy as np
 from iclselect.io import replace_file
 from iclselect.methods.registry import Method, get
 from iclselect.pipeline import (
-    RunConfig,
     RunResult,
     choose,
     estimate,
@@ -24,6 +23,7 @@ from iclselect.pipeline import (
     write,
 )
 from iclselect.report import write_compare_report
+from iclselect.runconfig import RunConfig
 from iclselect.rundir import check_out
 
 

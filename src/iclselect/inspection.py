@@ -14,13 +14,13 @@ import numpy as np
 from iclselect.lm import LogprobRequest
 from iclselect.methods.registry import get
 from iclselect.pipeline import (
-    RunConfig,
     calibrate,
     estimated_time,
     planned_cost,
     prepare,
     token_counter,
 )
+from iclselect.runconfig import RunConfig
 from iclselect.runner import planned_rounds
 
 _PERCENTILES = (50, 90, 99)

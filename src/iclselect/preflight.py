@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from iclselect.methods.registry import Method
-    from iclselect.pipeline import RunConfig
+    from iclselect.runconfig import RunConfig
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 

@@ -54,7 +54,7 @@ def phase(name: str, data: str, out: str) -> Phase:
         assert len(requests) > 0
     else:
         from iclselect.api import run
-        from iclselect.pipeline import RunConfig
+        from iclselect.runconfig import RunConfig
 
         # The benchmark's own scratch directory: an earlier measurement there is replaced.
         config = RunConfig(data=data, out=out, method="length", fraction=0.1, quiet=True)

@@ -296,7 +296,8 @@ def _ray_arm(
 ) -> Arm:
     import ray
 
-    from iclselect.pipeline import RunConfig, executor_for
+    from iclselect.pipeline import executor_for
+    from iclselect.runconfig import RunConfig
 
     config = RunConfig(
         data="", out="", executor="ray", workers=workers, template=template_name,
