@@ -190,8 +190,8 @@ def score_config(config: RunConfig) -> Scores:
     chosen = get(config.method)
     method_config = chosen.configure(config.options_for(chosen.name))
     log = _logger(config.quiet)
-    prepared = prepare(config, [chosen], log)
-    return Scores(chosen.name, score_prepared(prepared, chosen, method_config, config, log))
+    with prepare(config, [chosen], log) as prepared:
+        return Scores(chosen.name, score_prepared(prepared, chosen, method_config, config, log))
 
 
 def select(

@@ -49,11 +49,11 @@ def compare(config: RunConfig, names: list[str], overwrite: bool = False) -> Com
     for name in names:
         check_out(out / name, overwrite)
     log = _logger(config.quiet)
-    prepared = prepare(config, methods, log)
     results = []
-    for method, method_config in zip(methods, configs, strict=True):
-        scored = score(prepared, method, method_config, config, log)
-        results.append(write(scored, choose(scored, budget), out / method.name, log, overwrite))
+    with prepare(config, methods, log) as prepared:
+        for method, method_config in zip(methods, configs, strict=True):
+            scored = score(prepared, method, method_config, config, log)
+            results.append(write(scored, choose(scored, budget), out / method.name, log, overwrite))
     spearman, overlap = agreement(results)
     table = markdown(results, spearman, overlap)
     files = [out / "compare.md", out / "compare.csv"]
@@ -69,11 +69,11 @@ def dry_run(config: RunConfig, names: list[str]) -> str:
     """Each method's estimate on one prepared pool, timed once on this machine."""
     methods, configs = _methods(config, names)
     config.budget()
-    prepared = prepare(config, methods, _logger(config.quiet))
     texts, rate = [], None
-    for method, method_config in zip(methods, configs, strict=True):
-        text, rate = estimate(prepared, method, method_config, rate)
-        texts.append(text)
+    with prepare(config, methods, _logger(config.quiet)) as prepared:
+        for method, method_config in zip(methods, configs, strict=True):
+            text, rate = estimate(prepared, method, method_config, rate)
+            texts.append(text)
     return "\n".join(texts)
 
 
