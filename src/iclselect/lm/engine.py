@@ -104,10 +104,6 @@ class Engine:
     def show_progress(self) -> bool:
         return self.cache.show_progress
 
-    @show_progress.setter
-    def show_progress(self, value: bool) -> None:
-        self.cache.show_progress = value
-
     def loglikelihood(
         self, requests: Sequence[LogprobRequest], desc: str = "scoring"
     ) -> list[LogprobResult]:
