@@ -50,7 +50,9 @@ class KernelSpec:
 
     model: str  # a name or directory load_model resolves (vLLM: the model directory)
     model_id: str | None  # the driver's, weights fingerprint included: a load must match it
-    dtype: str  # resolved (fp32, bf16, fp16), never auto: every worker computes alike
+    # What a load uses: resolved (fp32, bf16, fp16), never auto, so every worker computes
+    # alike. A kernel around an already loaded model (the driver's) only records it.
+    dtype: str
     device: str
     max_batch_tokens: int | None = None  # None: the default for the device (row_tokens)
     threads: int = 0  # torch threads of a worker process; 0 leaves torch's own
