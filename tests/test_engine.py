@@ -162,7 +162,7 @@ def test_out_of_memory_halves_the_row_and_loses_nothing(lm, requests, tmp_path, 
     requests = requests[:2] + requests[-6:]  # two own IFD pairs, then three demo probes
     expected = losses(engine(lm).loglikelihood(requests))
     eng = engine(lm, store_path=tmp_path / "store")
-    forward, rows = eng._forward, []
+    forward, rows = eng.kernel._forward, []
     limit = max(eng.cost(requests).tokens // 3, *(eng.cost([r]).tokens for r in requests))
 
     def small_rows_only(unit):
@@ -171,7 +171,7 @@ def test_out_of_memory_halves_the_row_and_loses_nothing(lm, requests, tmp_path, 
         rows.append(unit.tokens)
         return forward(unit)
 
-    monkeypatch.setattr(eng, "_forward", small_rows_only)
+    monkeypatch.setattr(eng.kernel, "_forward", small_rows_only)
     assert_close(losses(eng.loglikelihood(requests)), expected)
     assert eng.stats["oom_splits"] > 0
     assert max(rows) <= limit
@@ -187,7 +187,7 @@ def test_out_of_memory_on_a_single_request_is_raised(lm, monkeypatch):
     def no_memory(unit):
         raise torch.OutOfMemoryError("injected")
 
-    monkeypatch.setattr(eng, "_forward", no_memory)
+    monkeypatch.setattr(eng.kernel, "_forward", no_memory)
     with pytest.raises(torch.OutOfMemoryError):
         eng.loglikelihood([LogprobRequest((Turn("user", "Say hi."),), "Hi!")])
 

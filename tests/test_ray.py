@@ -74,6 +74,17 @@ def test_a_worker_killed_mid_run_changes_nothing(lm, requests, local_answers, sp
     assert answers == local_answers
 
 
+def test_closing_the_engine_kills_its_workers(lm, requests, local_answers, spec):
+    with ray_engine(lm, RayExecutor(spec, workers=1)) as engine:
+        actors = list(engine.executor.workers)
+        answers = [r.logprob for r in engine.loglikelihood(requests[:8])]
+        assert answers == pytest.approx(local_answers[:8], abs=1e-3)  # other rows: rounding
+    assert engine.executor.workers == []
+    for actor in actors:  # a killed actor answers no call
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(actor.pid.remote(), timeout=60)
+
+
 def test_sharded_embedding_on_two_workers_matches_local(embedder):
     from iclselect.embed.sharded import ShardedEmbedder
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from conftest import samples_from, write_json
 from typer.testing import CliRunner
 
@@ -113,3 +114,34 @@ def test_sigkill_then_rerun_gives_identical_scores(tmp_path, demo_rows):
         .equals(pq.read_table(tmp_path / "clean" / "scores.parquet").select(columns))
     )
     assert (out / "subset.json").read_bytes() == (tmp_path / "clean" / "subset.json").read_bytes()
+
+
+def test_closing_the_engine_closes_its_store(lm, demo_rows, tmp_path):
+    template, store = Template("chat", lm.tokenizer), tmp_path / "s.sqlite"
+    with Engine(lm, template, show_progress=False, store_path=store) as engine:
+        engine.loglikelihood([conditioned(samples_from(demo_rows[:1])[0])])
+        assert len(engine.store) == 1
+    with pytest.raises(sqlite3.ProgrammingError):
+        len(engine.store)
+    engine.close()  # twice is harmless
+
+
+def test_a_run_closes_its_store(tmp_path, demo_rows, monkeypatch):
+    """`iclselect run` (api.run): when it returns, the engine it built has closed its store."""
+    from iclselect import api, pipeline
+
+    engines = []
+
+    class Recorded(Engine):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            engines.append(self)
+
+    monkeypatch.setattr(pipeline, "Engine", Recorded)
+    data = write_json(tmp_path / "pool.json", demo_rows[:4])
+    out = str(tmp_path / "out")
+    api.run(pipeline.RunConfig(str(data), out, method="perplexity", fraction=0.5, quiet=True))
+    (engine,) = engines
+    assert engine.stats["computed"] == 4
+    with pytest.raises(sqlite3.ProgrammingError):
+        len(engine.store)

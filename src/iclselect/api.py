@@ -165,8 +165,8 @@ def score_config(config: RunConfig) -> Scores:
     """score() for a whole RunConfig (what the CLI builds from its options)."""
     chosen = get(config.method)
     method_config = chosen.configure(config.options_for(chosen.name))
-    prepared = prepare(config, [chosen])
-    return Scores(chosen.name, score_prepared(prepared, chosen, method_config, config))
+    with prepare(config, [chosen]) as prepared:
+        return Scores(chosen.name, score_prepared(prepared, chosen, method_config, config))
 
 
 def select(

@@ -47,12 +47,12 @@ def compare(config: RunConfig, names: list[str], overwrite: bool = False) -> Com
         raise ValueError(f"--out {out}: holds a single run (manifest.json); choose another --out")
     for name in names:
         check_out(out / name, overwrite)
-    prepared = prepare(config, methods)
-    everything = score_together(prepared, list(zip(methods, configs, strict=True)), config)
-    results = [
-        write(scored, choose(scored, budget), out / scored.method.name, overwrite)
-        for scored in everything
-    ]
+    with prepare(config, methods) as prepared:
+        everything = score_together(prepared, list(zip(methods, configs, strict=True)), config)
+        results = [
+            write(scored, choose(scored, budget), out / scored.method.name, overwrite)
+            for scored in everything
+        ]
     spearman, overlap = agreement(results)
     table = markdown(results, spearman, overlap)
     files = [out / "compare.md", out / "compare.csv"]
@@ -68,11 +68,11 @@ def dry_run(config: RunConfig, names: list[str]) -> str:
     """Each method's estimate on one prepared pool, timed once on this machine."""
     methods, configs = _methods(config, names)
     config.budget()
-    prepared = prepare(config, methods)
     texts, rate = [], None
-    for method, method_config in zip(methods, configs, strict=True):
-        text, rate = estimate(prepared, method, method_config, rate)
-        texts.append(text)
+    with prepare(config, methods) as prepared:
+        for method, method_config in zip(methods, configs, strict=True):
+            text, rate = estimate(prepared, method, method_config, rate)
+            texts.append(text)
     return "\n".join(texts)
 
 

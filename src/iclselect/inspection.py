@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iclselect.lm import LogprobRequest
+from iclselect.methods.ifd import conditioned
 from iclselect.methods.registry import get
 from iclselect.pipeline import (
     calibrate,
@@ -113,32 +113,30 @@ def inspect_data(config: RunConfig, names: list[str], timing: bool = True) -> In
     methods = [get(name) for name in names]
     with tempfile.TemporaryDirectory(prefix="iclselect-inspect-") as scratch:
         config = replace(config, skip_invalid=True, store=str(Path(scratch) / "store.sqlite"))
-        prepared = prepare(config, methods)
-        dataset, pool, engine = prepared.dataset, prepared.pool, prepared.engine
-        invalid = [
-            f"row {bad.row}: " + (f"field {bad.field!r}: " if bad.field else "") + bad.message
-            for bad in dataset.invalid
-        ]
-        lengths: dict[str, np.ndarray] = {}
-        costs, rate = [], None
-        if engine is not None:
-            encoded = [
-                engine.template.encode(LogprobRequest(s.prompt, s.response)) for s in pool.samples
+        with prepare(config, methods) as prepared:
+            dataset, pool, engine = prepared.dataset, prepared.pool, prepared.engine
+            invalid = [
+                f"row {bad.row}: " + (f"field {bad.field!r}: " if bad.field else "") + bad.message
+                for bad in dataset.invalid
             ]
-            context = np.array([len(e.context_ids) for e in encoded])
-            response = np.array([len(e.target_ids) for e in encoded])
-            lengths = {"context": context, "response": response, "total": context + response}
-        for method in methods:
-            if not method.uses_model or engine is None:
-                costs.append(MethodCost(method.name, 0, 0, 0, 0.0))
-                continue
-            rounds = planned_rounds(method, pool, method.configure({}), token_counter(engine))
-            cost = planned_cost(engine, rounds)
-            if rate is None and timing:
-                rate = calibrate(engine, rounds[0][:16])
-            costs.append(
-                MethodCost(method.name, cost.requests, cost.distinct, cost.tokens, cost.flops)
-            )
+            lengths: dict[str, np.ndarray] = {}
+            costs, rate = [], None
+            if engine is not None:
+                encoded = [engine.template.encode(conditioned(s)) for s in pool.samples]
+                context = np.array([len(e.context_ids) for e in encoded])
+                response = np.array([len(e.target_ids) for e in encoded])
+                lengths = {"context": context, "response": response, "total": context + response}
+            for method in methods:
+                if not method.uses_model or engine is None:
+                    costs.append(MethodCost(method.name, 0, 0, 0, 0.0))
+                    continue
+                rounds = planned_rounds(method, pool, method.configure({}), token_counter(engine))
+                cost = planned_cost(engine, rounds)
+                if rate is None and timing:
+                    rate = calibrate(engine, rounds[0][:16])
+                costs.append(
+                    MethodCost(method.name, cost.requests, cost.distinct, cost.tokens, cost.flops)
+                )
     return Inspection(
         str(dataset.path), dataset.schema, dataset.container, dataset.n_rows, invalid,
         len(pool) - len({s.id for s in pool.samples}), lengths, config.max_length,

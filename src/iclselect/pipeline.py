@@ -59,6 +59,14 @@ class Prepared:
     engine: Engine | None
     timings: dict[str, float]
 
+    def __enter__(self) -> Prepared:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """A run's end: the engine's store is closed and its Ray workers stopped."""
+        if self.engine is not None:
+            self.engine.close()
+
 
 @dataclass
 class Scored:
@@ -371,8 +379,8 @@ def dry_run(config: RunConfig) -> str:
     method = get(config.method)
     method_config = method.configure(config.options_for(method.name))
     config.budget(method)
-    prepared = prepare(config, [method])
-    return estimate(prepared, method, method_config)[0]
+    with prepare(config, [method]) as prepared:
+        return estimate(prepared, method, method_config)[0]
 
 
 def estimate(

@@ -1,9 +1,9 @@
 """Where the engine's units of work run: in this process, or on Ray workers.
 
 The engine plans (deduplicates, answers from the store, tokenises, packs) and commits answers
-to the store; an executor only computes units (packed forward passes), so every executor
-computes the very same passes and a lost worker costs only the units it held, which go to
-another worker.
+to the store; an executor only hands units (packed forward passes) to kernels (lm/kernel.py),
+so every executor computes the very same passes and a lost worker costs only the units it held,
+which go to another worker. A Ray worker builds a kernel, nothing more.
 """
 
 from __future__ import annotations
@@ -15,27 +15,22 @@ from typing import TYPE_CHECKING, Any, Protocol
 from iclselect.cluster import Actor, ActorPool
 
 if TYPE_CHECKING:
-    from iclselect.lm.engine import Engine, Unit
+    from iclselect.lm.kernel import Kernel, KernelSpec
+    from iclselect.lm.packer import Unit
 
 
 class Executor(Protocol):
-    def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:
-        """Each unit with its log-probs (one per job, in unit.jobs order), in any order."""
+    def run(self, kernel: Kernel, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:
+        """Each unit with its log-probs (one per job, in unit.jobs order), in any order.
+        `kernel` is the driver's own; an executor with kernels of its own leaves it idle."""
         ...
 
 
 class LocalExecutor:
-    def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:
-        """Each pass is launched before the previous one's answers are read back, so a GPU is
-        never idle while the host lays out the next row."""
-        previous = None
-        for unit in units:
-            launched = (unit, engine.launch(unit))
-            if previous is not None:
-                yield previous[0], previous[1].tolist()
-            previous = launched
-        if previous is not None:
-            yield previous[0], previous[1].tolist()
+    """The driver's kernel, in this process."""
+
+    def run(self, kernel: Kernel, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:
+        return kernel.run(units)
 
 
 @dataclass(frozen=True)
@@ -46,33 +41,30 @@ class WorkerSpec:
     model_id: str  # the driver's, weights fingerprint included: a worker must match it
     dtype: str  # resolved (fp32, bf16, fp16), never auto: every worker computes alike
     device: str
-    template: str
-    max_batch_tokens: int | None  # None: the engine's default for the worker's device
+    template: str  # the driver's; workers get token ids, so only the record names it
+    max_batch_tokens: int | None  # None: the kernel's default for the worker's device
     max_length: int
     threads: int
+
+    def kernel(self) -> KernelSpec:
+        from iclselect.lm.kernel import KernelSpec
+
+        return KernelSpec(
+            self.model, self.model_id, self.dtype, self.device, self.max_batch_tokens,
+            self.threads, max_length=self.max_length,
+        )  # fmt: skip
 
 
 class _Worker(Actor):
     """One model copy; computes units for the driver."""
 
     def __init__(self, spec: WorkerSpec) -> None:
-        import torch
+        from iclselect.lm.kernel import make_kernel
 
-        from iclselect.lm.engine import Engine
-        from iclselect.lm.model import load_model
-        from iclselect.lm.templates import Template
-
-        torch.set_num_threads(spec.threads)
-        loaded = load_model(spec.model, spec.dtype, spec.device)
-        if loaded.model_id != spec.model_id:
-            raise RuntimeError(f"worker loaded {loaded.model_id}, the driver {spec.model_id}")
-        template = Template(spec.template, loaded.tokenizer)
-        self.engine = Engine(
-            loaded, template, spec.max_batch_tokens, spec.max_length, show_progress=False
-        )
+        self.kernel = make_kernel(spec.kernel())
 
     def compute(self, unit: Unit) -> list[float]:
-        return self.engine.compute(unit)
+        return self.kernel.compute(unit)
 
 
 class RayExecutor:
@@ -100,6 +92,11 @@ class RayExecutor:
     def restarts(self) -> int:
         return self.pool.restarts
 
-    def run(self, engine: Engine, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:
+    def run(self, kernel: Kernel, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:
+        """The units on the workers' kernels (the driver's own `kernel` stays idle)."""
         for index, result in self.pool.map("compute", units):
             yield units[index], result
+
+    def close(self) -> None:
+        """Kill the workers (their model copies go with them)."""
+        self.pool.shutdown()

@@ -60,23 +60,25 @@ def plan_arms(
     """Score the pool with every method (through the usual pipeline and store) and turn each
     method's selection at each budget, and its controls, into arms."""
     methods = [get(name) for name in dict.fromkeys([m for _, m, _ in specs] + ["random"])]
-    prepared = prepare(run_config, methods)
-    pool = prepared.pool.samples
-    scoring: dict[str, Any] = {}
-    rankings: dict[str, Callable[[Budget], list[int]]] = {}
-    for label, name, fixed in specs:
-        method = get(name)
-        options = {**run_config.options_for(name, prefixed_only=True), **fixed}
-        scored = score(prepared, method, method.configure(options), run_config)
-        scoring[label] = {"seconds": scored.timings["score"], "engine": scored.engine_stats}
-        rankings[label] = lambda budget, scored=scored: choose(scored, budget).selection.selected
-    for name, path in config.scores.items():
-        rankings[name] = ranking_from_file(path, pool)
-    random = get("random")
-    draws = [
-        score(prepared, random, random.configure({"seed": seed}), run_config)
-        for seed in range(preset.seeds)
-    ]
+    with prepare(run_config, methods) as prepared:
+        pool = prepared.pool.samples
+        scoring: dict[str, Any] = {}
+        rankings: dict[str, Callable[[Budget], list[int]]] = {}
+        for label, name, fixed in specs:
+            method = get(name)
+            options = {**run_config.options_for(name, prefixed_only=True), **fixed}
+            scored = score(prepared, method, method.configure(options), run_config)
+            scoring[label] = {"seconds": scored.timings["score"], "engine": scored.engine_stats}
+            rankings[label] = lambda budget, scored=scored: (
+                choose(scored, budget).selection.selected
+            )
+        for name, path in config.scores.items():
+            rankings[name] = ranking_from_file(path, pool)
+        random = get("random")
+        draws = [
+            score(prepared, random, random.configure({"seed": seed}), run_config)
+            for seed in range(preset.seeds)
+        ]
     lengths = [len(s.response) for s in pool]
     arms: list[Arm] = [Arm("untuned", "untuned", None, [])]
     for budget in preset.budgets:
