@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from conftest import pool_of, samples_from, shortest
 
+from iclselect.estimate import planned_cost, token_counter
 from iclselect.lm import Engine, Template
 from iclselect.methods.registry import get
-from iclselect.pipeline import planned_cost, token_counter
 from iclselect.runner import EngineAnswerer, drive, planned_rounds
 
 CASES = [

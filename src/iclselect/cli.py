@@ -76,7 +76,7 @@ def run(
     manifest.json (counts, reasons, every parameter, model and package versions, timings).
     """
     from iclselect.api import run as run_pipeline
-    from iclselect.pipeline import dry_run as estimate
+    from iclselect.estimate import dry_run as estimate
 
     def go() -> None:
         settings = given_settings(ctx)

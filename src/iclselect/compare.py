@@ -12,16 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from iclselect.estimate import estimate
 from iclselect.io import replace_file
 from iclselect.methods.registry import Method, get
-from iclselect.pipeline import (
-    RunResult,
-    choose,
-    estimate,
-    prepare,
-    score_together,
-    write,
-)
+from iclselect.pipeline import RunResult, choose, prepare, score_together, write
 from iclselect.report import write_compare_report
 from iclselect.runconfig import RunConfig
 from iclselect.rundir import check_out

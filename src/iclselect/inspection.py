@@ -11,15 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from iclselect.estimate import calibrate, estimated_time, planned_cost, token_counter
 from iclselect.methods.ifd import conditioned
 from iclselect.methods.registry import get
-from iclselect.pipeline import (
-    calibrate,
-    estimated_time,
-    planned_cost,
-    prepare,
-    token_counter,
-)
+from iclselect.pipeline import prepare
 from iclselect.runconfig import RunConfig
 from iclselect.runner import planned_rounds
 

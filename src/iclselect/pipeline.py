@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, astuple, dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,12 @@ from iclselect import overlong, runner
 from iclselect.embed import Embedder
 from iclselect.embed.sharded import SHARD, ShardedEmbedder
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
-from iclselect.lm import Engine, LogprobRequest, Template, load_model
-from iclselect.lm.engine import Cost
+from iclselect.lm import Engine, Template, load_model
 from iclselect.lm.executors import Executor, RayExecutor, WorkerSpec
 from iclselect.lm.model import LoadedModel, resolve
 from iclselect.lm.precision import dtype_name
 from iclselect.methods import MethodScores, Pool
-from iclselect.methods.registry import Method, get
+from iclselect.methods.registry import Method
 from iclselect.outputs import (
     manifest,
     scores_table,
@@ -40,11 +38,10 @@ from iclselect.outputs import (
     write_scores,
 )
 from iclselect.preflight import check_run
-from iclselect.progress import duration
 from iclselect.report import write_report
 from iclselect.runconfig import RunConfig
 from iclselect.rundir import staged
-from iclselect.runner import EngineAnswerer, planned_rounds
+from iclselect.runner import EngineAnswerer
 from iclselect.selectors import NEAR_TIE, Budget, Selection, select
 
 # Progress and notices; the CLI prints them to stderr as "[iclselect] ...", and a library user
@@ -371,74 +368,3 @@ def cut_of(scored: Scored, choice: Choice) -> dict[str, Any]:
         "near_ties": [samples[i].row for i in selection.near_ties],
         "near_tie_tolerance": NEAR_TIE,
     }
-
-
-def dry_run(config: RunConfig) -> str:
-    """Plan the run and estimate its cost; compute only a short calibration (a few real
-    requests, kept in the store so the run does not redo them)."""
-    method = get(config.method)
-    method_config = method.configure(config.options_for(method.name))
-    config.budget(method)
-    with prepare(config, [method]) as prepared:
-        return estimate(prepared, method, method_config)[0]
-
-
-def estimate(
-    prepared: Prepared, method: Method, method_config: Any, rate: float | None = None
-) -> tuple[str, float | None]:
-    """What scoring `prepared` with `method` would cost, and the model FLOP/s it is estimated
-    at: `rate`, or else measured on a few of the method's own requests."""
-    pool, engine = prepared.pool, prepared.engine
-    head = f"dry run: {len(pool)} samples, method {method.name}"
-    if engine is None or not method.uses_model:
-        return f"{head}: no model requests; it runs in seconds", rate
-    rounds = planned_rounds(method, pool, method_config, token_counter(engine))
-    cost = planned_cost(engine, rounds)
-    if rate is None:
-        rate = calibrate(engine, rounds[0][: min(len(pool), 16)])
-    note = f"; {method.estimate_note}" if method.estimate_note else ""
-    text = (
-        f"{head} ({method.cost} requests per sample), model {engine.model_id} on "
-        f"{engine.device}\n"
-        f"  requests: {cost.requests} ({cost.distinct} distinct, "
-        f"{cost.stored} already in the store)\n"
-        f"  tokens to run: ~{cost.tokens:,} (shared demo prefixes counted once{note})\n"
-        f"  model FLOPs: ~{cost.flops / 1e12:.2f} TFLOP\n"
-        f"  estimated scoring time: {estimated_time(cost.flops, rate)}"
-        + (f" at {rate / 1e9:.0f} GFLOP/s measured here" if rate else "")
-    )
-    return text, rate
-
-
-def planned_cost(engine: Engine, rounds: list[list[LogprobRequest]]) -> Cost:
-    """What the engine would compute for `rounds`, each round one call as in a run."""
-    costs = [engine.cost(requests) for requests in rounds]
-    return Cost(*(sum(values) for values in zip(*(astuple(c) for c in costs), strict=True)))
-
-
-def token_counter(engine: Engine) -> Callable[[LogprobRequest], int]:
-    """Tokens of one request as the engine renders it (context and target)."""
-
-    def count(request: LogprobRequest) -> int:
-        encoded = engine.template.encode(request)
-        return len(encoded.context_ids) + len(encoded.target_ids)
-
-    return count
-
-
-def calibrate(engine: Engine, requests: list[LogprobRequest]) -> float | None:
-    """Model FLOP/s of this machine on a few real requests (their answers are stored); None
-    when the store already held them all."""
-    flops_before, started = engine.flops, time.perf_counter()
-    engine.loglikelihood(requests, desc="calibrating")
-    seconds = time.perf_counter() - started
-    return (engine.flops - flops_before) / seconds if engine.flops > flops_before else None
-
-
-def estimated_time(
-    flops: float, rate: float | None, untimed: str = "all calibration requests were stored"
-) -> str:
-    """'~2 h 05 min' for `flops` at `rate` FLOP/s; `untimed` says why there is no rate."""
-    if not flops:
-        return "none (all answers stored)"
-    return f"~{duration(flops / rate)}" if rate else f"unknown ({untimed})"

@@ -1,16 +1,28 @@
-"""The language-model layer: requests as plain data, templates that tokenise them, one engine."""
+"""The language-model layer: requests as plain data, templates that tokenise them, one engine.
 
-from iclselect.lm.engine import Engine
-from iclselect.lm.model import DEFAULT_MODEL, load_model
-from iclselect.lm.requests import LogprobRequest, LogprobResult
-from iclselect.lm.templates import TEMPLATES, Template
+The names load lazily, so a module that needs only the requests (every method) does not pull
+in the engine, torch and transformers by importing this package.
+"""
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "TEMPLATES",
-    "Engine",
-    "LogprobRequest",
-    "LogprobResult",
-    "Template",
-    "load_model",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_WHERE = {
+    "DEFAULT_MODEL": "iclselect.lm.model",
+    "load_model": "iclselect.lm.model",
+    "Engine": "iclselect.lm.engine",
+    "LogprobRequest": "iclselect.lm.requests",
+    "LogprobResult": "iclselect.lm.requests",
+    "TEMPLATES": "iclselect.lm.templates",
+    "Template": "iclselect.lm.templates",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'iclselect.lm' has no attribute {name!r}")
