@@ -12,7 +12,7 @@ import torch
 from conftest import cli, shortest, write_json
 
 import iclselect.pipeline
-from iclselect.lm import Engine
+from iclselect.lm.caching import Cache
 
 
 @pytest.fixture
@@ -75,16 +75,16 @@ def test_a_write_the_disk_refuses_is_one_line_and_leaves_no_outputs(tmp_path, po
 
 
 def test_ctrl_c_while_scoring_says_what_is_kept_and_exits_130(tmp_path, pool, monkeypatch):
-    answer = Engine._answer
+    commit = Cache._commit
     calls = []
 
     def interrupt_third_batch(self, *args):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt  # as if pressed while the third batch ran
-        answer(self, *args)
+        commit(self, *args)
 
-    monkeypatch.setattr(Engine, "_answer", interrupt_third_batch)
+    monkeypatch.setattr(Cache, "_commit", interrupt_third_batch)
     args = ["run", str(pool), "-m", "ifd", "--max-batch-tokens", "64", "-o", str(tmp_path / "o")]
     line = _one_line(cli(*args, "-q"), code=130)
     stored, total = (int(n) for n in line.split(": ")[1].split(" answers")[0].split(" of "))
@@ -92,7 +92,7 @@ def test_ctrl_c_while_scoring_says_what_is_kept_and_exits_130(tmp_path, pool, mo
         f"interrupted: {stored} of {total} answers stored; rerun the same command to resume"
     )
     assert 0 < stored < total == 8
-    monkeypatch.setattr(Engine, "_answer", answer)
+    monkeypatch.setattr(Cache, "_commit", commit)
     result = cli(*args)
     assert result.exit_code == 0, result.output
     assert f"{stored} answered from the store, {total - stored} computed" in result.output
