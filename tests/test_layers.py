@@ -13,67 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from import_graph import cycles, graph
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "iclselect"
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(SRC).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports(path: Path) -> set[str]:
-    """Every iclselect module `path` imports, anywhere in the file."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, *([base] if base else [])])
-            found.add(base)
-            # `from iclselect.io import files` imports the module iclselect.io.files.
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-    return {m for m in found if m == "iclselect" or m.startswith("iclselect.")}
-
-
-def graph() -> dict[str, set[str]]:
-    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
-    return {name: {m for m in imports(path) if m in modules} for name, path in modules.items()}
-
-
-def cycle(edges: dict[str, set[str]], nodes: set[str]) -> list[str] | None:
-    """One import cycle among `nodes`, as the list of modules around it, or None."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(edges[node] & nodes):
-            if state.get(nxt) == 1:
-                return [*path[path.index(nxt) :], nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(nodes):
-        if node not in state and (found := visit(node)):
-            return found
-    return None
-
-
 def test_imports_are_read_from_function_bodies_too(tmp_path):
-    source = PACKAGE / "embed" / "embedder.py"
-    assert "iclselect.hub" in imports(source)
-    local = PACKAGE / "io" / "tables.py"  # imports datasets inside a function; not ours
-    assert all(m.startswith("iclselect.io") for m in imports(local))
+    edges = graph()
+    assert "iclselect.hub" in edges["iclselect.embed.embedder"]
+    # io/tables.py imports datasets inside a function; not ours.
+    assert all(m.startswith("iclselect.io") for m in edges["iclselect.io.tables"])
 
 
 def test_embed_does_not_import_the_lm_layer():
@@ -123,7 +73,8 @@ def test_io_has_no_import_cycle():
     edges = graph()
     io = {name for name in edges if name.startswith("iclselect.io.")}
     assert "iclselect.io.llamafactory" in io and "iclselect.io.write" in io
-    assert cycle(edges, io) is None, f"import cycle in io/: {' -> '.join(cycle(edges, io))}"
+    found = cycles({name: edges[name] & io for name in io})
+    assert not found, f"import cycles in io/: {found}"
     # io/ is a bottom layer: it imports only itself and records.
     outside = {m for name in io for m in edges[name] if not m.startswith("iclselect.io")}
     assert outside <= {"iclselect.records"}, outside
