@@ -103,11 +103,12 @@ def _bench_synthetic(
     from iclselect.bench.speed_synthetic import run_synthetic
 
     try:
-        report, summary = run_synthetic(configs, rows, n_probes, dtype, device, max_batch_tokens)
+        report, summary = run_synthetic(
+            configs, rows, n_probes, dtype, device, max_batch_tokens, command
+        )
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    report = report.replace("\n\n", f"\n\n`{command}`\n\n", 1)
     if benchmarks is not None:
         with benchmarks.open("a", encoding="utf-8") as handle:
             handle.write("\n" + report)

@@ -90,8 +90,10 @@ def run_synthetic(
     dtype: str,
     device: str,
     max_batch_tokens: int | None,
+    command: str,
 ) -> tuple[str, dict[str, Any]]:
-    """The Markdown report and the results as one JSON-able dict."""
+    """The Markdown report (naming `command`, the line that ran it) and the results as one
+    JSON-able dict."""
     target = resolve_device(device)
     engine_dtype = resolve_dtype(dtype, target, cache_dir())
     engine_dtype_name = dtype_name(engine_dtype)
@@ -110,7 +112,7 @@ def run_synthetic(
         "models": [result.summary(engine_dtype_name) for result in results],
         "estimate_8b_alpaca_hours": _estimate_8b(results),
     }  # fmt: skip
-    return _markdown(summary), summary
+    return _markdown(summary, command), summary
 
 
 def _run_model(
@@ -197,10 +199,12 @@ def _estimate_8b(results: list[ModelResult]) -> float | None:
     return round(flops / (best.flops / best.seconds) / 3600, 2)
 
 
-def _markdown(summary: dict[str, Any]) -> str:
+def _markdown(summary: dict[str, Any], command: str) -> str:
     lines = [
         f"### bench speed --synthetic, {summary['date']}: {summary['rows']} wICI candidates x "
         f"{summary['probes']} probes, random weights",
+        "",
+        f"`{command}`",
         "",
         f"Device: {summary['device']}, torch {summary['torch']}, engine dtype {summary['dtype']}.",
         "",
