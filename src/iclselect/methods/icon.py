@@ -131,13 +131,19 @@ def control_for(candidate: Sample, row: Sample, config: IconConfig) -> tuple[Tur
     return random_control(candidate, config.seed, row if config.control == "pair" else None)
 
 
-def _requests(pool: Pool, setup: _Setup, config: IconConfig) -> list[LogprobRequest]:
-    requests = [conditioned(s) for s in setup.assessment]
+def _requests(
+    pool: Pool, setup: _Setup, config: IconConfig
+) -> dict[int, tuple[list[LogprobRequest], list[LogprobRequest]]]:
+    """For each exactly scored candidate: every assessment row with it as the demo, and with
+    its random-text control as the demo (each control drawn once, here)."""
+    pairs = {}
     for c in setup.exact:
         candidate = pool.samples[c]
-        requests += [conditioned(s, candidate.turns) for s in setup.assessment]
-        requests += [conditioned(s, control_for(candidate, s, config)) for s in setup.assessment]
-    return requests
+        pairs[c] = (
+            [conditioned(s, candidate.turns) for s in setup.assessment],
+            [conditioned(s, control_for(candidate, s, config)) for s in setup.assessment],
+        )
+    return pairs
 
 
 def influences(base: np.ndarray, with_t: np.ndarray, with_rand: np.ndarray) -> np.ndarray:
@@ -173,29 +179,25 @@ def rounds(pool: Pool, config: IconConfig) -> Rounds:
     n = len(pool)
     setup = _setup(pool, config)
     m = len(setup.assessment)
+    alone = [conditioned(s) for s in setup.assessment]
+    pairs = _requests(pool, setup, config)
     answers = yield from ask(
-        _requests(pool, setup, config),
+        alone + [r for with_t, control in pairs.values() for r in (*with_t, *control)],
         f"ICon: {m} assessment rows with each of {len(setup.exact)} candidates",
     )
 
-    def perplexities(demos: list[tuple[Turn, ...] | None]) -> np.ndarray:
-        return np.array(
-            [
-                answers[conditioned(s, d)].perplexity
-                for s, d in zip(setup.assessment, demos, strict=True)
-            ]
-        )
+    def perplexities(requests: list[LogprobRequest]) -> np.ndarray:
+        return np.array([answers[r].perplexity for r in requests])
 
-    base = perplexities([None] * m)
+    base = perplexities(alone)
     columns: dict[str, list[Any]] = {
         name: [None] * n for name in ("significance", "consistency", "stability", "coverage")
     }
     exact_significance = np.full(n, math.nan)
-    for c in setup.exact:
-        candidate = pool.samples[c]
-        with_t = perplexities([candidate.turns] * m)
-        with_rand = perplexities([control_for(candidate, s, config) for s in setup.assessment])
-        values = aggregates(influences(base, with_t, with_rand), config.significance)
+    for c, (with_t, control) in pairs.items():
+        values = aggregates(
+            influences(base, perplexities(with_t), perplexities(control)), config.significance
+        )
         for name, value in values.items():
             columns[name][c] = value
         exact_significance[c] = values["significance"]
