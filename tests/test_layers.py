@@ -48,12 +48,14 @@ def test_importing_embed_loads_neither_the_lm_layer_nor_torch():
 
 def test_methods_never_see_the_engine_or_the_model():
     """A method plans requests and reduces answers: from the LM layer it imports the requests
-    and nothing else, and importing every method loads no engine, torch or transformers."""
+    and their reference text formats (plain strings, for ICon's control) and nothing else, and
+    importing every method loads no engine, torch or transformers."""
     edges = graph()
     for name in sorted(edges):
         if name.startswith("iclselect.methods"):
             lm = sorted(m for m in edges[name] if m.split(".")[:2] == ["iclselect", "lm"])
-            assert lm in ([], ["iclselect.lm.requests"]), f"{name} imports {lm}"
+            allowed = {"iclselect.lm.requests", "iclselect.lm.reference"}
+            assert set(lm) <= allowed, f"{name} imports {lm}"
     code = (
         "import sys, iclselect.methods.registry, iclselect.runner; "
         "print(sorted(m for m in sys.modules if m.startswith(('iclselect.lm.engine', "

@@ -164,7 +164,7 @@ def score(data: Any, method: str = "wici", **settings: Any) -> Scores:
 def score_config(config: RunConfig) -> Scores:
     """score() for a whole RunConfig (what the CLI builds from its options)."""
     chosen = get(config.method)
-    method_config = chosen.configure(config.options_for(chosen.name))
+    method_config = chosen.configure(config.options_for(chosen))
     with prepare(config, [chosen]) as prepared:
         return Scores(chosen.name, score_prepared(prepared, chosen, method_config, config))
 

@@ -79,7 +79,7 @@ def _methods(config: RunConfig, names: list[str]) -> tuple[list[Method], list[An
         owner = key.rpartition(".")[0]
         if owner and owner not in names:
             raise ValueError(f"--set {key}: {owner!r} is not among --methods {','.join(names)}")
-    return methods, [m.configure(config.options_for(m.name, prefixed_only=True)) for m in methods]
+    return methods, [m.configure(config.options_for(m, prefixed_only=True)) for m in methods]
 
 
 def agreement(results: list[RunResult]) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ def dry_run(config: RunConfig) -> str:
     """Plan the run and estimate its cost; compute only a short calibration (a few real
     requests, kept in the store so the run does not redo them)."""
     method = get(config.method)
-    method_config = method.configure(config.options_for(method.name))
+    method_config = method.configure(config.options_for(method))
     config.budget(method)
     with prepare(config, [method]) as prepared:
         return estimate(prepared, method, method_config)[0]

@@ -23,7 +23,7 @@ from iclselect import overlong, runner
 from iclselect.embed import Embedder
 from iclselect.embed.sharded import SHARD, ShardedEmbedder
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
-from iclselect.lm import Engine, Template, load_model
+from iclselect.lm import Engine, Template, load_model, reference
 from iclselect.lm.executors import Executor, RayExecutor, WorkerSpec
 from iclselect.lm.model import LoadedModel, resolve
 from iclselect.lm.precision import dtype_name
@@ -137,12 +137,18 @@ def prepare(config: RunConfig, methods: list[Method]) -> Prepared:
         )
     timings["read"] = time.perf_counter() - started
 
-    pool = Pool(samples)
+    pool = Pool(samples, reference=config.template == "reference")
     if any(m.embeddings or config.tau_for(m) is not None for m in methods):
         started = time.perf_counter()
         embedder = embedder_for(config, len(samples))
-        pool.instruction_vectors = embedder.encode([s.instruction_text for s in samples])
-        pool.full_vectors = embedder.encode([s.full_text for s in samples])
+        if pool.reference:
+            retrieval = [reference.retrieval_text(s) for s in samples]
+            duplicate = [reference.duplicate_text(s) for s in samples]
+        else:
+            retrieval = [s.instruction_text for s in samples]
+            duplicate = [s.full_text for s in samples]
+        pool.instruction_vectors = embedder.encode(retrieval)
+        pool.full_vectors = embedder.encode(duplicate)
         sharded = isinstance(embedder, ShardedEmbedder)
         if sharded:
             embedder.close()

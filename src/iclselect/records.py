@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -18,6 +18,14 @@ Role = Literal["system", "user", "assistant"]
 class Turn:
     role: Role
     content: str
+    # The source row's own fields the content was joined from, kept apart for the reference
+    # prompt formats (`--template reference`), which write them separately: an Alpaca row's
+    # ("instruction", ...), ("input", ...); an ICon assessment row's ("inputs", ...) verbatim.
+    # Not part of a turn's identity: rows whose contents are equal are the same row.
+    fields: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def source(self, name: str) -> str | None:
+        return next((value for key, value in self.fields if key == name), None)
 
 
 @dataclass(frozen=True)

@@ -173,10 +173,13 @@ class RunConfig:
     template: str = setting(
         "chat",
         "Prompt format: chat (the model's chat template), alpaca "
-        "('### Instruction:' ... '### Response:', the ICon paper's) or plain "
-        "('{instruction}\\n{response}', the wICI code's).",
+        "('### Instruction:' ... '### Response:', the ICon paper's), plain "
+        "('{instruction}\\n{response}', the wICI code's) or reference: each method's own "
+        "reference-code format, with that code's options (wICI: ifd_form=ppl, "
+        "aggregate=code, prefilter_ifd=true; ICon: significance=code), to reproduce a "
+        "published selection; --set overrides any of them.",
         group=MODEL,
-        choices=("chat", "alpaca", "plain"),
+        choices=("chat", "alpaca", "plain", "reference"),
     )
     # auto: bf16 on GPUs, on CPUs whichever a matmul probe finds faster
     dtype: str = setting(
@@ -271,13 +274,14 @@ class RunConfig:
             return Budget(fraction=method.fraction if method else DEFAULT_FRACTION)
         return Budget(self.fraction, self.count, self.threshold)
 
-    def options_for(self, method: str, prefixed_only: bool = False) -> dict[str, Any]:
+    def options_for(self, method: Method, prefixed_only: bool = False) -> dict[str, Any]:
         """The options addressed to `method`: "method.name" keys, and bare "name" keys unless
-        `prefixed_only` (a compare, where a bare key would be ambiguous)."""
-        chosen: dict[str, Any] = {}
+        `prefixed_only` (a compare, where a bare key would be ambiguous), over the reference
+        code's values under --template reference."""
+        chosen: dict[str, Any] = dict(method.reference) if self.template == "reference" else {}
         for key, value in self.options.items():
             owner, dot, name = key.rpartition(".")
-            if dot and owner == method:
+            if dot and owner == method.name:
                 chosen[name] = value
             elif not dot:
                 if prefixed_only:

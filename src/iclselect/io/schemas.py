@@ -226,7 +226,8 @@ def _alpaca(row: Mapping[str, Any], names: Mapping[str, str]) -> tuple[Turn, ...
     output = _required_text(row, names["output"])
     user = f"{instruction}\n{extra}" if extra.strip() else instruction
     history = _history(row, names["history"])
-    return (*_system(row, names), *history, Turn("user", user), Turn("assistant", output))
+    fields = (("instruction", instruction), ("input", extra))
+    return (*_system(row, names), *history, Turn("user", user, fields), Turn("assistant", output))
 
 
 def _conversation(

@@ -3,6 +3,9 @@
 A request asks: how likely is `target` as the assistant's reply after `demos` (each a whole
 earlier exchange shown first) and `prompt` (the turns right before the reply)? An empty prompt
 means "the reply with no instruction": the unconditioned L(y) of IFD.
+
+`style` names a reference code's prompt format (lm/reference.py) that renders the request
+instead of the engine's template: set by methods under `--template reference`, empty otherwise.
 """
 
 from __future__ import annotations
@@ -20,18 +23,23 @@ class LogprobRequest:
     prompt: tuple[Turn, ...]
     target: str
     demos: tuple[tuple[Turn, ...], ...] = ()
+    style: str = ""
 
     def key(self) -> str:
         """Content hash of the request; identical questions share a key and are answered once."""
-        payload = json.dumps(
-            {
-                "demos": [[[t.role, t.content] for t in d] for d in self.demos],
-                "prompt": [[t.role, t.content] for t in self.prompt],
-                "target": self.target,
-            },
-            ensure_ascii=False,
-            sort_keys=True,
-        )
+
+        def turn(t: Turn) -> list:
+            # A reference style writes the rows' source fields apart: they are part of its key.
+            return [t.role, t.content, t.fields] if self.style else [t.role, t.content]
+
+        fields: dict[str, object] = {
+            "demos": [[turn(t) for t in d] for d in self.demos],
+            "prompt": [turn(t) for t in self.prompt],
+            "target": self.target,
+        }
+        if self.style:
+            fields["style"] = self.style
+        payload = json.dumps(fields, ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

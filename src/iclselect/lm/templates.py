@@ -6,6 +6,8 @@ Three renderings (`--template`):
 - alpaca: "### Instruction:\\n{user}\\n\\n### Response:\\n{assistant}" (the ICon/RICo format);
           demos are whole exchanges separated from what follows by "\\n\\n\\n".
 - plain:  "{user}\\n{assistant}" (the wICI reference code's format); demos separated by "\\n\\n".
+- reference: each method's own reference-code format (lm/reference.py), named by the request's
+          `style`; a request without one is written in the Stanford Alpaca format.
 
 The target is tokenised on its own and appended, so its span is known by token count, never by
 searching text. Message contents are tokenised as data: text such as "<|im_start|>" inside a user
@@ -27,10 +29,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from iclselect.lm import reference
 from iclselect.lm.requests import LogprobRequest
 from iclselect.records import Turn
 
-TEMPLATES = ("chat", "alpaca", "plain")
+TEMPLATES = ("chat", "alpaca", "plain", "reference")
 
 # Sentinels stand in for message contents while the chat template renders, so the markup the
 # template writes can be told apart from the contents it wraps.
@@ -86,6 +89,9 @@ class Template:
         return f"{self.name}-{digest[:12]}"
 
     def encode(self, request: LogprobRequest) -> Encoded:
+        style = request.style or ("alpaca" if self.name == "reference" else "")
+        if style:
+            return self._encode_text(request, style)
         pieces = self._render_context(request)
         context: list[int] = [] if self.name == "chat" else [self.start_id]
         prefix_len = text_end = 0
@@ -99,6 +105,20 @@ class Template:
             context = [self.start_id]
         target = self._tokenize(request.target, False)
         return Encoded(tuple(context), target, prefix_len, text_end)
+
+    def _encode_text(self, request: LogprobRequest, style: str) -> Encoded:
+        """A reference-style request: the start token, each demo's text, the prompt's text, all
+        tokenised as data; every demo together is the shared prefix."""
+        demos, prompt = reference.rendered(request, style)
+        context = [self.start_id]
+        for demo in demos:
+            context.extend(self._tokenize(demo, False))
+        prefix_len = len(context) if demos else 0
+        text_end = len(context) if demos else 0
+        context.extend(self._tokenize(prompt, False))
+        if any(t.role == "user" for t in request.prompt):
+            text_end = len(context)
+        return Encoded(tuple(context), self._tokenize(request.target, False), prefix_len, text_end)
 
     def _tokenize_uncached(self, text: str, is_markup: bool) -> tuple[int, ...]:
         ids = self.tokenizer(

@@ -53,4 +53,5 @@ def parse_prompt(text: str) -> tuple[Turn, ...]:
         system = head.removeprefix("### System Prompt:\n")
     body = body.removeprefix("### Question:\n").removeprefix("### Instruction:\n")
     body = body.replace("\n\n### Context:\n", "\n")
-    return ((Turn("system", system),) if system.strip() else ()) + (Turn("user", body),)
+    user = Turn("user", body, (("inputs", text),))
+    return ((Turn("system", system),) if system.strip() else ()) + (user,)

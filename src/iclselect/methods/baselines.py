@@ -38,8 +38,9 @@ class PerplexityConfig:
 )
 def perplexity(pool: Pool, config: PerplexityConfig) -> Rounds:
     """PPL(y | x) of every sample's response."""
-    answers = yield from ask([conditioned(s) for s in pool.samples], "perplexity")
-    results = [answers[conditioned(s)] for s in pool.samples]
+    requests = [conditioned(s, style=pool.style("alpaca")) for s in pool.samples]
+    answers = yield from ask(requests, "perplexity")
+    results = [answers[r] for r in requests]
     ppl = np.array([a.perplexity for a in results])
     excluded = too_short([a.n_tokens for a in results], config.min_tokens)
     score = ppl.copy() if config.order == "high" else -ppl

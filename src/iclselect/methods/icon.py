@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from iclselect.lm import reference
 from iclselect.lm.requests import LogprobRequest
 from iclselect.methods.assessment import load_assessment
 from iclselect.methods.icon_classifier import train_classifier
@@ -110,14 +111,21 @@ def _setup(pool: Pool, config: IconConfig) -> _Setup:
     return _Setup(assessment, name, exact)
 
 
-def random_control(candidate: Sample, seed: int, row: Sample | None = None) -> tuple[Turn, ...]:
+def random_control(
+    candidate: Sample, seed: int, row: Sample | None = None, style: str = ""
+) -> tuple[Turn, ...]:
     """T_rand: the candidate's text replaced by random printable characters (letters, digits,
     punctuation, space), the same number in each turn, so the template renders the same turns
-    around it. Seeded by the candidate's content id and, given `row`, the assessment row's too:
-    a fresh text for every pair, as the reference code draws one."""
+    around it. In a reference style, the candidate's whole text as that style writes it, prompt
+    format included, is replaced, as the reference code does. Seeded by the candidate's content
+    id and, given `row`, the assessment row's too: a fresh text for every pair, as the reference
+    code draws one."""
     key = f"{seed}:{candidate.id}" + (f":{row.id}" if row is not None else "")
     digest = hashlib.sha256(key.encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
+    if style:
+        length = len(reference.context_text(candidate.turns, style))
+        return (Turn("assistant", "".join(rng.choice(list(_PRINTABLE), length))),)
     text = "".join(rng.choice(list(_PRINTABLE), sum(len(t.content) for t in candidate.turns)))
     turns, start = [], 0
     for t in candidate.turns:
@@ -126,9 +134,12 @@ def random_control(candidate: Sample, seed: int, row: Sample | None = None) -> t
     return tuple(turns)
 
 
-def control_for(candidate: Sample, row: Sample, config: IconConfig) -> tuple[Turn, ...]:
+def control_for(
+    candidate: Sample, row: Sample, config: IconConfig, style: str = ""
+) -> tuple[Turn, ...]:
     """The control demo before assessment row `row` (see IconConfig.control)."""
-    return random_control(candidate, config.seed, row if config.control == "pair" else None)
+    paired = row if config.control == "pair" else None
+    return random_control(candidate, config.seed, paired, style)
 
 
 def _requests(
@@ -136,12 +147,16 @@ def _requests(
 ) -> dict[int, tuple[list[LogprobRequest], list[LogprobRequest]]]:
     """For each exactly scored candidate: every assessment row with it as the demo, and with
     its random-text control as the demo (each control drawn once, here)."""
+    style = pool.style("rico")
     pairs = {}
     for c in setup.exact:
         candidate = pool.samples[c]
         pairs[c] = (
-            [conditioned(s, candidate.turns) for s in setup.assessment],
-            [conditioned(s, control_for(candidate, s, config)) for s in setup.assessment],
+            [conditioned(s, candidate.turns, style) for s in setup.assessment],
+            [
+                conditioned(s, control_for(candidate, s, config, style), style)
+                for s in setup.assessment
+            ],
         )
     return pairs
 
@@ -174,12 +189,13 @@ def aggregates(influence: np.ndarray, significance: str = "mean") -> dict[str, f
     "assessment set more than random text of the same length does.",
     IconConfig,
     fraction=0.15,
+    reference=(("significance", "code"),),
 )
 def rounds(pool: Pool, config: IconConfig) -> Rounds:
     n = len(pool)
     setup = _setup(pool, config)
     m = len(setup.assessment)
-    alone = [conditioned(s) for s in setup.assessment]
+    alone = [conditioned(s, style=pool.style("rico")) for s in setup.assessment]
     pairs = _requests(pool, setup, config)
     answers = yield from ask(
         alone + [r for with_t, control in pairs.values() for r in (*with_t, *control)],

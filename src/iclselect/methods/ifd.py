@@ -45,14 +45,18 @@ class IfdConfig:
     min_tokens: int = option(MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP)
 
 
-def conditioned(sample: Sample, demo: tuple[Turn, ...] | None = None) -> LogprobRequest:
-    """L(y | x), optionally with a one-shot demo before x."""
-    return LogprobRequest(sample.prompt, sample.response, (demo,) if demo else ())
+def conditioned(
+    sample: Sample, demo: tuple[Turn, ...] | None = None, style: str = ""
+) -> LogprobRequest:
+    """L(y | x), optionally with a one-shot demo before x, in reference style `style`, if any."""
+    return LogprobRequest(sample.prompt, sample.response, (demo,) if demo else (), style)
 
 
-def unconditioned(sample: Sample, demo: tuple[Turn, ...] | None = None) -> LogprobRequest:
+def unconditioned(
+    sample: Sample, demo: tuple[Turn, ...] | None = None, style: str = ""
+) -> LogprobRequest:
     """L(y): the response after the response header alone (after the demo, when given)."""
-    return LogprobRequest((), sample.response, (demo,) if demo else ())
+    return LogprobRequest((), sample.response, (demo,) if demo else (), style)
 
 
 def ifd(cond: LogprobResult, uncond: LogprobResult, form: IfdForm = "loss") -> float:
@@ -82,9 +86,11 @@ def too_short(tokens: list[int], min_tokens: int) -> dict[int, Excluded]:
     }
 
 
-def pair_requests(samples: list[Sample]) -> list[LogprobRequest]:
+def pair_requests(samples: list[Sample], style: str = "") -> list[LogprobRequest]:
     """L(y|x) of every sample, then L(y) of every sample."""
-    return [conditioned(s) for s in samples] + [unconditioned(s) for s in samples]
+    return [conditioned(s, style=style) for s in samples] + [
+        unconditioned(s, style=style) for s in samples
+    ]
 
 
 @dataclass
@@ -95,13 +101,16 @@ class OwnIfd:
     tokens: list[int]  # scored response tokens
 
 
-def own_ifd(samples: list[Sample], form: IfdForm, desc: str) -> Generator[Round, Answers, OwnIfd]:
+def own_ifd(
+    samples: list[Sample], form: IfdForm, desc: str, style: str = ""
+) -> Generator[Round, Answers, OwnIfd]:
     """One round: IFD, L(y|x), L(y) and the scored response tokens of every sample."""
-    answers = yield from ask(pair_requests(samples), desc)
-    cond = np.array([answers[conditioned(s)].loss for s in samples])
-    uncond = np.array([answers[unconditioned(s)].loss for s in samples])
+    answers = yield from ask(pair_requests(samples, style), desc)
+    cond_answers = [answers[conditioned(s, style=style)] for s in samples]
+    cond = np.array([a.loss for a in cond_answers])
+    uncond = np.array([answers[unconditioned(s, style=style)].loss for s in samples])
     values = np.array([ratio(c, u, form) for c, u in zip(cond, uncond, strict=True)])
-    return OwnIfd(values, cond, uncond, [answers[conditioned(s)].n_tokens for s in samples])
+    return OwnIfd(values, cond, uncond, [a.n_tokens for a in cond_answers])
 
 
 @register(
@@ -115,7 +124,7 @@ def own_ifd(samples: list[Sample], form: IfdForm, desc: str) -> Generator[Round,
     fraction=0.05,
 )
 def rounds(pool: Pool, config: IfdConfig) -> Rounds:
-    own = yield from own_ifd(pool.samples, config.form, "IFD")
+    own = yield from own_ifd(pool.samples, config.form, "IFD", pool.style("cherry"))
     values, cond, uncond = own.ifd, own.loss, own.loss_alone
     excluded = too_short(own.tokens, config.min_tokens)
     for i, value in enumerate(values):

@@ -33,6 +33,8 @@ class Method:
     tau: float | None = None  # the paper's near-duplicate threshold; None: no diversity step
     fraction: float = 0.1  # the paper's headline budget, used when none is given
     estimate_note: str = ""
+    # The reference code's option values, the defaults under `--template reference`.
+    reference: tuple[tuple[str, Any], ...] = ()
 
     @property
     def uses_model(self) -> bool:
@@ -56,6 +58,7 @@ def register(
     tau: float | None = None,
     fraction: float = 0.1,
     estimate_note: str = "",
+    reference: tuple[tuple[str, Any], ...] = (),
 ) -> Callable[[F], F]:
     """Register the decorated function as method `name` (see Method for the fields)."""
 
@@ -64,7 +67,7 @@ def register(
             raise ValueError(f"method {name!r} is registered twice")
         REGISTERED[name] = Method(
             name, summary, cost, high_score, config, scorer, embeddings, tau, fraction,
-            estimate_note,
+            estimate_note, reference,
         )  # fmt: skip
         return scorer
 

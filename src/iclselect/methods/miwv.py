@@ -40,11 +40,11 @@ def demos(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
     return found[:, 0], similarity[:, 0]
 
 
-def _requests(pool: Pool, demo: np.ndarray) -> list[LogprobRequest]:
+def _requests(pool: Pool, demo: np.ndarray, style: str) -> list[LogprobRequest]:
     """L(y|x) of every sample, then L(y | its demo, x)."""
     samples = pool.samples
-    with_demo = [conditioned(s, samples[demo[i]].turns) for i, s in enumerate(samples)]
-    return [conditioned(s) for s in samples] + with_demo
+    with_demo = [conditioned(s, samples[demo[i]].turns, style) for i, s in enumerate(samples)]
+    return [conditioned(s, style=style) for s in samples] + with_demo
 
 
 @register(
@@ -61,11 +61,13 @@ def rounds(pool: Pool, config: MiwvConfig) -> Rounds:
         raise ValueError("MIWV needs at least 2 samples: each one's demo is another sample")
     samples = pool.samples
     demo, similarity = demos(pool)
-    answers = yield from ask(_requests(pool, demo), "MIWV: with and without the demo")
-    alone = np.array([answers[conditioned(s)].loss for s in samples])
-    excluded = too_short([answers[conditioned(s)].n_tokens for s in samples], config.min_tokens)
+    style = pool.style("alpaca")
+    answers = yield from ask(_requests(pool, demo, style), "MIWV: with and without the demo")
+    own = [answers[conditioned(s, style=style)] for s in samples]
+    alone = np.array([a.loss for a in own])
+    excluded = too_short([a.n_tokens for a in own], config.min_tokens)
     with_demo = np.array(
-        [answers[conditioned(s, samples[demo[i]].turns)].loss for i, s in enumerate(samples)]
+        [answers[conditioned(s, samples[demo[i]].turns, style)].loss for i, s in enumerate(samples)]
     )
     score = with_demo - alone
     score[list(excluded)] = np.nan

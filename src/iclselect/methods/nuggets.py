@@ -59,11 +59,11 @@ def _pairs(n: int, anchors: list[int]) -> list[tuple[int, int]]:
     return [(c, a) for c in range(n) for a in anchors if a != c]
 
 
-def _requests(pool: Pool, anchors: list[int]) -> list[LogprobRequest]:
+def _requests(pool: Pool, anchors: list[int], style: str) -> list[LogprobRequest]:
     samples = pool.samples
-    zero_shot = [conditioned(samples[a]) for a in anchors]
+    zero_shot = [conditioned(samples[a], style=style) for a in anchors]
     return zero_shot + [
-        conditioned(samples[a], samples[c].turns) for c, a in _pairs(len(samples), anchors)
+        conditioned(samples[a], samples[c].turns, style) for c, a in _pairs(len(samples), anchors)
     ]
 
 
@@ -81,14 +81,16 @@ def rounds(pool: Pool, config: NuggetsConfig) -> Rounds:
         raise ValueError("Nuggets needs at least 2 samples: a candidate and an anchor")
     samples, n = pool.samples, len(pool)
     anchors = choose_anchors(pool.instructions(), config)
+    style = pool.style("alpaca")
     answers = yield from ask(
-        _requests(pool, anchors), "Nuggets: anchors with each candidate as demo"
+        _requests(pool, anchors, style), "Nuggets: anchors with each candidate as demo"
     )
-    zero_shot = {a: answers[conditioned(samples[a])].logprob for a in anchors}
+    zero_shot = {a: answers[conditioned(samples[a], style=style)].logprob for a in anchors}
     wins = np.zeros(n)
     counted = np.zeros(n)
     for c, a in _pairs(n, anchors):
-        wins[c] += answers[conditioned(samples[a], samples[c].turns)].logprob > zero_shot[a]
+        with_demo = answers[conditioned(samples[a], samples[c].turns, style)]
+        wins[c] += with_demo.logprob > zero_shot[a]
         counted[c] += 1
     anchor_rows = [pool.samples[a].row for a in anchors]
     no_anchor = Excluded("not_scored", "no anchor other than itself")

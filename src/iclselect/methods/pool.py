@@ -18,6 +18,8 @@ class Pool:
     # near-duplicates and diversity are judged by. None when the method and selector need none.
     instruction_vectors: np.ndarray | None = None
     full_vectors: np.ndarray | None = None
+    # `--template reference`: every method writes its requests in its reference code's format.
+    reference: bool = False
     _atlas: Atlas | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -26,6 +28,11 @@ class Pool:
     @property
     def rows(self) -> list[int]:
         return [s.row for s in self.samples]
+
+    def style(self, name: str) -> str:
+        """The request style of reference format `name` (lm/reference.py) where this run
+        uses the reference formats, else "" (the engine's template)."""
+        return name if self.reference else ""
 
     def instructions(self) -> np.ndarray:
         if self.instruction_vectors is None:

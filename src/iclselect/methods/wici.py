@@ -87,11 +87,15 @@ class WiciConfig:
     fraction=0.1,
     estimate_note="difficult probes, which depend on the first round's answers, are "
     "estimated at the longest member of each cluster: an upper bound",
+    reference=(("ifd_form", "ppl"), ("aggregate", "code"), ("prefilter_ifd", True)),
 )
 def rounds(pool: Pool, config: WiciConfig) -> Rounds:
     samples, vectors = pool.samples, pool.instructions()
     n = len(samples)
-    own = yield from ifd_lib.own_ifd(samples, config.ifd_form, "wICI 1/2: IFD of every sample")
+    style = pool.style("wici")
+    own = yield from ifd_lib.own_ifd(
+        samples, config.ifd_form, "wICI 1/2: IFD of every sample", style
+    )
     own_ifd, own_loss, alone_loss = own.ifd, own.loss, own.loss_alone
     probes = choose_probes(vectors, own_ifd if config.difficulty == "ifd" else own_loss, config)
     excluded = ifd_lib.too_short(own.tokens, config.min_tokens)
@@ -104,18 +108,18 @@ def rounds(pool: Pool, config: WiciConfig) -> Rounds:
 
     pairs = [(i, b) for i in range(n) if i not in excluded for b in probes[i]]
     answers = yield from ask(
-        probe_requests(samples, pairs, config.denominator),
+        probe_requests(samples, pairs, config.denominator, style),
         "wICI 2/2: probes with each candidate as demo",
     )
 
     ici: dict[int, list[float]] = {i: [] for i in range(n)}
     for i, b in pairs:
         demo = samples[i].turns
-        with_demo = answers[ifd_lib.conditioned(samples[b], demo)].loss
+        with_demo = answers[ifd_lib.conditioned(samples[b], demo, style)].loss
         below = (
             alone_loss[b]
             if config.denominator == "alone"
-            else answers[ifd_lib.unconditioned(samples[b], demo)].loss
+            else answers[ifd_lib.unconditioned(samples[b], demo, style)].loss
         )
         ici[i].append(own_ifd[b] - ifd_lib.ratio(with_demo, below, config.ifd_form))
     score = np.full(n, math.nan)
@@ -149,16 +153,19 @@ def rounds(pool: Pool, config: WiciConfig) -> Rounds:
 
 
 def probe_requests(
-    samples: list[Sample], pairs: list[tuple[int, int]], denominator: str = "alone"
+    samples: list[Sample],
+    pairs: list[tuple[int, int]],
+    denominator: str = "alone",
+    style: str = "",
 ) -> list[LogprobRequest]:
     """For each (candidate i, probe b): L(y_b | a_i, x_b), then, for denominator="demo" only,
     L(y_b | a_i) (with "alone" the probe's own L(y_b) is the denominator, already asked)."""
     requests = []
     for i, b in pairs:
         demo = samples[i].turns
-        requests.append(ifd_lib.conditioned(samples[b], demo))
+        requests.append(ifd_lib.conditioned(samples[b], demo, style))
         if denominator == "demo":
-            requests.append(ifd_lib.unconditioned(samples[b], demo))
+            requests.append(ifd_lib.unconditioned(samples[b], demo, style))
     return requests
 
 

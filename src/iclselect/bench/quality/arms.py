@@ -66,7 +66,7 @@ def plan_arms(
         rankings: dict[str, Callable[[Budget], list[int]]] = {}
         for label, name, fixed in specs:
             method = get(name)
-            options = {**run_config.options_for(name, prefixed_only=True), **fixed}
+            options = {**run_config.options_for(method, prefixed_only=True), **fixed}
             scored = score(prepared, method, method.configure(options), run_config)
             scoring[label] = {"seconds": scored.timings["score"], "engine": scored.engine_stats}
             rankings[label] = lambda budget, scored=scored: (
