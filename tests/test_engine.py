@@ -13,6 +13,7 @@ import torch
 from conftest import samples_from
 
 from iclselect.lm import Engine, LogprobRequest, Template
+from iclselect.lm.pooled import pooled_states
 from iclselect.lm.templates import Encoded
 from iclselect.lm.window import Fit, fit
 from iclselect.methods.ifd import conditioned, unconditioned
@@ -202,3 +203,19 @@ def test_the_window_cuts_context_from_the_left_and_knows_when_no_text_is_left():
     assert fit(encoded, 4) == Fit(9, 2, True)  # target cut at its end; 1 context token stays
     bare = Encoded((1, 2), (3,), text_end=0)  # L(y): the response header, no text to lose
     assert fit(bare, 2).text_lost is False
+
+
+def test_pooled_states_are_each_sequences_own_mean_whatever_the_padding(lm, requests):
+    """Nuggets' model-space anchors: padding a batch must not move any row's pooled state."""
+    eng = engine(lm, max_length=64)
+    chosen = requests[:3] + requests[-3:]
+    pooled = pooled_states(eng, chosen)
+    for request, row in zip(chosen, pooled, strict=True):
+        enc = eng.template.encode(request)
+        cut = fit(enc, 64)
+        ids = (enc.context_ids + enc.target_ids)[cut.context_cut :][:64]
+        with torch.no_grad():
+            last = lm.model(torch.tensor([ids]), output_hidden_states=True).hidden_states[-1]
+        alone = last[0].double().mean(0)
+        alone = (alone / alone.norm()).numpy()
+        assert abs(row - alone).max() < TOL

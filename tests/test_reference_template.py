@@ -105,6 +105,7 @@ def test_the_reference_template_switches_on_the_codes_options():
         "ifd_form": "ppl", "aggregate": "code", "prefilter_ifd": True,
     }  # fmt: skip
     assert reference.options_for(get("icon")) == {"significance": "code"}
+    assert reference.options_for(get("nuggets")) == {"anchor_space": "model"}
     assert reference.options_for(get("ifd")) == {}
     chosen = RunConfig(data="x", out="o", template="reference", options={"wici.aggregate": "paper"})
     assert chosen.options_for(get("wici"))["aggregate"] == "paper"

@@ -17,7 +17,7 @@ from iclselect.methods import Pool, icon, nuggets, wici
 from iclselect.methods.ifd import conditioned, unconditioned
 from iclselect.methods.method import REGISTERED
 from iclselect.methods.registry import METHODS, get
-from iclselect.methods.rounds import FitClassifier
+from iclselect.methods.rounds import FitClassifier, PooledStates
 from iclselect.records import Sample, Turn
 from iclselect.runner import CostAnswerer, drive, drive_together
 
@@ -52,6 +52,16 @@ class Fake:
 
     def can_fit_classifier(self) -> bool:
         return False
+
+    def pooled_states(self, job: PooledStates) -> np.ndarray:
+        self.pooled = list(job.requests)
+        return np.array([self.vector(r) for r in job.requests])
+
+    @staticmethod
+    def vector(request: LogprobRequest) -> np.ndarray:
+        digest = hashlib.sha256(request.key().encode()).digest()
+        vector = np.frombuffer(digest[:16], dtype=np.uint8).astype(float) - 127.5
+        return vector / np.linalg.norm(vector)
 
 
 def pool(n: int = 8, seed: int = 0) -> Pool:
@@ -174,6 +184,18 @@ def test_nuggets_is_the_share_of_anchors_helped():
             for a in others
         )
         assert scores.score[c] == wins / len(others)
+
+
+def test_nuggets_model_space_anchors_cluster_the_models_pooled_states():
+    p = pool(10)
+    scores, fake = run("nuggets", p, anchors=3, anchor_space="model")
+    assert fake.pooled == [conditioned(s) for s in p.samples]
+    space = np.array([fake.vector(r) for r in fake.pooled])
+    anchors = nuggets.choose_anchors(space, nuggets.NuggetsConfig(anchors=3))
+    assert anchors != nuggets.choose_anchors(
+        p.instruction_vectors, nuggets.NuggetsConfig(anchors=3)
+    )
+    assert scores.params["anchor_rows"] == [p.samples[a].row for a in anchors]
 
 
 def test_perplexity_is_exp_of_the_loss():

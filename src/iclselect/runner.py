@@ -21,7 +21,7 @@ import numpy as np
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.methods.method import Method
 from iclselect.methods.pool import Pool
-from iclselect.methods.rounds import FitClassifier, Round, Rounds
+from iclselect.methods.rounds import FitClassifier, PooledStates, Round, Rounds
 from iclselect.methods.scores import MethodScores
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ class Answerer(Protocol):
     def fit_classifier(self, job: FitClassifier) -> np.ndarray: ...
 
     def can_fit_classifier(self) -> bool: ...
+
+    def pooled_states(self, job: PooledStates) -> np.ndarray: ...
 
     def answered_earlier(self, n: int) -> None: ...
 
@@ -79,6 +81,8 @@ def drive_together(
                     replies[k] = _answer(question, answerer, memory)
                 elif isinstance(question, FitClassifier):
                     replies[k] = answerer.fit_classifier(question)
+                elif isinstance(question, PooledStates):
+                    replies[k] = answerer.pooled_states(question)
                 else:
                     replies[k] = answerer.can_fit_classifier()
             seconds[k] += time.perf_counter() - started
@@ -130,6 +134,11 @@ class EngineAnswerer:
         """The paper's LoRA selector is a fine-tune: practical on a CUDA device, with peft."""
         return self.engine.device.type == "cuda" and find_spec("peft") is not None
 
+    def pooled_states(self, job: PooledStates) -> np.ndarray:
+        from iclselect.lm.pooled import pooled_states
+
+        return pooled_states(self.engine, job.requests)
+
 
 @dataclass
 class CostAnswerer:
@@ -157,6 +166,13 @@ class CostAnswerer:
 
     def can_fit_classifier(self) -> bool:
         return False  # its cost is not estimated either way
+
+    def pooled_states(self, job: PooledStates) -> np.ndarray:
+        """A forward pass per request, counted like a round; the vectors are a seeded draw,
+        so the anchors (and the requests that follow) are a plausible set, not the run's."""
+        self.rounds.append(list(job.requests))
+        vectors = np.random.default_rng(0).normal(size=(len(job.requests), 8))
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def planned_rounds(

@@ -1,7 +1,8 @@
 """Nuggets golden score (Li et al. 2023, arXiv 2312.10302), a baseline, as in METHODS.md.
 
 Anchors: k-means the pool's instruction embeddings into m clusters (paper: m = 100) and take the
-sample nearest each centre. For candidate c and anchor a:
+sample nearest each centre; `anchor_space=model` clusters the scoring model's mean-pooled last
+hidden states of prompt + response instead, as Nuggets' code does. For candidate c and anchor a:
 
     s_0(a) = log p(y_a | x_a)            zero-shot
     s_c(a) = log p(y_a | c, x_a)         c as a one-shot demo
@@ -15,6 +16,7 @@ once.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -23,7 +25,7 @@ from iclselect.methods.ifd import conditioned
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
-from iclselect.methods.rounds import Rounds, ask
+from iclselect.methods.rounds import PooledStates, Rounds, ask
 from iclselect.methods.scores import MethodScores
 from iclselect.selectors import Excluded
 
@@ -31,6 +33,12 @@ from iclselect.selectors import Excluded
 @dataclass(frozen=True)
 class NuggetsConfig:
     anchors: int = option(100, "m: anchor samples, the nearest to m k-means centres")
+    anchor_space: Literal["embedding", "model"] = option(
+        "embedding",
+        "k-means space of the anchors: embedding: the instruction embeddings (iclselect's, no "
+        "model pass); model: the scoring model's mean-pooled last hidden states of prompt + "
+        "response (Nuggets' code; one more forward pass per sample)",
+    )
     seed: int = option(42, "k-means seed")
 
     def __post_init__(self) -> None:
@@ -75,13 +83,18 @@ def _requests(pool: Pool, anchors: list[int], style: str) -> list[LogprobRequest
     "representative anchor samples.",
     NuggetsConfig,
     fraction=0.01,
+    reference=(("anchor_space", "model"),),
 )
 def rounds(pool: Pool, config: NuggetsConfig) -> Rounds:
     if len(pool) < 2:
         raise ValueError("Nuggets needs at least 2 samples: a candidate and an anchor")
     samples, n = pool.samples, len(pool)
-    anchors = choose_anchors(pool.instructions(), config)
     style = pool.style("alpaca")
+    if config.anchor_space == "model":
+        space = yield PooledStates([conditioned(s, style=style) for s in samples])
+    else:
+        space = pool.instructions()
+    anchors = choose_anchors(space, config)
     answers = yield from ask(
         _requests(pool, anchors, style), "Nuggets: anchors with each candidate as demo"
     )

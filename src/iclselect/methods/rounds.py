@@ -5,8 +5,9 @@ back the answers keyed by request (never by position), may yield again with requ
 depend on those answers (wICI: every sample's own IFD first, then its difficult probes), and
 returns its `MethodScores`. It never sees the engine: the runner (iclselect.runner) answers
 rounds with the engine for a run, or with a cost-only answerer for a dry run, so the estimate
-and the run come from the same code. ICon's LoRA selector is the one other question a method
-asks: `FitClassifier`, answered with a probability per row.
+and the run come from the same code. Two other questions go to the model: ICon's LoRA selector
+(`FitClassifier`, answered with a probability per row) and Nuggets' model-space anchors
+(`PooledStates`, answered with a vector per request).
 """
 
 from __future__ import annotations
@@ -45,8 +46,16 @@ class CanFitClassifier:
     with a bool. ICon's selector=auto uses the paper's LoRA selector only then."""
 
 
+@dataclass(frozen=True)
+class PooledStates:
+    """The scoring model's last hidden states mean-pooled over each request's context and
+    response tokens: answered with one unit-norm row per request."""
+
+    requests: list[LogprobRequest]
+
+
 Answers = Mapping[LogprobRequest, LogprobResult]
-Question = Round | FitClassifier | CanFitClassifier
+Question = Round | FitClassifier | CanFitClassifier | PooledStates
 Rounds = Generator[Question, "Answers | np.ndarray | bool", MethodScores]
 
 

@@ -1,0 +1,49 @@
+"""The scoring model's last hidden states, mean-pooled over a request's prompt and response
+tokens: the space Nuggets' code picks its anchors in (`nuggets.anchor_space=model`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from iclselect.lm.requests import LogprobRequest
+from iclselect.lm.window import fit
+
+if TYPE_CHECKING:
+    from iclselect.lm.engine import Engine
+
+_BATCH = 16
+
+
+def pooled_states(engine: Engine, requests: list[LogprobRequest]) -> np.ndarray:
+    """One unit-norm row per request: the mean of the last layer's hidden states over every
+    token of its context and response, fitted to the engine's window as a scored request is."""
+    import torch
+
+    sequences = []
+    for request in requests:
+        encoded = engine.template.encode(request)
+        cut = fit(encoded, engine.max_length)
+        target = encoded.target_ids[: len(encoded.target_ids) - cut.target_cut]
+        sequences.append(list(encoded.context_ids[cut.context_cut :]) + list(target))
+    rows = []
+    with torch.inference_mode():
+        for start in range(0, len(sequences), _BATCH):
+            batch = sequences[start : start + _BATCH]
+            width = max(len(s) for s in batch)
+            ids = torch.zeros((len(batch), width), dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for i, sequence in enumerate(batch):
+                ids[i, : len(sequence)] = torch.tensor(sequence)
+                mask[i, : len(sequence)] = 1
+            out = engine.model(
+                input_ids=ids.to(engine.device),
+                attention_mask=mask.to(engine.device),
+                output_hidden_states=True,
+            )
+            last = out.hidden_states[-1].float()
+            weights = mask.to(engine.device).unsqueeze(-1).float()
+            rows.append(((last * weights).sum(1) / weights.sum(1)).cpu().numpy())
+    states = np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+    return states / np.maximum(np.linalg.norm(states, axis=1, keepdims=True), 1e-12)
