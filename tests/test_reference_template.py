@@ -1,10 +1,13 @@
 """`--template reference`: each method's requests written as its reference code writes them
 (the strings below are typed out from docs/METHODS.md, "Reference prompt formats", not built
-with iclselect's code), the code's options switched on, and the pitfall fixes kept: a start
-token first, the response tokenised on its own and every token of it scored."""
+with iclselect's code), the code's options switched on, and the pitfall fixes kept: the
+response tokenised on its own and every token of it scored. Sequences start as the tokenizer
+starts a text (checked with the default tokenizer, which adds nothing, and a variant that adds
+a BOS token), with the start token only where nothing else would precede the response."""
 
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
 import json
@@ -53,29 +56,43 @@ def samples(tmp_path_factory):
     return read_dataset(str(path)).samples
 
 
+@pytest.fixture(scope="module", params=["default", "bos"])
+def tokenizer(request, lm):
+    """The default tokenizer, or a copy that puts <|endoftext|> (id 0) before every text."""
+    if request.param == "default":
+        return lm.tokenizer
+    from tokenizers import processors
+
+    variant = copy.deepcopy(lm.tokenizer)
+    variant._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)]
+    )
+    return variant
+
+
 def text(lm, ids) -> str:
     return lm.tokenizer.decode(list(ids), clean_up_tokenization_spaces=False)
 
 
 @pytest.mark.parametrize("style", list(EXPECTED))
-def test_each_style_writes_the_reference_codes_strings(lm, samples, style):
+def test_each_style_writes_the_reference_codes_strings(lm, tokenizer, samples, style):
     demo_text, prompt_text, bare = EXPECTED[style]
-    template = Template("reference", lm.tokenizer)
+    template = Template("reference", tokenizer)
     demo, row = samples
-    tokens = lm.tokenizer
-    start = [tokens.bos_token_id if tokens.bos_token_id is not None else tokens.eos_token_id]
+    lead = [0] if tokenizer is not lm.tokenizer else []  # the variant's BOS, none by default
 
     def ids(piece: str) -> list[int]:
-        return tokens(piece, add_special_tokens=False).input_ids if piece else []
+        return tokenizer(piece, add_special_tokens=False).input_ids if piece else []
 
     with_demo = template.encode(LogprobRequest(row.prompt, row.response, (demo.turns,), style))
-    assert list(with_demo.context_ids) == start + ids(demo_text) + ids(prompt_text)
-    assert text(lm, with_demo.context_ids[1:]) == demo_text + prompt_text
-    assert with_demo.prefix_len == 1 + len(ids(demo_text))
+    assert list(with_demo.context_ids) == lead + ids(demo_text) + ids(prompt_text)
+    assert text(lm, with_demo.context_ids[len(lead) :]) == demo_text + prompt_text
+    assert with_demo.prefix_len == len(lead) + len(ids(demo_text))
     assert list(with_demo.target_ids) == ids(row.response)
 
     alone = template.encode(LogprobRequest((), row.response, (), style))
-    assert list(alone.context_ids) == start + ids(bare)
+    # Nothing before wICI's L(y) but the start token: SmolLM2's BOS, <|im_start|> (id 1).
+    assert list(alone.context_ids) == (lead + ids(bare) or [1])
     assert list(alone.target_ids) == ids(row.response)
 
 
@@ -86,7 +103,7 @@ def test_an_icon_assessment_row_is_written_as_its_own_inputs(lm):
     template = Template("reference", lm.tokenizer)
     for sample, row in zip(assessment, raw, strict=False):
         encoded = template.encode(LogprobRequest(sample.prompt, sample.response, (), "rico"))
-        assert text(lm, encoded.context_ids[1:]) == row["inputs"]
+        assert text(lm, encoded.context_ids) == row["inputs"]
 
 
 def test_icon_reference_control_replaces_the_candidates_whole_text(samples):
@@ -104,7 +121,7 @@ def test_the_reference_template_switches_on_the_codes_options():
     assert reference.options_for(get("wici")) == {
         "ifd_form": "ppl", "aggregate": "code", "prefilter_ifd": True,
     }  # fmt: skip
-    assert reference.options_for(get("icon")) == {"significance": "code"}
+    assert reference.options_for(get("icon")) == {}
     assert reference.options_for(get("nuggets")) == {"anchor_space": "model"}
     assert reference.options_for(get("ifd")) == {}
     chosen = RunConfig(data="x", out="o", template="reference", options={"wici.aggregate": "paper"})

@@ -176,8 +176,7 @@ class RunConfig:
         "('### Instruction:' ... '### Response:', the ICon paper's), plain "
         "('{instruction}\\n{response}', the wICI code's) or reference: each method's own "
         "reference-code format, with that code's options (wICI: ifd_form=ppl, "
-        "aggregate=code, prefilter_ifd=true; ICon: significance=code; Nuggets: "
-        "anchor_space=model), to reproduce a "
+        "aggregate=code, prefilter_ifd=true; Nuggets: anchor_space=model), to reproduce a "
         "published selection; --set overrides any of them.",
         group=MODEL,
         choices=("chat", "alpaca", "plain", "reference"),

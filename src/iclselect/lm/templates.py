@@ -7,7 +7,9 @@ Three renderings (`--template`):
           demos are whole exchanges separated from what follows by "\\n\\n\\n".
 - plain:  "{user}\\n{assistant}" (the wICI reference code's format); demos separated by "\\n\\n".
 - reference: each method's own reference-code format (lm/reference.py), named by the request's
-          `style`; a request without one is written in the Stanford Alpaca format.
+          `style`; a request without one is written in the Stanford Alpaca format. Its sequences
+          start as the tokenizer starts a text (BOS where it adds one), the start token below
+          only where nothing else would precede the response.
 
 The target is tokenised on its own and appended, so its span is known by token count, never by
 searching text. Message contents are tokenised as data: text such as "<|im_start|>" inside a user
@@ -77,6 +79,7 @@ class Template:
         self._tokenize = lru_cache(maxsize=65536)(self._tokenize_uncached)
         self._lead = _leading_bos(tokenizer) if name == "chat" else ""
         self._response_header = _response_header(tokenizer) if name == "chat" else ""
+        self._added = _added_lead(tokenizer)
 
     @property
     def fingerprint(self) -> str:
@@ -107,10 +110,13 @@ class Template:
         return Encoded(tuple(context), target, prefix_len, text_end)
 
     def _encode_text(self, request: LogprobRequest, style: str) -> Encoded:
-        """A reference-style request: the start token, each demo's text, the prompt's text, all
-        tokenised as data; every demo together is the shared prefix."""
+        """A reference-style request: what the tokenizer itself puts first (BOS where it adds
+        one, as the reference code's tokenizer calls do), each demo's text, the prompt's text,
+        all tokenised as data; every demo together is the shared prefix. Where nothing would
+        precede the response (wICI's L(y)), the start token does, so that every response
+        token is scored."""
         demos, prompt = reference.rendered(request, style)
-        context = [self.start_id]
+        context = list(self._added)
         for demo in demos:
             context.extend(self._tokenize(demo, False))
         prefix_len = len(context) if demos else 0
@@ -118,6 +124,8 @@ class Template:
         context.extend(self._tokenize(prompt, False))
         if any(t.role == "user" for t in request.prompt):
             text_end = len(context)
+        if not context:
+            context = [self.start_id]
         return Encoded(tuple(context), self._tokenize(request.target, False), prefix_len, text_end)
 
     def _tokenize_uncached(self, text: str, is_markup: bool) -> tuple[int, ...]:
@@ -202,6 +210,17 @@ def _leading_bos(tokenizer: Any) -> str:
     probe = [{"role": "user", "content": "x"}]
     rendered = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
     return bos if rendered.startswith(bos) else ""
+
+
+def _added_lead(tokenizer: Any) -> tuple[int, ...]:
+    """The special tokens the tokenizer puts before a text by default (Llama's BOS; none for
+    GPT-2-style tokenizers such as SmolLM2's)."""
+    plain = tokenizer("x", add_special_tokens=False).input_ids
+    added = tokenizer("x").input_ids
+    for start in range(len(added) - len(plain) + 1):
+        if added[start : start + len(plain)] == plain:
+            return tuple(added[:start])
+    return ()
 
 
 def _response_header(tokenizer: Any) -> str:

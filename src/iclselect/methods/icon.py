@@ -189,7 +189,6 @@ def aggregates(influence: np.ndarray, significance: str = "mean") -> dict[str, f
     "assessment set more than random text of the same length does.",
     IconConfig,
     fraction=0.15,
-    reference=(("significance", "code"),),
 )
 def rounds(pool: Pool, config: IconConfig) -> Rounds:
     n = len(pool)
