@@ -28,6 +28,7 @@ def test_methods_lists_every_method_with_cost_and_options():
     assert "requests per sample: 2 + n_probes" in result.output
     one = cli("methods", "nuggets")
     assert "anchors = 100" in one.output and "wici" not in one.output
+    assert "under --template reference: anchor_space=model" in one.output
     assert cli("methods", "nope").exit_code == 2
 
 

@@ -206,6 +206,9 @@ def list_methods(
             typer.echo(f"{m.name:<11} {m.summary}")
             typer.echo(f"{'':<11} requests per sample: {m.cost}; {model}")
             typer.echo(f"{'':<11} default budget: --fraction {m.fraction}; {tau}")
+            if m.reference:
+                code = ", ".join(f"{k}={str(v).lower()}" for k, v in m.reference)
+                typer.echo(f"{'':<11} under --template reference: {code} (its code's)")
             for option, default, text in m.options():
                 typer.echo(f"{'':<13}{option} = {default}  {text}")
             typer.echo("")
