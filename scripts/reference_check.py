@@ -494,6 +494,9 @@ def check_icon(ctx: Ctx, n: int, k: int, how: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     frame = ctx.score(rows, "icon", "icon", **options)  # template=reference: mean influence
     code_frame = ctx.score(rows, "icon", "icon", significance="code", **options)  # store: free
+    # Other random controls, same everything else: how far two draws of the control alone
+    # move the ranking, the most any two ICon runs (the port's and iclselect's) can agree.
+    redrawn = ctx.score(rows, "icon", "icon", seed=43, **options)
     t1 = time.perf_counter()
 
     base = [rp.rico_ppl_baseline(ctx.model, ctx.tok, s) for s in assess]
@@ -506,6 +509,7 @@ def check_icon(ctx: Ctx, n: int, k: int, how: str) -> dict[str, Any]:
 
     mean_ours = {k_: num(v) for k_, v in column(frame, "significance").items()}
     code_ours = {k_: num(v) for k_, v in column(code_frame, "significance").items()}
+    redrawn_ours = {k_: num(v) for k_, v in column(redrawn, "significance").items()}
     cons_ours = {k_: num(v) for k_, v in column(frame, "consistency").items()}
     sig_theirs = {i: p["Significance"] for i, p in enumerate(port)}
     mean_theirs = {i: p["MeanInfluence"] for i, p in enumerate(port)}
@@ -528,6 +532,7 @@ def check_icon(ctx: Ctx, n: int, k: int, how: str) -> dict[str, Any]:
         **one_sided(mean_ours, sig_theirs, reasons(frame), why_theirs),
         "mean_influence": agreement(mean_ours, mean_theirs),
         "code_significance": agreement(code_ours, sig_theirs),
+        "iclselect_other_controls": agreement(mean_ours, redrawn_ours),
         "consistency": agreement(cons_ours, cons_theirs),
         # The code's sigmoid is +-1 beyond |mean| > 0.5 and within 0.01 of it beyond ~0.1.
         "near_saturated_significance": {
