@@ -210,7 +210,7 @@ def test_every_method_is_registered_with_its_options():
         "wici", "miwv", "icon", "ifd", "nuggets", "perplexity", "length", "random", "diversity",
     }  # fmt: skip
     assert get("wici").tau == 0.9 and get("miwv").tau is None
-    assert [name for name, _, _ in get("nuggets").options()] == ["anchors", "seed"]
+    assert [name for name, _, _ in get("nuggets").options()] == ["anchors", "anchor_space", "seed"]
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         get("nope")
 
