@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 import pytest
 from conftest import POOL_DATA, samples_from
@@ -80,9 +81,12 @@ def test_closing_the_engine_kills_its_workers(lm, requests, local_answers, spec)
         answers = [r.logprob for r in engine.loglikelihood(requests[:8])]
         assert answers == pytest.approx(local_answers[:8], abs=1e-3)  # other rows: rounding
     assert engine.executor.workers == []
-    for actor in actors:  # a killed actor answers no call
+    for actor in actors:  # a killed actor answers no call, once ray.kill (asynchronous) lands
+        deadline = time.monotonic() + 60
         with pytest.raises(ray.exceptions.RayActorError):
-            ray.get(actor.pid.remote(), timeout=60)
+            while time.monotonic() < deadline:
+                ray.get(actor.pid.remote(), timeout=60)
+                time.sleep(0.1)
 
 
 def test_sharded_embedding_on_two_workers_matches_local(embedder):
