@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from iclselect.lm.packer import to_job
 from iclselect.lm.requests import LogprobRequest
-from iclselect.lm.window import fit
 
 if TYPE_CHECKING:
     from iclselect.lm.engine import Engine
@@ -21,12 +21,11 @@ def pooled_states(engine: Engine, requests: list[LogprobRequest]) -> np.ndarray:
     token of its context and response, fitted to the engine's window as a scored request is."""
     import torch
 
-    sequences = []
-    for request in requests:
-        encoded = engine.template.encode(request)
-        cut = fit(encoded, engine.max_length)
-        target = encoded.target_ids[: len(encoded.target_ids) - cut.target_cut]
-        sequences.append(list(encoded.context_ids[cut.context_cut :]) + list(target))
+    jobs = [
+        to_job(i, engine.template.encode(request), engine.max_length, reuse_prefix=False)
+        for i, request in enumerate(requests)
+    ]
+    sequences = [job.context + job.target for job in jobs]
     rows = []
     with torch.inference_mode():
         for start in range(0, len(sequences), _BATCH):
