@@ -166,7 +166,8 @@ def bench_quality(
         typer.Option(
             help="cpu-small: a quick look, under an hour on 2 cores (cut-down method settings). "
             "cpu: the methods at their own settings, 5 seeds, length-matched controls, whole "
-            "eval sets, about 3 hours on 2 cores. gpu: a 0.5-8B --model, the whole pool."
+            "eval sets, about 6 hours on 2 cores (stop and rerun: it resumes). gpu: a 0.5-8B "
+            "--model, the whole pool."
         ),
     ] = "cpu-small",
     methods: Annotated[

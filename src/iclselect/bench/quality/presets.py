@@ -50,32 +50,22 @@ class Preset:
 
 ICON_TOKENS = 112  # cpu: ICon's assessment rows are the paper's rows that fit in this many tokens
 
-CPU_ESTIMATE = """The cpu preset's wall time on 2 cores, from the rates the cpu-small run measured
-(BENCHMARKS.md, 2026-11-26, the same machine) and the token counts Engine.cost gives for this
-preset's requests on the shipped pool (the dry run's own accounting, no model run):
-
-  rates: scoring ~1,450 engine tokens/s (wICI 1.24M in 834 s, ICon 214k in 152 s, MIWV 352k
-         in 257 s); evaluation ~1,840 tokens/s (55k tokens of capped sets in ~30 s an arm);
-         training 0.20-0.86 s per row by response length (miwv 0.20, wici 0.28, icon 0.26,
-         random 0.38, ifd 0.65, longest 0.86 at 100 rows)
-  setup  read, embed 1,000 rows, load the model                              ~60 s
-  wICI   7,000 requests, 906k tokens                                        ~625 s
-  MIWV   2,000 requests, 309k tokens (its own L(y|x) are wICI's: less)      ~210 s
-  IFD    its 2,000 requests are wICI's own: all from the store                ~0 s
-  ICon   40,100 requests, 7.00M tokens (T and its random-text control as a
-         demo before each of 100 rows, for 200 candidates)                 ~5,000 s
-  train  5 methods 225 s + 5 random 190 s + 20 length-matched 695 s        ~1,110 s
-  eval   31 arms (untuned, 5 methods, 5 random, 20 matched) x 234k tokens
-         (held-out 500 ~60k, GSM8K 500 ~110k, MMLU 285 in one pass ~40k,
-         self-instruct 175 ~24k) / 1,840 tokens/s = 127 s an arm            ~3,940 s
-  miwv-min4  MIWV's own requests (from the store); 1 + 5 length-matched arms
-         to train (~250 s) and evaluate (~760 s)                            ~1,010 s
-  total                                                   ~11,960 s = 3.3 h
-
-with both cores free. ICon is almost half of it: with 100 rows drawn from all 1,020 assessment
-rows (mean 281 tokens) its requests are 14.3M tokens (~2.8 h alone), so they are drawn from the
-135 rows that fit in ICON_TOKENS tokens (7.33M tokens at 128). Each length-matched seed is 4
-arms of ~160 s: --matched-seeds 4 saves ~11 min where the machine is slower."""
+# The cpu preset's wall time on 2 cores with nothing else running, measured by its run of
+# 2026-11-30 (BENCHMARKS.md; bf16; it ran in parts beside other work, so the scoring stages
+# are its token counts at the rate ICon and the arms measured alone):
+#   wICI   7,000 requests, 1.11M tokens                                           ~18 min
+#   MIWV   2,000 requests, 0.3M tokens (its L(y|x) are wICI's)                     ~5 min
+#   IFD    its requests are wICI's own: all from the store                          ~0 s
+#   ICon   40,100 requests, ~9.3M tokens at ~1,040 tokens/s: T and its random-text
+#          control, a fresh one per pair (the code's), before each of 100 rows for 200
+#          candidates. Random characters take a token per 1-2 characters, so a control
+#          runs longer than its candidate: 9,039 answers had their demo cut at 512 tokens  ~2.5 h
+#   arms   37 (untuned, 6 methods, 5 random, 25 length-matched): training on 100 rows
+#          takes ~50-100 s, evaluating 1,460 items ~240 s (~1,000 tokens/s)       ~3.1 h
+#   total                                                                          ~6 h
+# Twice the 3 hours asked of it: ICon's own minimum (200 candidates x 100 rows, per-pair
+# controls) is 2.5 h here, and every eval set whole is 4 minutes an arm. The store and the
+# arm directories resume a stopped run, so it can run in parts.
 
 PRESETS = {
     # The quick look, under an hour on 2 cores: 2,000 Alpaca rows, 1% and 5% budgets, one
@@ -96,7 +86,7 @@ PRESETS = {
         max_length=512,
         matched_seeds=1,
     ),
-    # The methods at their own settings on 2 cores in about 3.3 hours (CPU_ESTIMATE below):
+    # The methods at their own settings, about 6 hours on 2 cores (measured, above):
     # wICI with 5 difficult probes, MIWV and IFD as published, ICon with 200 exactly scored
     # candidates against 100 assessment rows and its selector ranking the rest; 5 random
     # seeds and 5 length-matched controls per method at one budget, 100 rows (the size of
