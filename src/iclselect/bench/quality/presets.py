@@ -61,7 +61,7 @@ ICON_TOKENS = 112  # cpu: ICon's assessment rows are the paper's rows that fit i
 #          candidates. Random characters take a token per 1-2 characters, so a control
 #          runs longer than its candidate: 9,039 answers had their demo cut at 512 tokens  ~2.5 h
 #   arms   37 (untuned, 6 methods, 5 random, 25 length-matched): training on 100 rows
-#          takes ~50-100 s, evaluating 1,460 items ~240 s (~1,000 tokens/s)       ~3.1 h
+#          takes 31-112 s, evaluating 1,460 items 233-255 s (~1,000 tokens/s)    ~3.1 h
 #   total                                                                          ~6 h
 # Twice the 3 hours asked of it: ICon's own minimum (200 candidates x 100 rows, per-pair
 # controls) is 2.5 h here, and every eval set whole is 4 minutes an arm. The store and the
