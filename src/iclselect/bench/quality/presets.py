@@ -51,9 +51,9 @@ class Preset:
 ICON_TOKENS = 112  # cpu: ICon's assessment rows are the paper's rows that fit in this many tokens
 
 # The cpu preset's wall time on 2 cores with nothing else running, measured by its run of
-# 2026-11-30 (BENCHMARKS.md, "bench quality, 2026-11-30: preset cpu"; bf16; it ran in parts
-# beside other work, so the scoring stages
-# are its token counts at the rate ICon and the arms measured alone):
+# 2026-11-30 (BENCHMARKS.md, "bench quality, 2026-11-30: preset cpu"; bf16). It ran in parts,
+# some beside other work, so the scoring stages are its token counts at the rate ICon and the
+# arms measured alone:
 #   wICI   7,000 requests, 1.11M tokens                                           ~18 min
 #   MIWV   2,000 requests, 0.3M tokens (its L(y|x) are wICI's)                     ~5 min
 #   IFD    its requests are wICI's own: all from the store                          ~0 s
