@@ -35,6 +35,7 @@ import numpy as np
 from iclselect.embed import nearest_neighbours
 from iclselect.lm.requests import LogprobRequest
 from iclselect.methods import ifd as ifd_lib
+from iclselect.methods.kmeans import kmeans_labels
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -183,38 +184,31 @@ def choose_probes(
     """Probe set B_i (sample indices) of every sample, drawn from samples with finite difficulty."""
     usable = np.flatnonzero(np.isfinite(difficulty))
     want = config.n_probes if config.probes == "topk" else config.n_neighbours
-    found, _ = nearest_neighbours(vectors[usable], want + 1)
-    # Neighbours are searched among usable samples only; map back to sample indices and look up
-    # each sample's own list (a sample that is not usable still gets probes, by its nearest usable).
-    probes: list[list[int]] = []
-    position = {int(s): p for p, s in enumerate(usable)}
-    for i in range(len(vectors)):
-        if i in position:
-            candidates = [int(usable[j]) for j in found[position[i]]]
-        else:
-            similarity = vectors[usable] @ vectors[i]
-            candidates = [int(usable[j]) for j in np.argsort(-similarity, kind="stable")]
-        candidates = [c for c in candidates if c != i][:want]
-        if config.probes == "topk":
-            probes.append(candidates)
-        else:
-            probes.append(_difficult(candidates, vectors, difficulty, config))
-    return probes
+    neighbours = np.empty((len(vectors), min(want, max(len(usable) - 1, 0))), dtype=np.int64)
+    found, _ = nearest_neighbours(vectors[usable], want)
+    neighbours[usable] = usable[found]
+    # A sample that is not usable still gets probes: its nearest usable samples.
+    others = np.setdiff1d(np.arange(len(vectors)), usable)
+    for start in range(0, len(others), 4096):
+        rows = others[start : start + 4096]
+        similarity = vectors[rows] @ vectors[usable].T
+        order = np.argsort(-similarity, axis=1, kind="stable")[:, : neighbours.shape[1]]
+        neighbours[rows] = usable[order]
+    if config.probes == "topk" or neighbours.shape[1] <= config.n_probes:
+        return neighbours.tolist()
+    return _difficult(neighbours, vectors, difficulty, config)
 
 
 def _difficult(
-    neighbours: list[int], vectors: np.ndarray, difficulty: np.ndarray, config: WiciConfig
-) -> list[int]:
-    """K-means the neighbours and keep the most difficult member of each cluster."""
-    if len(neighbours) <= config.n_probes:
-        return neighbours
-    from sklearn.cluster import KMeans
-
-    labels = KMeans(n_clusters=config.n_probes, random_state=config.seed, n_init=10).fit_predict(
-        vectors[neighbours]
-    )
-    chosen = []
-    for cluster in range(config.n_probes):
-        members = [b for b, label in zip(neighbours, labels, strict=True) if label == cluster]
-        chosen.append(max(members, key=lambda b: (difficulty[b], -b)))
-    return chosen
+    neighbours: np.ndarray, vectors: np.ndarray, difficulty: np.ndarray, config: WiciConfig
+) -> list[list[int]]:
+    """K-means each sample's neighbours (all samples in one batch, methods/kmeans.py) and keep
+    the most difficult member of each cluster (ties: the earlier sample)."""
+    labels = kmeans_labels(vectors[neighbours], config.n_probes, config.seed)
+    # Each sample's neighbours from most to least difficult; a cluster's probe is its first.
+    order = np.lexsort((neighbours, -difficulty[neighbours]), axis=1)
+    ranked = np.take_along_axis(neighbours, order, axis=1)
+    ranked_labels = np.take_along_axis(labels, order, axis=1)
+    clusters = np.arange(config.n_probes)
+    first = (ranked_labels[:, None, :] == clusters[None, :, None]).argmax(axis=2)
+    return np.take_along_axis(ranked, first, axis=1).tolist()
