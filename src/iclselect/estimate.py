@@ -22,13 +22,13 @@ from iclselect.runconfig import RunConfig
 from iclselect.runner import planned_rounds
 
 
-def dry_run(config: RunConfig) -> str:
+def dry_run(config: RunConfig, embedder: Any = None) -> str:
     """Plan the run and estimate its cost; compute only a short calibration (a few real
-    requests, kept in the store so the run does not redo them)."""
+    requests, kept in the store so the run does not redo them). `embedder`: as prepare's."""
     method = get(config.method)
     method_config = method.configure(config.options_for(method))
     config.budget(method)
-    with prepare(config, [method]) as prepared:
+    with prepare(config, [method], embedder=embedder) as prepared:
         return estimate(prepared, method, method_config)[0]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from iclselect import overlong, runner
+from iclselect import overlong, runner, stages
 from iclselect.embed import Embedder
 from iclselect.embed.sharded import SHARD, ShardedEmbedder
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
@@ -108,15 +108,20 @@ class RunResult:
     near_ties: list[int]  # rows left out whose score ties the last kept score
 
 
-def prepare(config: RunConfig, methods: list[Method]) -> Prepared:
-    """Read, embed and load the model once, for every method in `methods`."""
+def prepare(
+    config: RunConfig, methods: list[Method], kernel: str = "hf", embedder: Any = None
+) -> Prepared:
+    """Read, embed and load the model once, for every method in `methods`. `kernel`: "hf",
+    or "random" for answers drawn without a model (lm/kernel.py); `embedder`: one to use
+    instead of config.embedder's (both for `bench pipeline`)."""
     check_run(config, methods)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    dataset = read_input(
-        config.data, config.format, config.fields, config.skip_invalid, config.dataset,
-        config.split,
-    )  # fmt: skip
+    with stages.stage("read and validate"):
+        dataset = read_input(
+            config.data, config.format, config.fields, config.skip_invalid, config.dataset,
+            config.split,
+        )  # fmt: skip
     samples = dataset.samples
     if len(samples) < 2:
         raise InputError(
@@ -140,15 +145,16 @@ def prepare(config: RunConfig, methods: list[Method]) -> Prepared:
     pool = Pool(samples, reference=config.template == "reference")
     if any(m.embeddings or config.tau_for(m) is not None for m in methods):
         started = time.perf_counter()
-        embedder = embedder_for(config, len(samples))
-        if pool.reference:
-            retrieval = [reference.retrieval_text(s) for s in samples]
-            duplicate = [reference.duplicate_text(s) for s in samples]
-        else:
-            retrieval = [s.instruction_text for s in samples]
-            duplicate = [s.full_text for s in samples]
-        pool.instruction_vectors = embedder.encode(retrieval)
-        pool.full_vectors = embedder.encode(duplicate)
+        with stages.stage("embed (model)"):
+            embedder = embedder or embedder_for(config, len(samples))
+            if pool.reference:
+                retrieval = [reference.retrieval_text(s) for s in samples]
+                duplicate = [reference.duplicate_text(s) for s in samples]
+            else:
+                retrieval = [s.instruction_text for s in samples]
+                duplicate = [s.full_text for s in samples]
+            pool.instruction_vectors = embedder.encode(retrieval)
+            pool.full_vectors = embedder.encode(duplicate)
         sharded = isinstance(embedder, ShardedEmbedder)
         if sharded:
             embedder.close()
@@ -160,6 +166,12 @@ def prepare(config: RunConfig, methods: list[Method]) -> Prepared:
 
     engine = None
     if any(m.uses_model for m in methods):
+        engine = _engine(config, kernel)
+    return Prepared(dataset, pool, engine, timings)
+
+
+def _engine(config: RunConfig, kernel: str) -> Engine:
+    with stages.stage("load model"):
         if config.executor == "vllm":
             # vLLM holds the weights on the GPU; this copy only tokenises and counts FLOPs.
             loaded = load_model(config.model, vllm_dtype(config.dtype), "cpu")
@@ -173,12 +185,14 @@ def prepare(config: RunConfig, methods: list[Method]) -> Prepared:
             show_progress=not config.quiet,
             store_path=config.store or Path(config.out) / "store.sqlite",
             executor=executor_for(config, loaded),
+            kernel=kernel,
         )
-        log.info(
-            f"scoring with {loaded.model_id} ({engine.device}, {loaded.model.dtype}), "
-            f"template {config.template}"
-        )
-    return Prepared(dataset, pool, engine, timings)
+    log.info(
+        f"scoring with {loaded.model_id} ({engine.device}, {loaded.model.dtype}), "
+        f"template {config.template}"
+        + ("; answers drawn at random, no model" if kernel != "hf" else "")
+    )
+    return engine
 
 
 def embedder_for(config: RunConfig, n: int) -> Embedder | ShardedEmbedder:
@@ -239,7 +253,8 @@ def score_together(
     answerers = [EngineAnswerer(engine) if engine and m.uses_model else None for m, _ in methods]
     all_scores = runner.drive_together(methods, prepared.pool, answerers)
     started = time.perf_counter()
-    fits = overlong.own_fits(prepared.pool, engine) if engine else None
+    with stages.stage("tokenise"):
+        fits = overlong.own_fits(prepared.pool, engine) if engine else None
     fitting = time.perf_counter() - started
     scored = []
     for (method, _), (scores, seconds), answerer in zip(
@@ -290,7 +305,8 @@ def choose(scored: Scored, budget: Budget, tau: float | None = None) -> Choice:
     tau = tau if tau is not None else scored.config.tau_for(scored.method)
     scores, pool = scored.scores, scored.pool
     ids = [sample.id for sample in pool.samples]
-    selection = select(scores.score, budget, scores.excluded, pool.full_vectors, tau, ids)
+    with stages.stage("select (near-duplicates)"):
+        selection = select(scores.score, budget, scores.excluded, pool.full_vectors, tau, ids)
     return Choice(selection, budget, tau)
 
 
@@ -324,11 +340,13 @@ def write(
     started = time.perf_counter()
     kept_rows = [samples[i].row for i in selection.selected]
     with staged(out, overwrite) as stage:
-        subset = write_subset(dataset, kept_rows, stage)
-        table = scores_table(dataset, scores, selection)
-        if scored.pool.full_vectors is not None:
-            table = with_atlas(table, dataset, scored.pool.atlas())
-        write_scores(stage / "scores.parquet", table)
+        with stages.stage("write subset"):
+            subset = write_subset(dataset, kept_rows, stage)
+        with stages.stage("write scores"):
+            table = scores_table(dataset, scores, selection)
+            if scored.pool.full_vectors is not None:
+                table = with_atlas(table, dataset, scored.pool.atlas())
+            write_scores(stage / "scores.parquet", table)
         files = [subset, stage / "scores.parquet"]
         if scored.config.add_scores:
             rows = sorted(kept_rows)
@@ -341,14 +359,16 @@ def write(
             files.append(stage / "report.html")
         timings["select_and_write"] = time.perf_counter() - started
         timings["total"] = sum(timings.values())
-        content = manifest(
-            dataset, table, scores, effective_config(scored, choice, out),
-            scored.model_id, scored.template, files, timings, scored.engine_stats,
-            cut_of(scored, choice),
-        )  # fmt: skip
-        write_manifest(stage / "manifest.json", content)
+        with stages.stage("write manifest"):
+            content = manifest(
+                dataset, table, scores, effective_config(scored, choice, out),
+                scored.model_id, scored.template, files, timings, scored.engine_stats,
+                cut_of(scored, choice),
+            )  # fmt: skip
+            write_manifest(stage / "manifest.json", content)
         if scored.config.report:
-            write_report(stage, dataset)
+            with stages.stage("report"):
+                write_report(stage, dataset)
     files = [out / path.name for path in [*files, Path("manifest.json")]]
     log.info(f"{method.name}: kept {content['kept']} of {dataset.n_rows} rows")
     best = [

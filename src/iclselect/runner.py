@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from iclselect import stages
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.methods.method import Method
 from iclselect.methods.pool import Pool
@@ -26,6 +27,9 @@ from iclselect.methods.scores import MethodScores
 
 if TYPE_CHECKING:
     from iclselect.lm import Engine
+
+# The stage of a method's own work between its rounds: planning requests, reducing answers.
+REQUESTS = "requests (method rounds)"
 
 
 class Answerer(Protocol):
@@ -61,7 +65,8 @@ def drive_together(
                 raise ValueError(f"{method.name} needs a model to answer its requests")
             runs[k] = method.scorer(pool, config)
         else:
-            results[k] = method.scorer(pool, config)
+            with stages.stage(REQUESTS):
+                results[k] = method.scorer(pool, config)
         seconds[k] += time.perf_counter() - started
     # Only a compare can ask a request twice; a single method never repeats one.
     memory: dict[LogprobRequest, LogprobResult] | None = {} if len(runs) > 1 else None
@@ -70,7 +75,8 @@ def drive_together(
         for k in list(runs):
             started = time.perf_counter()
             try:
-                question = runs[k].send(replies[k])
+                with stages.stage(REQUESTS):
+                    question = runs[k].send(replies[k])
             except StopIteration as done:
                 results[k] = done.value
                 del runs[k]

@@ -1,4 +1,4 @@
-"""`iclselect bench speed | memory | quality`: the command line of the benchmarks in this
+"""`iclselect bench speed | memory | pipeline | quality`: the command line of the benchmarks in this
 package; figures go to BENCHMARKS.md."""
 
 from __future__ import annotations
@@ -145,6 +145,52 @@ def bench_memory(
     def go() -> None:
         command = "iclselect " + shlex.join(sys.argv[1:])
         report, _ = run_memory(str(data), rows, workdir, benchmarks if write else None, command)
+        typer.echo(report)
+
+    guarded(go)
+
+
+@app.command("pipeline")
+def bench_pipeline(
+    rows: Annotated[
+        list[int] | None,
+        typer.Option(help="Rows of the run; repeat for a second size (growth is measured)."),
+    ] = None,
+    pool: Annotated[
+        Path | None,
+        typer.Option(
+            help="Real rows to cycle (default: the shipped 2,600-row Alpaca pool); copies "
+            'beyond its size are marked " (#i)".',
+            show_default=False,
+        ),
+    ] = None,
+    method: Annotated[str, typer.Option("--method", "-m", help="Method to run.")] = "wici",
+    workdir: Annotated[
+        Path, typer.Option(help="Where the pool, the store and the run's outputs go.")
+    ] = Path("runs/bench_pipeline"),
+    embedder: Annotated[str, typer.Option(help="Sentence embedder.")] = "all-minilm-l6-v2",
+    dry_run: Annotated[bool, typer.Option(help="Also time `run --dry-run` at each size.")] = True,
+    benchmarks: Annotated[
+        Path | None, typer.Option(help="Append the report here; --no-write to skip.")
+    ] = Path("BENCHMARKS.md"),
+    write: Annotated[bool, typer.Option(help="Append to --benchmarks.")] = True,
+) -> None:
+    """Time every host stage of `iclselect run` (reading, embedding, neighbour search,
+    request building, tokenisation, packing, the store, selection, writing, the report) on
+    N rows of real text, with a kernel that draws answers at random instead of running the
+    model; per stage: seconds, rows/s or requests/s, peak RSS; and the requests/s the host can
+    feed the engine, its share of a 52k-row 8B run on an H200, and `--dry-run`'s time."""
+    import shlex
+    import sys
+
+    from iclselect.bench.pipeline import run_bench
+
+    def go() -> None:
+        command = "iclselect " + shlex.join(sys.argv[1:])
+        report, _ = run_bench(
+            rows or [5000], pool, method, workdir, embedder, dry_run,
+            benchmarks if write else None, command,
+        )  # fmt: skip
         typer.echo(report)
 
     guarded(go)

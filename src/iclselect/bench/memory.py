@@ -3,14 +3,14 @@ model: read it, plan IFD's requests for it (2 per row), and run a whole selectio
 (`run -m length`: read, score, select, write subset, scores.parquet, manifest and report).
 
 Each phase runs in a fresh process, so each peak RSS is that phase's own. The pool is made of
-real rows, each made unique by a suffix (" (#123)") on its instruction.
+real rows, cycled: each copy after the first made unique by a suffix (" (#123)") on its
+instruction.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 
 from iclselect.io import read_dataset
+from iclselect.stages import peak_rss_kb
 
 PHASES = ("read", "plan", "run")
 
@@ -31,13 +32,15 @@ class Phase:
 
 
 def make_pool(source: str, rows: int, target: Path) -> Path:
-    """`rows` JSONL rows cycled from the real rows of `source`, none an exact duplicate."""
+    """`rows` JSONL rows cycled from the valid rows of `source`: its rows as they are, then
+    copies of them, each marked " (#i)" at the end of its instruction: none an exact duplicate."""
     dataset = read_dataset(source)
     base = dataset.table([s.row for s in dataset.samples]).to_pylist()
     with target.open("w", encoding="utf-8") as handle:
         for i in range(rows):
             row = dict(base[i % len(base)])
-            row["instruction"] = f"{row['instruction']} (#{i})"
+            if i >= len(base):
+                row["instruction"] = f"{row['instruction']} (#{i})"
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     return target
 
@@ -61,17 +64,6 @@ def phase(name: str, data: str, out: str) -> Phase:
         run(config, overwrite=True)
     seconds = time.perf_counter() - started
     return Phase(name, seconds, peak_rss_kb() / 1024)
-
-
-def peak_rss_kb() -> int:
-    """This process's peak RSS. On Linux from VmHWM, which starts afresh at exec: ru_maxrss
-    carries over the high-water mark of the process that forked us (pytest's, say)."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def measure(data: Path, out: Path) -> list[Phase]:

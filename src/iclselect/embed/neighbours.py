@@ -14,6 +14,8 @@ from typing import Literal
 
 import numpy as np
 
+from iclselect.stages import stage
+
 # Above this many rows, "auto" switches from exact search to IVF.
 EXACT_UP_TO = 200_000
 _IVF_PROBES = 32
@@ -35,11 +37,12 @@ def nearest_neighbours(
         return np.empty((n, 0), dtype=np.int64), np.empty((n, 0), dtype=np.float32)
     if search == "auto":
         search = "exact" if n <= EXACT_UP_TO else "ivf"
-    index = _exact(vectors) if search == "exact" else _ivf(vectors, lists)
-    similarity, ids = index.search(vectors, k + 1)
-    short = np.flatnonzero((ids < 0).any(axis=1))
-    if len(short):  # IVF's probed lists held fewer than k + 1 rows: search those rows exactly
-        similarity[short], ids[short] = _exact(vectors).search(vectors[short], k + 1)
+    with stage("neighbour search"):
+        index = _exact(vectors) if search == "exact" else _ivf(vectors, lists)
+        similarity, ids = index.search(vectors, k + 1)
+        short = np.flatnonzero((ids < 0).any(axis=1))
+        if len(short):  # IVF's probed lists held fewer than k + 1 rows: search those exactly
+            similarity[short], ids[short] = _exact(vectors).search(vectors[short], k + 1)
     neighbours = np.empty((n, k), dtype=np.int64)
     similarities = np.empty((n, k), dtype=np.float32)
     for row in range(n):

@@ -33,6 +33,7 @@ from iclselect.lm.packer import Unit, pack, pending, to_job
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.lm.store import ResultStore
 from iclselect.lm.templates import Template
+from iclselect.stages import stage
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Engine:
         chunk: int = 65_536,
         executor: Executor | None = None,
         attention: str = "auto",
+        kernel: str = "hf",
     ) -> None:
         self.model = loaded.model
         self.model_id = loaded.model_id
@@ -77,20 +79,20 @@ class Engine:
         namespace = f"{self.model_id}|{template.fingerprint}|{dtype}|{max_length}"
         self.executor = executor or LocalExecutor()
         # Another backend's numbers differ by kernel rounding: they get their own store entries.
-        backend = getattr(self.executor, "backend", "hf")
+        backend = getattr(self.executor, "backend", kernel)
         namespace += f"|{backend}" if backend != "hf" else ""
         self.cache = Cache(store_path, namespace, show_progress)
         self.stats = self.cache.stats
         spec = KernelSpec(
             self.model_id, self.model_id, dtype, self.device.type, self.max_batch_tokens,
-            attention=attention,
+            attention=attention, backend=kernel,
         )  # fmt: skip
         try:
             self.kernel = make_kernel(spec, loaded, self.stats)
         except BaseException:
             self.cache.close()  # an engine that failed to start leaves no store open
             raise
-        self.attention = self.kernel.attention
+        self.attention = getattr(self.kernel, "attention", "none")
         self.chunk = chunk
         # Model FLOPs of the useful work done (padding excluded), for utilisation figures.
         self.flops = 0.0
@@ -122,7 +124,8 @@ class Engine:
         plan = self._plan(requests)
         self.flops += self._flops(plan.units)
         computed = self.executor.run(self.kernel, plan.units)
-        return self.cache.answer(plan.lookup, plan.units, computed, desc)
+        with stage("store"):
+            return self.cache.answer(plan.lookup, plan.units, computed, desc)
 
     def cost(self, requests: Sequence[LogprobRequest]) -> Cost:
         """What loglikelihood(requests) would compute, without computing it (chunk by chunk,
@@ -197,12 +200,16 @@ class Engine:
         run killed and resumed runs exactly the passes the uninterrupted run would have, and
         its numbers are the same to the bit (in fp32 a request's log-prob moves by ~1e-6 with
         what else shares its row)."""
-        lookup = self.cache.lookup(requests)
+        with stage("store"):
+            lookup = self.cache.lookup(requests)
         if not lookup.missing:
             return _Plan(lookup, [])
-        jobs = [
-            to_job(slot, self.template.encode(request), self.max_length, self.reuse_prefix)
-            for slot, request in enumerate(lookup.requests)
-        ]
-        units = [pending(unit, lookup.answers) for unit in pack(jobs, self.max_batch_tokens)]
+        with stage("tokenise"):
+            encoded = [self.template.encode(request) for request in lookup.requests]
+        with stage("pack"):
+            jobs = [
+                to_job(slot, tokens, self.max_length, self.reuse_prefix)
+                for slot, tokens in enumerate(encoded)
+            ]
+            units = [pending(unit, lookup.answers) for unit in pack(jobs, self.max_batch_tokens)]
         return _Plan(lookup, [unit for unit in units if unit.trees])

@@ -3,7 +3,9 @@
 Every process that computes builds its kernel with `make_kernel(spec)`: the driver (around the
 model it already holds), each Ray worker (loading the model the spec names) and the vLLM path
 (`backend="vllm"`, lm/vllm_kernel.py). A kernel knows nothing of requests, the store or
-progress; it turns units into numbers, the same numbers wherever it runs.
+progress; it turns units into numbers, the same numbers wherever it runs. `backend="random"`
+runs no model: it lays each row out as the HF kernel does and draws its answers from a seeded
+stream, so `bench pipeline` times every host stage of a run with the model's time taken out.
 
 The HF kernel runs the LM head and log-softmax only at the positions that predict target
 tokens, in chunks small enough to stay in cache, never over the whole row; a pass that runs out
@@ -17,12 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from iclselect.lm.packed import KERNELS, Row, Segment, check_all_layers, default_kernel, packed
 from iclselect.lm.packed import to_device as _to_device
 from iclselect.lm.packer import Unit, halves, layout
+from iclselect.stages import stage
 
 if TYPE_CHECKING:
     from iclselect.lm.model import LoadedModel
@@ -57,7 +61,7 @@ class KernelSpec:
     max_batch_tokens: int | None = None  # None: the default for the device (row_tokens)
     threads: int = 0  # torch threads of a worker process; 0 leaves torch's own
     attention: str = "auto"  # "auto" (the faster on the device) or one of packed.KERNELS
-    backend: str = "hf"  # "hf" (the packed forward here) or "vllm"
+    backend: str = "hf"  # "hf" (the packed forward here), "vllm" or "random" (no model)
     max_length: int = 2048  # vLLM's window
     gpu_memory_utilization: float = 0.85  # vLLM's share of the GPU
 
@@ -79,8 +83,10 @@ def make_kernel(
         from iclselect.lm.vllm_kernel import VllmKernel
 
         return VllmKernel(spec.model, spec.dtype, spec.max_length, spec.gpu_memory_utilization)
+    if spec.backend == "random":
+        return RandomKernel()
     if spec.backend != "hf":
-        raise ValueError(f"kernel backend must be hf or vllm; got {spec.backend!r}")
+        raise ValueError(f"kernel backend must be hf, vllm or random; got {spec.backend!r}")
     if loaded is None:
         from iclselect.lm.model import load_model
 
@@ -124,12 +130,16 @@ class ForwardKernel:
         never idle while the host lays out the next row."""
         previous = None
         for unit in units:
-            launched = (unit, self.launch(unit))
+            with stage("model forward"):
+                launched = (unit, self.launch(unit))
+                answers = previous[1].tolist() if previous is not None else None
             if previous is not None:
-                yield previous[0], previous[1].tolist()
+                yield previous[0], answers
             previous = launched
         if previous is not None:
-            yield previous[0], previous[1].tolist()
+            with stage("model forward"):
+                answers = previous[1].tolist()
+            yield previous[0], answers
 
     def compute(self, unit: Unit) -> list[float]:
         """Sum of target log-probs of every job of `unit`, in unit.jobs order."""
@@ -188,3 +198,24 @@ class ForwardKernel:
             picked = logits.gather(1, targets[start:stop, None]).squeeze(1)
             out[start:stop] = picked - torch.logsumexp(logits, dim=-1)
         return out
+
+
+class RandomKernel:
+    """No model: each pass laid out as the HF kernel lays it out (host work a run does per
+    pass), then each job's log-prob sum drawn from a seeded stream, -0.5 to -3 nats a target
+    token. For timing the host side only: its answers mean nothing."""
+
+    backend = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def run(self, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:
+        for unit in units:
+            yield unit, self.compute(unit)
+
+    def compute(self, unit: Unit) -> list[float]:
+        with stage("pack"):
+            layout(unit)
+        lengths = np.array([len(job.target) for job in unit.jobs])
+        return (-lengths * self._rng.uniform(0.5, 3.0, len(lengths))).tolist()

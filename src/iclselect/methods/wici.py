@@ -43,6 +43,7 @@ from iclselect.methods.rounds import Rounds, ask
 from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample
 from iclselect.selectors import Excluded
+from iclselect.stages import stage
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,8 @@ def _difficult(
 ) -> list[list[int]]:
     """K-means each sample's neighbours (all samples in one batch, methods/kmeans.py) and keep
     the most difficult member of each cluster (ties: the earlier sample)."""
-    labels = kmeans_labels(vectors[neighbours], config.n_probes, config.seed)
+    with stage("difficult probes (k-means)"):
+        labels = kmeans_labels(vectors[neighbours], config.n_probes, config.seed)
     # Each sample's neighbours from most to least difficult; a cluster's probe is its first.
     order = np.lexsort((neighbours, -difficulty[neighbours]), axis=1)
     ranked = np.take_along_axis(neighbours, order, axis=1)

@@ -1,0 +1,274 @@
+"""`iclselect bench pipeline`: the whole `iclselect run` path on N rows of real text, every host
+stage timed (iclselect.stages), with the engine's kernel drawing its answers at random
+(lm/kernel.py, backend "random"): what is left is what the host must do to keep a GPU fed.
+
+The rows are the shipped pool's (or --pool's) valid rows, then copies of them, each marked
+" (#i)" at the end of its instruction (bench/memory.make_pool). The embedder is a model, and
+on a CPU it is slow: the pool's distinct rows are embedded by the real embedder (the "embed"
+stage, reported as model time with its rate), and each later copy gets its original's vectors
+turned by a seeded draw to cosine ~0.995, what a few added characters do, at none of the cost.
+The run's path is api.run's: prepare, score, choose, write (subset, scores, manifest, report).
+`--dry-run` is timed the same way, after the run, with a fresh store.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from iclselect import stages
+from iclselect.bench.memory import make_pool
+from iclselect.embed import Embedder
+from iclselect.embed.embedder import DEFAULT_EMBEDDER
+from iclselect.methods.registry import get
+from iclselect.runconfig import RunConfig
+from iclselect.runner import REQUESTS
+
+SHIPPED_POOL = Path(__file__).resolve().parents[1] / "assets" / "pool" / "alpaca_pool_2600.json.gz"
+EMBED, LOAD, FORWARD = "embed (model)", "load model", "model forward"
+# Stages in a run's order, and what each one's rate counts.
+STAGES = (
+    ("read and validate", "rows"), (EMBED, "rows"), (LOAD, ""),
+    ("neighbour search", "rows"), ("difficult probes (k-means)", "rows"),
+    (REQUESTS, "requests"), ("tokenise", "requests"), ("pack", "requests"),
+    ("store", "requests"), (FORWARD, "requests"), ("select (near-duplicates)", "rows"),
+    ("write subset", "rows"), ("write scores", "rows"), ("write manifest", "rows"),
+    ("report", "rows"),
+)  # fmt: skip
+MODEL_STAGES = (EMBED, LOAD, FORWARD)
+# The engine's time for wICI on 52,002 Alpaca rows with an 8B model on one H200, 0.53 h: the
+# estimate in BENCHMARKS.md ("On one GPU") from llama-1b's measured engine FLOP rate there.
+H200_8B_SECONDS, H200_8B_ROWS = 0.53 * 3600, 52_002
+
+
+class CopiesEmbedder:
+    """The real embedder on the first `distinct` texts; a later text (a copy of text i mod
+    `distinct`) gets that text's vector turned slightly, by a seeded draw. A text embedded once
+    is not embedded again (the run, its dry run and a second size share the pool's rows);
+    `texts` and `seconds` count the real embedder's work, for its rate."""
+
+    def __init__(self, distinct: int, name: str) -> None:
+        self.embedder = Embedder(name)
+        self.distinct = distinct
+        self.known: dict[str, np.ndarray] = {}
+        self.texts, self.seconds = 0, 0.0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        first = list(texts[: self.distinct])
+        new = list(dict.fromkeys(t for t in first if t not in self.known))
+        if new:
+            started = time.perf_counter()
+            self.known.update(zip(new, self.embedder.encode(new), strict=True))
+            self.seconds += time.perf_counter() - started
+            self.texts += len(new)
+        vectors = np.stack([self.known[t] for t in first])[np.arange(len(texts)) % len(first)]
+        copies = vectors[len(first) :]
+        turn = np.random.default_rng(0).normal(size=copies.shape).astype(np.float32)
+        copies += 0.1 * turn / math.sqrt(copies.shape[1])
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors
+
+
+@dataclass
+class Measured:
+    rows: int
+    requests: int  # asked of the engine
+    wall: float  # the whole run
+    stages: dict[str, stages.Stage]
+    dry_run: float  # the whole --dry-run
+    dry_stages: dict[str, stages.Stage]
+    embed_rate: float  # rows/s of the real embedder (both texts of a row), 0 if it did not run
+
+    def host(self, which: dict[str, stages.Stage] | None = None) -> float:
+        """Seconds outside the model's stages (embedder, model load, forward passes)."""
+        which = self.stages if which is None else which
+        return sum(s.seconds for name, s in which.items() if name not in MODEL_STAGES)
+
+
+def measure(
+    rows: int,
+    pool: Path,
+    method: str,
+    workdir: Path,
+    embedders: dict[int, CopiesEmbedder],
+    dry_run: bool = True,
+    embedder: str = DEFAULT_EMBEDDER,
+) -> Measured:
+    """One run of `iclselect run` on `rows` rows under the random kernel, and its dry run.
+    `embedders`: by distinct rows, shared between sizes."""
+    from iclselect.estimate import dry_run as estimate
+    from iclselect.io import read_dataset
+    from iclselect.pipeline import choose, prepare, score, write
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = make_pool(str(pool), rows, workdir / f"pool_{rows}.jsonl")
+    distinct = min(rows, len(read_dataset(str(pool)).samples))
+    vectors = embedders.setdefault(distinct, CopiesEmbedder(distinct, embedder))
+    store = workdir / "store.sqlite"
+    store.unlink(missing_ok=True)
+    config = RunConfig(
+        data=str(data), out=str(workdir / "out"), method=method, quiet=True,
+        store=str(store), embedder=embedder,
+    )  # fmt: skip
+    chosen = get(method)
+    method_config = chosen.configure(config.options_for(chosen))
+    with stages.recording() as run_stages:
+        started = time.perf_counter()
+        with prepare(config, [chosen], kernel="random", embedder=vectors) as prepared:
+            scored = score(prepared, chosen, method_config, config)
+        write(scored, choose(scored, config.budget(chosen)), Path(config.out), overwrite=True)
+        wall = time.perf_counter() - started
+    dry_wall, dry_stages = 0.0, {}
+    if dry_run:
+        store.unlink(missing_ok=True)
+        shutil.rmtree(workdir / "dry", ignore_errors=True)
+        dry = replace(config, out=str(workdir / "dry"))
+        with stages.recording() as dry_stages:
+            started = time.perf_counter()
+            estimate(dry, embedder=vectors)
+            dry_wall = time.perf_counter() - started
+    requests = scored.engine_stats.get("requests", 0)
+    rate = vectors.texts / 2 / vectors.seconds if vectors.seconds else 0.0
+    return Measured(rows, requests, wall, run_stages, dry_wall, dry_stages, rate)
+
+
+def render(runs: list[Measured], method: str, command: str, pool: Path) -> str:
+    """The per-stage table of each size, the growth between the first two, and the reading."""
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [
+        f"### bench pipeline, {date.today()}: {method}, "
+        + ", ".join(f"{r.rows:,}" for r in runs)
+        + " rows, no model",
+        "",
+        f"`{command}`",
+        "",
+        f"Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
+        f"{platform.python_version()}; load average (1/5/15 min) at the end: {load}. Rows: "
+        f"`{pool.name}`'s valid rows, then marked copies. The kernel draws answers at random "
+        "(no model); the embedder embeds each distinct row once, copies get turned vectors "
+        "(iclselect.bench.pipeline's docstring): the embed row is that, the embedder's own "
+        "rate is below. Rates: rows/s or requests/s as the stage counts; peak RSS: each "
+        "stage's own high-water mark (MB).",
+        "",
+    ]
+    header = "| stage | " + " | ".join(f"{r.rows:,} rows: s | rate | peak MB" for r in runs)
+    growth = len(runs) >= 2 and runs[0].rows != runs[1].rows
+    lines += [
+        header + (" | growth exponent |" if growth else " |"),
+        "|---|" + "---|---|---|" * len(runs) + ("---|" if growth else ""),
+    ]
+    for name, unit in STAGES:
+        if not any(name in r.stages for r in runs):
+            continue
+        cells = []
+        for r in runs:
+            s = r.stages.get(name)
+            if s is None:
+                cells.append(" | | ")
+                continue
+            count = {"rows": r.rows, "requests": r.requests}.get(unit, 0) if name != EMBED else 0
+            rate = f"{count / s.seconds:,.0f} {unit}/s" if count and s.seconds > 0 else ""
+            cells.append(f"{s.seconds:,.2f} | {rate} | {s.peak_rss_mb:,.0f}")
+        row = f"| {name} | " + " | ".join(cells)
+        if growth:
+            row += f" | {_exponent(runs[0], runs[1], name)}"
+        lines.append(row + " |")
+    totals = [f"{r.host():,.1f}" for r in runs]
+    lines.append(
+        "| **host total** (model stages excluded) | "
+        + " | ".join(f"**{t}** | | " for t in totals)
+        + (f" | {_exponent(runs[0], runs[1], None)}" if growth else "")
+        + " |"
+    )
+    lines += ["", *(_reading(r) for r in runs)]
+    if growth:
+        lines.append(
+            f"- Growth exponent: log(t2/t1) / log(n2/n1) between {runs[0].rows:,} and "
+            f"{runs[1].rows:,} rows (1: linear; n log n over this range: "
+            f"{_nlogn(runs[0].rows, runs[1].rows):.2f}); stages under 0.5 s at both sizes show "
+            "none."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _reading(r: Measured) -> str:
+    host = r.host()
+    feed = r.requests / max(_scoring_host(r), 1e-9)
+    engine = H200_8B_SECONDS * r.rows / H200_8B_ROWS
+    embed_rate = r.embed_rate
+    dry_host = r.host(r.dry_stages)
+    text = (
+        f"- **{r.rows:,} rows**: the run took {r.wall:,.1f} s in all, {host:,.1f} s of it host "
+        f"work (every stage but the embedder, the model load and forward passes); "
+        f"{r.requests:,} requests. The scoring stages fed the engine "
+        f"{feed:,.0f} requests/s. Next to an H200 running an 8B model (0.53 h for wICI on 52,002 "
+        f'rows, BENCHMARKS.md "On one GPU"; {engine:,.0f} s at this size), the host side '
+        f"is {host / (host + engine):.0%} of the run if nothing overlaps."
+    )
+    if embed_rate:
+        text += (
+            f" The embedder ran {embed_rate:,.0f} rows/s on this CPU (both texts of a row): "
+            f"{r.rows / embed_rate / 60:,.1f} min for all {r.rows:,} rows."
+        )
+    if r.dry_run:
+        text += (
+            f" `--dry-run`: {r.dry_run:,.1f} s, {dry_host:,.1f} s of it host work "
+            f"(the rest: the embedder on the distinct rows, loading the model, timing a few "
+            "real requests)."
+        )
+    return text
+
+
+def _scoring_host(r: Measured) -> float:
+    request_stages = {name for name, unit in STAGES if unit == "requests"} | {
+        "neighbour search", "difficult probes (k-means)",
+    }  # fmt: skip
+    return sum(
+        s.seconds
+        for name, s in r.stages.items()
+        if name in request_stages and name not in MODEL_STAGES
+    )
+
+
+def _exponent(a: Measured, b: Measured, name: str | None) -> str:
+    ta = a.host() if name is None else a.stages.get(name, stages.Stage()).seconds
+    tb = b.host() if name is None else b.stages.get(name, stages.Stage()).seconds
+    if name in MODEL_STAGES or ta <= 0 or tb <= 0 or max(ta, tb) < 0.5:
+        return ""
+    return f"{math.log(tb / ta) / math.log(b.rows / a.rows):.2f}"
+
+
+def _nlogn(n1: int, n2: int) -> float:
+    return math.log((n2 * math.log(n2)) / (n1 * math.log(n1))) / math.log(n2 / n1)
+
+
+def run_bench(
+    rows: list[int],
+    pool: Path | None,
+    method: str,
+    workdir: Path,
+    embedder: str,
+    dry_run: bool,
+    benchmarks: Path | None,
+    command: str,
+) -> tuple[str, list[Measured]]:
+    source = pool or SHIPPED_POOL
+    get(method)  # an unknown method fails before any work
+    embedders: dict[int, CopiesEmbedder] = {}
+    runs = [
+        measure(n, source, method, workdir / str(n), embedders, dry_run, embedder) for n in rows
+    ]
+    report = render(runs, method, command, source)
+    if benchmarks is not None:
+        with benchmarks.open("a", encoding="utf-8") as handle:
+            handle.write("\n" + report)
+    return report, runs
