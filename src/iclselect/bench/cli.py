@@ -169,6 +169,14 @@ def bench_pipeline(
         Path, typer.Option(help="Where the pool, the store and the run's outputs go.")
     ] = Path("runs/bench_pipeline"),
     embedder: Annotated[str, typer.Option(help="Sentence embedder.")] = "all-minilm-l6-v2",
+    model: Model = DEFAULT_MODEL,
+    kernel: Annotated[
+        str,
+        typer.Option(
+            help="random: answers drawn without the model (the host side alone); hf: the "
+            "model runs (on a GPU: the whole run, its forward passes a stage of their own)."
+        ),
+    ] = "random",
     dry_run: Annotated[bool, typer.Option(help="Also time `run --dry-run` at each size.")] = True,
     benchmarks: Annotated[
         Path | None, typer.Option(help="Append the report here; --no-write to skip.")
@@ -189,7 +197,7 @@ def bench_pipeline(
         command = "iclselect " + shlex.join(sys.argv[1:])
         report, _ = run_bench(
             rows or [5000], pool, method, workdir, embedder, dry_run,
-            benchmarks if write else None, command,
+            benchmarks if write else None, command, model, kernel,
         )  # fmt: skip
         typer.echo(report)
 

@@ -29,6 +29,7 @@ from iclselect import stages
 from iclselect.bench.memory import make_pool
 from iclselect.embed import Embedder
 from iclselect.embed.embedder import DEFAULT_EMBEDDER
+from iclselect.lm.model import DEFAULT_MODEL
 from iclselect.methods.registry import get
 from iclselect.runconfig import RunConfig
 from iclselect.runner import REQUESTS
@@ -102,6 +103,8 @@ def measure(
     embedders: dict[int, CopiesEmbedder],
     dry_run: bool = True,
     embedder: str = DEFAULT_EMBEDDER,
+    model: str = DEFAULT_MODEL,
+    kernel: str = "random",
 ) -> Measured:
     """One run of `iclselect run` on `rows` rows under the random kernel, and its dry run.
     `embedders`: by distinct rows, shared between sizes."""
@@ -117,13 +120,13 @@ def measure(
     store.unlink(missing_ok=True)
     config = RunConfig(
         data=str(data), out=str(workdir / "out"), method=method, quiet=True,
-        store=str(store), embedder=embedder,
+        store=str(store), embedder=embedder, model=model,
     )  # fmt: skip
     chosen = get(method)
     method_config = chosen.configure(config.options_for(chosen))
     with stages.recording() as run_stages:
         started = time.perf_counter()
-        with prepare(config, [chosen], kernel="random", embedder=vectors) as prepared:
+        with prepare(config, [chosen], kernel=kernel, embedder=vectors) as prepared:
             scored = score(prepared, chosen, method_config, config)
         write(scored, choose(scored, config.budget(chosen)), Path(config.out), overwrite=True)
         wall = time.perf_counter() - started
@@ -141,23 +144,23 @@ def measure(
     return Measured(rows, requests, wall, run_stages, dry_wall, dry_stages, rate)
 
 
-def render(runs: list[Measured], method: str, command: str, pool: Path) -> str:
+def render(runs: list[Measured], method: str, command: str, pool: Path, kernel: str) -> str:
     """The per-stage table of each size, the growth between the first two, and the reading."""
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
         f"### bench pipeline, {date.today()}: {method}, "
         + ", ".join(f"{r.rows:,}" for r in runs)
-        + " rows, no model",
+        + (" rows, no model" if kernel == "random" else " rows, the model running"),
         "",
         f"`{command}`",
         "",
         f"Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
         f"{platform.python_version()}; load average (1/5/15 min) at the end: {load}. Rows: "
         f"`{pool.name}`'s valid rows, then marked copies. The kernel draws answers at random "
-        "(no model); the embedder embeds each distinct row once, copies get turned vectors "
-        "(iclselect.bench.pipeline's docstring): the embed row is that, the embedder's own "
-        "rate is below. Rates: rows/s or requests/s as the stage counts; peak RSS: each "
-        "stage's own high-water mark (MB).",
+        "(no model) unless the command says --kernel hf; the embedder embeds each distinct "
+        "row once, copies get turned vectors (iclselect.bench.pipeline's docstring): the "
+        "embed row is that, the embedder's own rate is below. Rates: rows/s or requests/s as "
+        "the stage counts; peak RSS: each stage's own high-water mark (MB).",
         "",
     ]
     header = "| stage | " + " | ".join(f"{r.rows:,} rows: s | rate | peak MB" for r in runs)
@@ -260,14 +263,19 @@ def run_bench(
     dry_run: bool,
     benchmarks: Path | None,
     command: str,
+    model: str = DEFAULT_MODEL,
+    kernel: str = "random",
 ) -> tuple[str, list[Measured]]:
     source = pool or SHIPPED_POOL
     get(method)  # an unknown method fails before any work
+    if kernel not in ("random", "hf"):
+        raise ValueError(f"--kernel must be random or hf; got {kernel!r}")
     embedders: dict[int, CopiesEmbedder] = {}
     runs = [
-        measure(n, source, method, workdir / str(n), embedders, dry_run, embedder) for n in rows
+        measure(n, source, method, workdir / str(n), embedders, dry_run, embedder, model, kernel)
+        for n in rows
     ]
-    report = render(runs, method, command, source)
+    report = render(runs, method, command, source, kernel)
     if benchmarks is not None:
         with benchmarks.open("a", encoding="utf-8") as handle:
             handle.write("\n" + report)

@@ -24,6 +24,10 @@ class ResultStore:
         self._db = sqlite3.connect(self.path)
         # WAL: a reader never blocks the writer, and a killed writer leaves committed rows intact.
         self._db.execute("PRAGMA journal_mode=WAL")
+        # Under WAL, NORMAL syncs at checkpoints, not at every commit (a commit per forward
+        # pass): a killed process still keeps every committed row; only an OS crash or power
+        # loss can take the last commits back (never corrupting the file).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, logprob REAL NOT NULL, "
             "n_tokens INTEGER NOT NULL, truncated INTEGER NOT NULL, checksum TEXT NOT NULL)"

@@ -77,6 +77,7 @@ class Template:
         start = tokenizer.bos_token_id
         self.start_id: int = start if start is not None else tokenizer.eos_token_id
         self._tokenize = lru_cache(maxsize=65536)(self._tokenize_uncached)
+        self._chat_layout = lru_cache(maxsize=256)(self._chat_layout_uncached)
         self._lead = _leading_bos(tokenizer) if name == "chat" else ""
         self._response_header = _response_header(tokenizer) if name == "chat" else ""
         self._added = _added_lead(tokenizer)
@@ -149,23 +150,34 @@ class Template:
     def _render_messages(self, messages: list[Turn], shared: int) -> list[_Piece]:
         """Chat-template pieces; the first `shared` messages (system, demos) form the prefix,
         which ends with the last of their contents, before any markup that follows it."""
+        parts, tail = self._chat_layout(tuple(t.role for t in messages))
+        pieces: list[_Piece] = []
+        for markup, index in parts:
+            in_prefix = index < shared
+            if markup:
+                pieces.append(_Piece(markup, True, in_prefix))
+            pieces.append(_Piece(messages[index].content, False, in_prefix))
+        if tail:
+            pieces.append(_Piece(tail, True))
+        return pieces
+
+    def _chat_layout_uncached(
+        self, roles: tuple[str, ...]
+    ) -> tuple[tuple[tuple[str, int], ...], str]:
+        """The chat template's markup around messages of these roles: (markup before, message
+        index) per message, then the markup after the last. It depends on the roles alone
+        (contents are placeholders), so it is rendered once per role sequence."""
         rendered = self.tokenizer.apply_chat_template(
-            [{"role": t.role, "content": _SENTINEL.format(i)} for i, t in enumerate(messages)],
+            [{"role": role, "content": _SENTINEL.format(i)} for i, role in enumerate(roles)],
             tokenize=False,
             add_generation_prompt=True,
         )
-        pieces: list[_Piece] = []
+        parts = []
         position = 0
         for match in _SENTINEL_RE.finditer(rendered):
-            index = int(match.group(1))
-            in_prefix = index < shared
-            if match.start() > position:
-                pieces.append(_Piece(rendered[position : match.start()], True, in_prefix))
-            pieces.append(_Piece(messages[index].content, False, in_prefix))
+            parts.append((rendered[position : match.start()], int(match.group(1))))
             position = match.end()
-        if position < len(rendered):
-            pieces.append(_Piece(rendered[position:], True))
-        return pieces
+        return tuple(parts), rendered[position:]
 
     def _render_text(
         self, system: list[Turn], request: LogprobRequest, turns: list[Turn]

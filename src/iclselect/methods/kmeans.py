@@ -54,78 +54,78 @@ def inertia(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _cluster(points: np.ndarray, k: int, draws: np.ndarray, trials: int) -> np.ndarray:
-    sets, n = points.shape[:2]
-    n_init = len(draws)
+    """Labels (sets x n) of the best of len(draws) starts per set; the starts' arrays are
+    (sets, starts, ...), sharing each set's Gram matrix."""
+    sets = len(points)
     gram = points @ points.transpose(0, 2, 1)
     norms = np.einsum("bii->bi", gram)
     pairwise = np.maximum(norms[:, :, None] + norms[:, None, :] - 2 * gram, 0.0)
-    # Every start of every set side by side: b indexes (set, start).
-    gram = np.repeat(gram, n_init, axis=0)
-    norms = np.repeat(norms, n_init, axis=0)
-    pairwise = np.repeat(pairwise, n_init, axis=0)
-    draws = np.tile(draws, (sets, 1))
     centres = _plus_plus(pairwise, k, draws, trials)
-    rows = np.arange(len(pairwise))
-    distance = pairwise[rows[:, None], centres]  # (b, k, n): the first step's centres are points
-    labels = distance.argmin(axis=1)
+    # The first step's centres are points: their distances are rows of `pairwise`.
+    distance = pairwise[np.arange(sets)[:, None, None], centres]  # (sets, starts, k, n)
+    labels = distance.argmin(axis=2)
     for _ in range(MAX_ITER):
         labels = _fill_empty(labels, distance, k)
         distance = _to_centroids(gram, norms, labels, k)
-        moved = distance.argmin(axis=1)
+        moved = distance.argmin(axis=2)
         if np.array_equal(moved, labels):
             break
         labels = moved
-    cost = distance.min(axis=1).sum(axis=1).reshape(sets, n_init)
+    cost = distance.min(axis=2).sum(axis=2)
     # The first start of least cost, as scikit-learn keeps.
-    best = cost.argmin(axis=1)
-    return labels.reshape(sets, n_init, n)[np.arange(sets), best]
+    return labels[np.arange(sets), cost.argmin(axis=1)]
 
 
 def _plus_plus(pairwise: np.ndarray, k: int, draws: np.ndarray, trials: int) -> np.ndarray:
-    """Greedy k-means++ centres (point indices, b x k): each next centre is the best, by the
-    potential it leaves, of `trials` points drawn in proportion to their squared distance."""
-    b, n = pairwise.shape[:2]
-    rows = np.arange(b)
-    centres = np.empty((b, k), dtype=np.int64)
+    """Greedy k-means++ centres (point indices, sets x starts x k): each next centre is the
+    best, by the potential it leaves, of `trials` points drawn in proportion to their squared
+    distance to the centres so far."""
+    sets, n = pairwise.shape[:2]
+    starts = len(draws)
+    centres = np.empty((sets, starts, k), dtype=np.int64)
     # RandomState.choice(n) with equal weights: the draw's place among the cumulative weights.
     cumulative = np.cumsum(np.full(n, 1.0 / n))
-    centres[:, 0] = np.minimum(
-        np.searchsorted(cumulative / cumulative[-1], draws[:, 0], "right"), n - 1
-    )
-    closest = pairwise[rows, centres[:, 0]]
+    first = np.minimum(np.searchsorted(cumulative / cumulative[-1], draws[:, 0], "right"), n - 1)
+    centres[:, :, 0] = first
+    closest = pairwise[:, first]  # (sets, starts, n)
+    own = np.arange(sets)[:, None, None]
     for c in range(1, k):
-        potential = closest.sum(axis=1)
-        cumulative = np.cumsum(closest, axis=1)
-        wanted = draws[:, 1 + (c - 1) * trials : 1 + c * trials] * potential[:, None]
-        picked = np.minimum(
-            (cumulative[:, None, :] < wanted[:, :, None]).sum(axis=2), n - 1
-        )  # searchsorted per row
-        candidate = np.minimum(closest[:, None, :], pairwise[rows[:, None], picked])
-        best = candidate.sum(axis=2).argmin(axis=1)
-        centres[:, c] = picked[rows, best]
-        closest = candidate[rows, best]
+        potential = closest.sum(axis=2)
+        cumulative = np.cumsum(closest, axis=2)
+        wanted = draws[None, :, 1 + (c - 1) * trials : 1 + c * trials] * potential[:, :, None]
+        # np.searchsorted (left) per start: how many cumulative sums lie below each draw.
+        picked = np.minimum((cumulative[:, :, None, :] < wanted[:, :, :, None]).sum(axis=3), n - 1)
+        candidate = np.minimum(closest[:, :, None, :], pairwise[own, picked])
+        best = candidate.sum(axis=3).argmin(axis=2)[:, :, None]
+        centres[:, :, c] = np.take_along_axis(picked, best, axis=2)[:, :, 0]
+        closest = np.take_along_axis(candidate, best[:, :, :, None], axis=2)[:, :, 0]
     return centres
 
 
 def _to_centroids(gram: np.ndarray, norms: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Squared distance (b, k, n) from each point to each cluster's centroid."""
-    member = (labels[:, None, :] == np.arange(k)[None, :, None]).astype(gram.dtype)
-    count = np.maximum(member.sum(axis=2), 1.0)
-    cross = member @ gram  # (b, k, n): sum over members j of G_ji
-    spread = (cross * member).sum(axis=2) / count**2
-    return np.maximum(norms[:, None, :] - 2 * cross / count[:, :, None] + spread[:, :, None], 0)
+    """Squared distance (sets, starts, k, n) from each point to each cluster's centroid."""
+    sets, starts, n = labels.shape
+    member = (labels[:, :, None, :] == np.arange(k)[None, None, :, None]).astype(gram.dtype)
+    count = np.maximum(member.sum(axis=3), 1.0)
+    # Sum over members j of G_ji, every start of a set in one product with its Gram matrix.
+    cross = (member.reshape(sets, starts * k, n) @ gram).reshape(sets, starts, k, n)
+    spread = (cross * member).sum(axis=3) / count**2
+    centred = norms[:, None, None, :] - 2 * cross / count[..., None] + spread[..., None]
+    return np.maximum(centred, 0.0)
 
 
 def _fill_empty(labels: np.ndarray, distance: np.ndarray, k: int) -> np.ndarray:
     """Each empty cluster takes the point farthest from its own centre (scikit-learn's rule)."""
+    shape = labels.shape
+    labels, distance = labels.reshape(-1, shape[-1]), distance.reshape(-1, k, shape[-1])
     counts = (labels[:, None, :] == np.arange(k)[None, :, None]).sum(axis=2)
     empty = np.argwhere(counts == 0)
     if not len(empty):
-        return labels
+        return labels.reshape(shape)
     labels = labels.copy()
     for b, cluster in empty:
         own = distance[b, labels[b], np.arange(labels.shape[1])]
         alone = np.bincount(labels[b], minlength=k)[labels[b]] == 1
         own[alone] = -1.0  # a point alone in its cluster would empty that one instead
         labels[b, int(own.argmax())] = cluster
-    return labels
+    return labels.reshape(shape)
