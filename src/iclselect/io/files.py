@@ -20,6 +20,8 @@ def replace_file(target: Path, write: Callable[[Path], object]) -> None:
     try:
         write(temp)
         os.replace(temp, target)
+    except OSError as error:
+        raise _naming(error, target) from error
     finally:
         temp.unlink(missing_ok=True)
 
@@ -33,6 +35,16 @@ def replace_dir(target: Path, write: Callable[[Path], object]) -> None:
         if target.exists():
             os.replace(target, old)
         os.replace(temp, target)
+    except OSError as error:
+        raise _naming(error, target) from error
     finally:
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _naming(error: OSError, target: Path) -> OSError:
+    """`error` with the file it was writing: a full disk surfaces in write() (Python's or
+    pyarrow's) as a bare [Errno 28] that names no file."""
+    if error.filename is not None or error.errno is None:
+        return error
+    return OSError(error.errno, os.strerror(error.errno), str(target))
