@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,17 @@ def compare(config: RunConfig, names: list[str], overwrite: bool = False) -> Com
 
 
 def dry_run(config: RunConfig, names: list[str]) -> str:
-    """Each method's estimate on one prepared pool, timed once on this machine."""
+    """Each method's estimate on one prepared pool, timed once on this machine. It writes
+    nothing: the calibration answers go to a throwaway store."""
     methods, configs = _methods(config, names)
     config.budget()
     texts, rate = [], None
-    with prepare(config, methods) as prepared:
-        for method, method_config in zip(methods, configs, strict=True):
-            text, rate = estimate(prepared, method, method_config, rate)
-            texts.append(text)
+    with tempfile.TemporaryDirectory(prefix="iclselect-dry-run-") as scratch:
+        config = replace(config, store=str(Path(scratch) / "store.sqlite"))
+        with prepare(config, methods) as prepared:
+            for method, method_config in zip(methods, configs, strict=True):
+                text, rate = estimate(prepared, method, method_config, rate)
+                texts.append(text)
     return "\n".join(texts)
 
 
