@@ -133,7 +133,7 @@ def compare(
 
 # inspect reads and estimates: the settings of selecting, running and writing do not apply.
 _NOT_INSPECTED = (
-    "out", "method", "options", "skip_invalid", "fraction", "count", "threshold", "tau",
+    "out", "method", "skip_invalid", "fraction", "count", "threshold", "tau",
     "executor", "workers", "ray_address", "gpus_per_worker", "store", "add_scores", "report",
 )  # fmt: skip
 

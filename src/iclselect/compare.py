@@ -79,11 +79,7 @@ def _methods(config: RunConfig, names: list[str]) -> tuple[list[Method], list[An
     if len(names) < 2 or len(set(names)) != len(names):
         raise ValueError("--methods needs two or more different methods, e.g. wici,ifd,random")
     methods = [get(name) for name in names]
-    for key in config.options:
-        owner = key.rpartition(".")[0]
-        if owner and owner not in names:
-            raise ValueError(f"--set {key}: {owner!r} is not among --methods {','.join(names)}")
-    return methods, [m.configure(config.options_for(m, prefixed_only=True)) for m in methods]
+    return methods, config.configs_for(methods)
 
 
 def agreement(results: list[RunResult]) -> tuple[np.ndarray, np.ndarray]:
