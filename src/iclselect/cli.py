@@ -172,21 +172,45 @@ def inspect(
 
 @app.command("report")
 def report_command(
-    out: Annotated[Path, typer.Argument(help="A run's output directory.", show_default=False)],
+    out: Annotated[
+        Path, typer.Argument(help="A run's or a compare's output directory.", show_default=False)
+    ],
 ) -> None:
-    """(Re)build OUT/report.html from OUT/manifest.json and OUT/scores.parquet; sample texts
-    are read again from the run's input, which must still hold the rows the run scored."""
+    """(Re)build OUT/report.html from OUT/manifest.json and OUT/scores.parquet.
+
+    Sample texts are read again from the run's input, which must still hold the rows the run
+    scored; where it cannot be read (moved, deleted, standard input) the report is built
+    without them, with a warning. For a compare's --out, each method's report and the
+    comparison's (from compare.csv) are rebuilt.
+    """
+    from iclselect.compare import read_comparison
+    from iclselect.report import write_compare_report
+
+    def go() -> None:
+        if (out / "compare.csv").is_file() and not (out / "manifest.json").exists():
+            names, spearman, overlap, cost = read_comparison(out)
+            for name in names:
+                _rebuild_report(out / name)
+            typer.echo(f"wrote {write_compare_report(out, names, spearman, overlap, cost)}")
+            return
+        _rebuild_report(out)
+
+    guarded(go)
+
+
+def _rebuild_report(out: Path) -> None:
     from iclselect.provenance import read_run_input
     from iclselect.report import write_report
 
-    def go() -> None:
-        if not (out / "manifest.json").is_file() or not (out / "scores.parquet").is_file():
-            raise FileNotFoundError(
-                f"{out}: no manifest.json and scores.parquet (not a run's --out)"
-            )
-        typer.echo(f"wrote {write_report(out, read_run_input(out))}")
-
-    guarded(go)
+    if not (out / "manifest.json").is_file() or not (out / "scores.parquet").is_file():
+        raise FileNotFoundError(
+            f"{out}: no manifest.json and scores.parquet (not a run's --out), nor compare.csv "
+            "(not a compare's)"
+        )
+    dataset, unread = read_run_input(out)
+    if dataset is None:
+        typer.echo(f"warning: {out / 'report.html'} shows no sample texts: {unread}", err=True)
+    typer.echo(f"wrote {write_report(out, dataset, unread)}")
 
 
 @app.command("methods")

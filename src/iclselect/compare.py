@@ -148,3 +148,23 @@ def _write_csv(
             writer.writerow([
                 *row, *(f"{v:.4f}" for v in spearman[a]), *(f"{v:.4f}" for v in overlap[a])
             ])  # fmt: skip
+
+
+def read_comparison(
+    out: Path,
+) -> tuple[list[str], np.ndarray, np.ndarray, tuple[list[str], list[tuple[str, ...]]]]:
+    """What compare.csv in `out` holds: the methods, their Spearman and overlap matrices, and
+    the cost table (COST_HEADER, rows), as write_compare_report takes them."""
+    with (out / "compare.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    names = [row[0] for row in body]
+    width = len(COST_HEADER)
+    expected = [n.replace(" ", "_") for n in COST_HEADER]
+    expected += [f"spearman_{m}" for m in names] + [f"overlap_{m}" for m in names]
+    if header != expected:
+        raise ValueError(f"{out / 'compare.csv'}: not the table iclselect compare writes")
+    k = len(names)
+    spearman = np.array([[float(v) for v in row[width : width + k]] for row in body])
+    overlap = np.array([[float(v) for v in row[width + k :]] for row in body])
+    return names, spearman, overlap, (COST_HEADER, [tuple(row[:width]) for row in body])

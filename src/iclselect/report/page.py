@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from iclselect.io import Dataset, InputError, read_input, replace_file
+from iclselect.io import Dataset, replace_file
 from iclselect.methods.registry import get
 from iclselect.outputs import row_columns
 from iclselect.report import plots
@@ -43,13 +43,16 @@ overflow:auto} img{max-width:100%}
 """
 
 
-def write_report(out: Path, dataset: Dataset | None = None) -> Path:
+def write_report(out: Path, dataset: Dataset | None, unread: str = "") -> Path:
     """Build out/report.html from out/manifest.json and out/scores.parquet. Sample texts come
-    from `dataset`, or else from re-reading the run's input (left out if it cannot be read)."""
+    from `dataset`; without it the page says why (`unread`) and shows none."""
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     table = pd.read_parquet(out / "scores.parquet")
     references = row_columns(pq.read_schema(out / "scores.parquet"))
-    texts, text_note = _texts(manifest, dataset)
+    texts: dict[int, tuple[str, str]] = {}
+    text_note = f"Sample texts are not shown: {unread}." if dataset is None else ""
+    if dataset is not None:
+        texts = {s.row: (s.instruction_text, s.response) for s in dataset.samples}
     method = manifest["method"]["name"]
     body = [
         f"<h1>iclselect report: {_e(method)} on {_e(manifest['input']['path'])}</h1>",
@@ -98,21 +101,6 @@ def _matrix_rows(methods: list[str], matrix: np.ndarray, form: str) -> list[tupl
     return [
         (name, *(format(v, form) for v in row)) for name, row in zip(methods, matrix, strict=True)
     ]
-
-
-def _texts(manifest: dict, dataset: Dataset | None) -> tuple[dict[int, tuple[str, str]], str]:
-    if dataset is None:
-        config = manifest["config"]
-        if config["data"] == "-":
-            return {}, "Sample texts are not shown: the run read them from standard input."
-        try:
-            dataset = read_input(
-                config["data"], config["format"], config["fields"], True, config.get("dataset")
-            )
-        except (InputError, OSError, ValueError) as error:
-            return {}, f"Sample texts are not shown: the input could not be read ({error})."
-    texts = {s.row: (s.instruction_text, s.response) for s in dataset.samples}
-    return texts, ""
 
 
 def _summary(manifest: dict) -> str:
