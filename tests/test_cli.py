@@ -236,7 +236,8 @@ def test_compare_dry_run_estimates_every_method_and_writes_nothing(tmp_path, dem
     args = ["compare", str(data), "--methods", "ifd,length", "--dry-run", "-o", str(out), "-q"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "dry run: 4 samples, method ifd (2 requests per sample)" in result.output
+    assert "dry run: 4 samples, method ifd, model " in result.output
+    assert "\n  requests per sample: 2\n" in result.output
     assert "requests: 8 (8 distinct" in result.output
     assert "dry run: 4 samples, method length: no model requests" in result.output
     assert not out.exists()  # not even store.sqlite: the calibration answers are thrown away
