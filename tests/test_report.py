@@ -182,3 +182,19 @@ def test_report_rebuilds_a_compare(tmp_path, demo_rows):
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == f"wrote {out / 'report.html'}"
     assert {p: p.read_text(encoding="utf-8") for p in out.rglob("report.html")} == pages
+
+
+def test_report_names_the_dtype_used_and_no_near_duplicate_step_where_there_was_none(
+    tmp_path, demo_rows
+):
+    import json
+
+    data = write_json(tmp_path / "pool.json", shortest(demo_rows, 4))
+    out = tmp_path / "out"
+    assert cli("run", str(data), "-m", "ifd", "--count", "2", "-o", str(out), "-q").exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["config"]["dtype"] == "auto" and manifest["dtype"] in ("fp32", "bf16")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert f"dtype {manifest['dtype']} (--dtype auto)" in page
+    assert "This method has no near-duplicate step: no row above it was left out." in page
+    assert "were near-duplicates" not in page

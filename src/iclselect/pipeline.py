@@ -78,6 +78,7 @@ class Scored:
     scores: MethodScores
     model_id: str | None
     template: str | None  # template fingerprint
+    dtype: str | None  # the model's, as --dtype names it: what auto resolved to
     engine_stats: dict[str, int]  # requests asked, answered from the store, computed; tokens
     timings: dict[str, float]
 
@@ -261,8 +262,9 @@ def score_together(
         timings = {**prepared.timings, "score": seconds + fitting}
         model_id = engine.model_id if engine else None
         template = engine.template.fingerprint if engine else None
+        dtype = dtype_name(engine.model.dtype) if engine else None
         scored.append(Scored(
-            config, method, prepared.dataset, prepared.pool, scores, model_id, template,
+            config, method, prepared.dataset, prepared.pool, scores, model_id, template, dtype,
             stats, timings,
         ))  # fmt: skip
     return scored
@@ -347,7 +349,7 @@ def write(
         timings["total"] = sum(timings.values())
         content = manifest(
             dataset, table, scores, effective_config(scored, choice, out),
-            scored.model_id, scored.template, files, timings, scored.engine_stats,
+            scored.model_id, scored.template, scored.dtype, files, timings, scored.engine_stats,
             cut_of(scored, choice),
         )  # fmt: skip
         write_manifest(stage / "manifest.json", content)

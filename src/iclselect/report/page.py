@@ -57,7 +57,7 @@ def write_report(out: Path, dataset: Dataset | None, unread: str = "") -> Path:
     body = [
         f"<h1>iclselect report: {_e(method)} on {_e(manifest['input']['path'])}</h1>",
         _summary(manifest),
-        _scores(table, method, manifest["cut"]),
+        _scores(table, method, manifest["cut"], manifest["config"].get("tau")),
         _map(table, texts),
         _samples(table, texts, text_note, references),
         _duplicates(table, texts),
@@ -103,6 +103,14 @@ def _matrix_rows(methods: list[str], matrix: np.ndarray, form: str) -> list[tupl
     ]
 
 
+def _dtype(manifest: dict) -> str:
+    """The dtype the model ran in, and what was asked where that differs (auto)."""
+    used, asked = manifest.get("dtype"), manifest["config"].get("dtype")
+    if used is None or used == asked:
+        return str(used or asked)
+    return f"{used} (--dtype {asked})"
+
+
 def _summary(manifest: dict) -> str:
     config, engine = manifest["config"], manifest.get("engine") or {}
     budget = next(
@@ -128,7 +136,7 @@ def _summary(manifest: dict) -> str:
         ],
         ("budget", f"{budget}; near-duplicate tau {_short(config.get('tau'))}"),
         ("model", f"{manifest.get('model') or 'none (no model requests)'}; "
-                  f"template {config.get('template')}; dtype {config.get('dtype')}"),
+                  f"template {config.get('template')}; dtype {_dtype(manifest)}"),
         ("time", ", ".join(f"{k} {v:.1f} s" for k, v in manifest["seconds"].items())),
     ]  # fmt: skip
     if engine:
@@ -157,7 +165,18 @@ def _summary(manifest: dict) -> str:
     )
 
 
-def _scores(table: pd.DataFrame, method: str, cut: dict[str, Any]) -> str:
+def _above_the_cut(table: pd.DataFrame, tau: float | None) -> str:
+    """What the rows scoring above the lowest kept score and left out were, in words."""
+    if (table.reason == "near_duplicate").any():
+        return "Rows above it that were not kept were near-duplicates of kept rows."
+    if tau is None:
+        return "This method has no near-duplicate step: no row above it was left out."
+    return (
+        f"No row was close enough to a kept row (tau {tau:g}) to be left out as a near-duplicate."
+    )
+
+
+def _scores(table: pd.DataFrame, method: str, cut: dict[str, Any], tau: float | None) -> str:
     scored = table[table["rank"].notna()]
     selected = scored.selected.to_numpy(bool)
     values = scored.score.to_numpy(float)
@@ -166,7 +185,7 @@ def _scores(table: pd.DataFrame, method: str, cut: dict[str, Any]) -> str:
         "<h2>Scores</h2>",
         f"<p>A high {_e(method)} score {_e(get(method).high_score)}</p>",
         f"<p>{len(scored):,} rows ranked; kept rows in orange; the dashed line is the lowest "
-        "kept score. Rows above it that were not kept were near-duplicates of kept rows.</p>",
+        f"kept score. {_above_the_cut(table, tau)}</p>",
     ]
     ties = cut["near_ties"]
     if ties:
