@@ -155,9 +155,13 @@ def inspect(
     ] = True,
     **_: Any,
 ) -> None:
-    """Describe DATA before scoring it: format, rows, invalid rows, exact duplicates, token
-    lengths under the model's template, and each method's estimated requests, tokens, FLOPs
-    and time on this machine (from the engine's dry run; a few real requests are timed)."""
+    """Describe DATA and what each method would cost on it, before scoring anything.
+
+    Prints the format, rows, invalid rows, exact duplicates, token lengths under the model's
+    template, and each method's estimated requests, tokens, FLOPs and time on this machine
+    (from the engine's dry run, with the options -s/--set gives; a few real requests are
+    timed).
+    """
     from iclselect.inspection import inspect_data
     from iclselect.methods.registry import METHODS
 

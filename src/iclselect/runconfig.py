@@ -139,7 +139,8 @@ class RunConfig:
     )
     fields: dict[str, str] | None = setting(  # noqa: RUF009
         None,
-        "Map our field names to your columns, e.g. instruction=question,output=answer.",
+        "Map our field names to your columns: NAME=COLUMN pairs joined by commas, e.g. "
+        "instruction=q,output=a for columns q and a.",
         group=INPUT,
     )
     dataset: str | None = setting(
