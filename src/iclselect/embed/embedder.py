@@ -23,7 +23,7 @@ class Embedder:
 
         self.name = name
         self.batch_size = batch_size
-        self.chunk = 4 * batch_size  # texts per call when embedding through the store
+        self.chunk = 2 * batch_size  # texts per call when embedding through the store
         self.model = SentenceTransformer(_resolve(name), device="cpu")
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
