@@ -21,7 +21,8 @@ def replace_file(target: Path, write: Callable[[Path], object]) -> None:
         write(temp)
         os.replace(temp, target)
     except OSError as error:
-        raise _naming(error, target) from error
+        _name_the_file(error, target)
+        raise
     finally:
         temp.unlink(missing_ok=True)
 
@@ -36,15 +37,16 @@ def replace_dir(target: Path, write: Callable[[Path], object]) -> None:
             os.replace(target, old)
         os.replace(temp, target)
     except OSError as error:
-        raise _naming(error, target) from error
+        _name_the_file(error, target)
+        raise
     finally:
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _naming(error: OSError, target: Path) -> OSError:
-    """`error` with the file it was writing: a full disk surfaces in write() (Python's or
+def _name_the_file(error: OSError, target: Path) -> None:
+    """Give `error` the file it was writing: a full disk surfaces in write() (Python's or
     pyarrow's) as a bare [Errno 28] that names no file."""
-    if error.filename is not None or error.errno is None:
-        return error
-    return OSError(error.errno, os.strerror(error.errno), str(target))
+    if error.filename is None and error.errno is not None:
+        error.filename = str(target)
+        error.strerror = os.strerror(error.errno)
