@@ -236,7 +236,23 @@ def test_compare_dry_run_estimates_every_method_and_writes_nothing(tmp_path, dem
     args = ["compare", str(data), "--methods", "ifd,length", "--dry-run", "-o", str(out), "-q"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "dry run: 4 samples, method ifd (2 requests per sample)" in result.output
+    assert "dry run: 4 samples, method ifd, model " in result.output
+    assert "\n  requests per sample: 2\n" in result.output
     assert "requests: 8 (8 distinct" in result.output
     assert "dry run: 4 samples, method length: no model requests" in result.output
-    assert not (out / "ifd").exists() and not (out / "compare.md").exists()
+    assert not out.exists()  # not even store.sqlite: the calibration answers are thrown away
+
+
+def test_help_shows_no_type_for_flags_and_whole_sentences_at_80_columns():
+    runner = CliRunner(env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+    top = runner.invoke(app, ["--help"])
+    run = runner.invoke(app, ["run", "--help"])
+    assert top.exit_code == 0 and run.exit_code == 0
+    assert "<bool>" not in top.output + run.output
+    assert "instruction=q,output=a" in run.output
+    commands = " ".join(top.output.split("Commands")[1].replace("│", " ").split())
+    assert (
+        "inspect Describe DATA and what each method would cost on it, before scoring " in commands
+    )
+    assert "anything. report (Re)build OUT/report.html from OUT/manifest.json and " in commands
+    assert "OUT/scores.parquet. methods" in commands

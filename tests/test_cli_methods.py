@@ -137,6 +137,7 @@ def test_dry_run_costs_any_method(tmp_path, six):
     nuggets = cli("run", str(data), "-m", "nuggets", "-s", "anchors=2", "-o", str(out), "--dry-run")
     assert nuggets.exit_code == 0, nuggets.output
     assert "requests: 12 (12 distinct" in nuggets.output  # 2 zero-shot + 6 x 2 anchors - 2 self
+    assert "\n  requests per sample: anchors (100 by default)\n" in nuggets.output
     length = cli("run", str(data), "-m", "length", "-o", str(out), "--dry-run", "-q")
     assert length.exit_code == 0 and "no model requests" in length.output
     assert not (out / "scores.parquet").exists()

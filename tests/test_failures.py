@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import cli, shortest, write_json
 
+import iclselect.outputs
 import iclselect.pipeline
 from iclselect.lm.caching import Cache
 
@@ -71,6 +72,24 @@ def test_a_write_the_disk_refuses_is_one_line_and_leaves_no_outputs(tmp_path, po
     line = _one_line(cli("run", str(pool), "-m", "length", "--count", "2", "-o", str(out), "-q"))
     assert line.startswith(f"error: {out}/.iclselect-staging-")
     assert line.endswith(": no space left on device; free some disk space or choose another --out")
+    assert list(out.iterdir()) == []
+
+
+def test_a_full_disk_inside_a_write_names_the_file_and_the_fix(tmp_path, pool, monkeypatch):
+    """A full disk surfaces inside write() as a bare [Errno 28] naming no file (as Python's and
+    pyarrow's writers raise it); the error still names the file and what to do."""
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(iclselect.outputs.pq, "write_table", full)
+    out = tmp_path / "out"
+    line = _one_line(cli("run", str(pool), "-m", "length", "--count", "2", "-o", str(out), "-q"))
+    assert line.startswith(f"error: {out}/.iclselect-staging-"), line
+    assert (
+        "/scores.parquet: no space left on device; free some disk space or choose another" in line
+    )
+    assert "Errno" not in line
     assert list(out.iterdir()) == []
 
 

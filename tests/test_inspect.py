@@ -63,3 +63,17 @@ def test_inspect_no_timing_runs_no_request(tmp_path, demo_rows, monkeypatch):
     result = cli("inspect", str(data), "--methods", "ifd", "--no-timing", "-q")
     assert result.exit_code == 0, result.output
     assert "unknown (--no-timing)" in result.output
+
+
+def test_inspect_estimates_with_the_settings_a_run_takes(tmp_path, demo_rows):
+    data = write_json(tmp_path / "pool.json", sorted(demo_rows, key=lambda r: len(r["output"]))[:6])
+    base = ["inspect", str(data), "--no-timing", "-q"]
+    one = cli(*base, "--methods", "nuggets", "-s", "anchors=2")
+    assert one.exit_code == 0, one.output
+    assert re.search(r"^ +nuggets +12 ", one.output, re.MULTILINE)  # 2 + 6 x 2 anchors - 2 self
+    several = cli(*base, "--methods", "nuggets,ifd", "--set", "nuggets.anchors=2")
+    assert several.exit_code == 0, several.output
+    assert re.search(r"^ +nuggets +12 ", several.output, re.MULTILINE)
+    bare = cli(*base, "--methods", "nuggets,ifd", "-s", "anchors=2")
+    assert bare.exit_code == 2
+    assert "--set anchors: with several methods, name the method: METHOD.anchors" in bare.output

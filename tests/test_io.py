@@ -489,6 +489,17 @@ def test_malformed_json_array_names_row_line_and_column(tmp_path: Path) -> None:
     assert f"line {line} column" in message
 
 
+@pytest.mark.parametrize(
+    ("name", "where"), [("cut.jsonl", "at column 33"), ("cut.json", "at line 1 column 34")]
+)
+def test_an_unterminated_string_reads_as_one_sentence(tmp_path: Path, name, where) -> None:
+    row = '{"instruction": "Hi", "output": "never closed}'
+    path = tmp_path / name
+    path.write_text(row + "\n" if name.endswith("jsonl") else f"[{row}]")
+    message = input_error(path)
+    assert f"Unterminated string starting {where}" in message and "at at" not in message
+
+
 def test_truncated_json_array(tmp_path: Path) -> None:
     path = tmp_path / "cut.json.gz"
     path.write_bytes(gzip.compress(json.dumps(alpaca_rows(2), indent=1)[:-30].encode()))

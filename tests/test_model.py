@@ -66,11 +66,71 @@ def test_run_with_model_option(tmp_path, tiny_model_dir, demo_rows):
 
 def test_missing_model_directory_is_a_clear_error(tmp_path, demo_rows):
     data = write_json(tmp_path / "pool.json", demo_rows[:3])
-    result = CliRunner().invoke(
-        app, ["run", str(data), "--model", str(tmp_path / "nope"), "--quiet"]
+    args = ["run", str(data), "-m", "ifd", "--quiet", "-o", str(tmp_path / "out"), "--model"]
+    missing = CliRunner().invoke(app, [*args, str(tmp_path / "nope")])
+    assert missing.exit_code == 2
+    assert missing.output == f"error: --model {tmp_path / 'nope'}: no such directory\n"
+    (tmp_path / "empty").mkdir()
+    empty = CliRunner().invoke(app, [*args, str(tmp_path / "empty")])
+    assert empty.exit_code == 2
+    assert "not a Hugging Face model directory (no config.json)" in empty.output
+
+
+@pytest.fixture
+def hub_home(tmp_path, monkeypatch, lm) -> Path:
+    """HF_HOME in tmp, its cache holding the default model as iclselect-test/tiny-llama, and
+    no way to the network: the hub endpoint is a closed local port, and no proxy is set."""
+    from iclselect.lm.model import DEFAULT_MODEL, resolve
+
+    directory = Path(resolve(DEFAULT_MODEL).location)
+    _hub_cache(tmp_path / "hf" / "hub", directory, "iclselect-test/tiny-llama")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    return tmp_path / "hf" / "hub"
+
+
+@pytest.mark.parametrize(
+    ("given", "suggested"),
+    [
+        ("smollm2-135m", "smollm2-135m-instruct"),
+        ("iclselect-test/tiny-lama", "iclselect-test/tiny-llama"),
+    ],
+)
+@pytest.mark.parametrize("offline", [True, False])
+def test_a_model_name_not_in_the_cache_fails_at_once_with_the_closest(
+    hub_home, monkeypatch, given, suggested, offline
+):
+    """Offline, or with the hub unreachable, nothing is retried: the error names the cache and
+    the closest name in it or shipped."""
+    import huggingface_hub.constants
+    import transformers.utils
+
+    from iclselect.lm.model import resolve
+
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(transformers.utils, "cached_file", pytest.fail)  # the hub's retries
+    with pytest.raises(FileNotFoundError) as error:
+        resolve(given)
+    why = "HF_HUB_OFFLINE is set" if offline else "127.0.0.1 cannot be reached from this machine"
+    assert str(error.value) == (
+        f"--model {given}: not a local directory, and no Hugging Face model of that name is in "
+        f"the cache ({hub_home}); the hub was not asked ({why}); did you mean {suggested}?"
     )
-    assert result.exit_code == 2
-    assert result.output.startswith("error: --model") and "config.json" in result.output
+
+
+def test_a_cached_hub_model_resolves_to_its_snapshot_without_the_hub(hub_home, monkeypatch):
+    import transformers.utils
+
+    from iclselect.lm.model import resolve
+
+    monkeypatch.setattr(transformers.utils, "cached_file", pytest.fail)
+    source = resolve("iclselect-test/tiny-llama")
+    assert Path(source.location).parent.parent == hub_home / "models--iclselect-test--tiny-llama"
+    assert source.fingerprint == "hub-0123456789ab"
 
 
 def _hub_cache(root, directory, repo: str = "iclselect-test/smollm2"):

@@ -31,3 +31,23 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
         code = compile(block, f"README.md python block {number}", "exec")
         exec(code, namespace)  # running the documentation is the test
     assert os.path.isfile("runs/api/manifest.json")
+
+
+def test_readme_names_every_column_of_scores_parquet(tmp_path, demo_rows):
+    """The columns a wICI run writes (with the map: wICI embeds the pool) are each named in
+    the README: the base and map columns in the scores.parquet row of "What you get", the
+    components in wici's row of the methods table."""
+    import pyarrow.parquet as pq
+    from conftest import CHEAP, shortest, write_json
+
+    data = write_json(tmp_path / "pool.json", shortest(demo_rows, 4))
+    out = tmp_path / "out"
+    result = cli("run", str(data), *CHEAP["wici"], "--count", "2", "-o", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    scores_row = next(line for line in text.splitlines() if line.startswith("| `scores.parquet`"))
+    wici_row = next(line for line in text.splitlines() if line.startswith("| `wici` |"))
+    named = set(re.findall(r"`([a-z_]+)`", scores_row + wici_row))
+    columns = set(pq.read_schema(out / "scores.parquet").names)
+    assert "cluster_central" in columns and "n_probes" in columns
+    assert columns - named == set()

@@ -151,3 +151,50 @@ def test_report_refuses_an_input_changed_since_the_run(tmp_path, demo_rows):
     assert len(line.splitlines()) == 1
     assert line.startswith(f"error: {data} has changed since the run in {out}: row 2 is not")
     assert line.endswith("; rerun iclselect run to score it as it is now")
+
+
+def test_report_without_its_input_warns_and_says_so_on_the_page(tmp_path, demo_rows):
+    data = write_json(tmp_path / "pool.json", shortest(demo_rows, 4))
+    out = tmp_path / "out"
+    assert cli("run", str(data), "-m", "length", "-o", str(out), "-q").exit_code == 0
+    data.unlink()
+    result = cli("report", str(out))
+    assert result.exit_code == 0, result.output
+    warning, wrote = result.output.strip().splitlines()
+    assert warning.startswith(
+        f"warning: {out / 'report.html'} shows no sample texts: the run's input cannot be read ("
+    )
+    assert str(data) in warning and wrote == f"wrote {out / 'report.html'}"
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "Sample texts are not shown: the run&#x27;s input cannot be read" in page
+
+
+def test_report_rebuilds_a_compare(tmp_path, demo_rows):
+    data = write_json(tmp_path / "pool.json", shortest(demo_rows, 4))
+    out = tmp_path / "cmp"
+    args = ["compare", str(data), "--methods", "length,random", "--count", "2", "-o", str(out)]
+    assert cli(*args, "-q").exit_code == 0
+    pages = {p: p.read_text(encoding="utf-8") for p in out.rglob("report.html")}
+    assert len(pages) == 3
+    for page in pages:
+        page.unlink()
+    result = cli("report", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == f"wrote {out / 'report.html'}"
+    assert {p: p.read_text(encoding="utf-8") for p in out.rglob("report.html")} == pages
+
+
+def test_report_names_the_dtype_used_and_no_near_duplicate_step_where_there_was_none(
+    tmp_path, demo_rows
+):
+    import json
+
+    data = write_json(tmp_path / "pool.json", shortest(demo_rows, 4))
+    out = tmp_path / "out"
+    assert cli("run", str(data), "-m", "ifd", "--count", "2", "-o", str(out), "-q").exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["config"]["dtype"] == "auto" and manifest["dtype"] in ("fp32", "bf16")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert f"dtype {manifest['dtype']} (--dtype auto)" in page
+    assert "This method has no near-duplicate step: no row above it was left out." in page
+    assert "were near-duplicates" not in page

@@ -50,6 +50,20 @@ def test_an_earlier_run_is_refused_without_overwrite(tmp_path, pool, monkeypatch
     assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == before
 
 
+def test_a_rerun_is_as_the_readme_says_refused_then_answered_by_the_store(tmp_path, pool):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    resume = " ".join(readme.split("- **Resume for free.**")[1].split("\n- **")[0].split())
+    assert "refused on a rerun (`pass --overwrite to replace its outputs`)" in resume
+    assert "rerun with `--overwrite` and the store answers every request" in resume
+    args = ["run", str(pool), "-m", "ifd", "--count", "2", "--no-report", "-o", str(tmp_path / "o")]
+    assert cli(*args, "-q").exit_code == 0
+    refused = cli(*args, "-q")
+    assert refused.exit_code == 2 and "pass --overwrite to replace its outputs" in refused.output
+    again = cli(*args, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert "ifd: 8 requests, 8 answered from the store, 0 computed (0 tokens)" in again.output
+
+
 def test_overwrite_removes_the_old_runs_outputs_and_nothing_else(tmp_path, demo_rows):
     """The LLaMA-Factory repro: a plain run over a LLaMA-Factory run must not leave the old
     dataset_info.json pointing at a subset of another format."""

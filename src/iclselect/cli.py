@@ -133,7 +133,7 @@ def compare(
 
 # inspect reads and estimates: the settings of selecting, running and writing do not apply.
 _NOT_INSPECTED = (
-    "out", "method", "options", "skip_invalid", "fraction", "count", "threshold", "tau",
+    "out", "method", "skip_invalid", "fraction", "count", "threshold", "tau",
     "executor", "workers", "ray_address", "gpus_per_worker", "store", "add_scores", "report",
 )  # fmt: skip
 
@@ -155,9 +155,13 @@ def inspect(
     ] = True,
     **_: Any,
 ) -> None:
-    """Describe DATA before scoring it: format, rows, invalid rows, exact duplicates, token
-    lengths under the model's template, and each method's estimated requests, tokens, FLOPs
-    and time on this machine (from the engine's dry run; a few real requests are timed)."""
+    """Describe DATA and what each method would cost on it, before scoring anything.
+
+    Prints the format, rows, invalid rows, exact duplicates, token lengths under the model's
+    template, and each method's estimated requests, tokens, FLOPs and time on this machine
+    (from the engine's dry run, with the options -s/--set gives; a few real requests are
+    timed).
+    """
     from iclselect.inspection import inspect_data
     from iclselect.methods.registry import METHODS
 
@@ -172,21 +176,45 @@ def inspect(
 
 @app.command("report")
 def report_command(
-    out: Annotated[Path, typer.Argument(help="A run's output directory.", show_default=False)],
+    out: Annotated[
+        Path, typer.Argument(help="A run's or a compare's output directory.", show_default=False)
+    ],
 ) -> None:
-    """(Re)build OUT/report.html from OUT/manifest.json and OUT/scores.parquet; sample texts
-    are read again from the run's input, which must still hold the rows the run scored."""
+    """(Re)build OUT/report.html from OUT/manifest.json and OUT/scores.parquet.
+
+    Sample texts are read again from the run's input, which must still hold the rows the run
+    scored; where it cannot be read (moved, deleted, standard input) the report is built
+    without them, with a warning. For a compare's --out, each method's report and the
+    comparison's (from compare.csv) are rebuilt.
+    """
+    from iclselect.compare import read_comparison
+    from iclselect.report import write_compare_report
+
+    def go() -> None:
+        if (out / "compare.csv").is_file() and not (out / "manifest.json").exists():
+            names, spearman, overlap, cost = read_comparison(out)
+            for name in names:
+                _rebuild_report(out / name)
+            typer.echo(f"wrote {write_compare_report(out, names, spearman, overlap, cost)}")
+            return
+        _rebuild_report(out)
+
+    guarded(go)
+
+
+def _rebuild_report(out: Path) -> None:
     from iclselect.provenance import read_run_input
     from iclselect.report import write_report
 
-    def go() -> None:
-        if not (out / "manifest.json").is_file() or not (out / "scores.parquet").is_file():
-            raise FileNotFoundError(
-                f"{out}: no manifest.json and scores.parquet (not a run's --out)"
-            )
-        typer.echo(f"wrote {write_report(out, read_run_input(out))}")
-
-    guarded(go)
+    if not (out / "manifest.json").is_file() or not (out / "scores.parquet").is_file():
+        raise FileNotFoundError(
+            f"{out}: no manifest.json and scores.parquet (not a run's --out), nor compare.csv "
+            "(not a compare's)"
+        )
+    dataset, unread = read_run_input(out)
+    if dataset is None:
+        typer.echo(f"warning: {out / 'report.html'} shows no sample texts: {unread}", err=True)
+    typer.echo(f"wrote {write_report(out, dataset, unread)}")
 
 
 @app.command("methods")

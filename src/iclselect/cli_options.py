@@ -99,6 +99,23 @@ def default(name: str) -> Any:
     return None if spec.default is dataclasses.MISSING else spec.default
 
 
+def _flag_type_hidden(
+    display: Callable[[typer.core.TyperOption, Any], str | None],
+) -> Callable[[typer.core.TyperOption, Any], str | None]:
+    """typer's rich help prints a flag's type (`<bool>`) where a value would go, though a flag
+    takes none; click's plain help prints nothing there."""
+
+    def shown(self: typer.core.TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag and self.metavar is None else display(self, ctx)
+
+    return shown
+
+
+typer.core.TyperOption.display_type_rich = _flag_type_hidden(  # type: ignore[method-assign]
+    typer.core.TyperOption.display_type_rich
+)
+
+
 class RegistryHelp(typer.core.TyperCommand):
     """A command whose help is partly read from the method registry, only when it is shown
     (importing the registry loads torch; `iclselect run DATA` pays that anyway, --help not)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -54,10 +55,11 @@ _OS_FIXES = {
 
 def _os_error(error: OSError) -> str:
     """'PATH: what went wrong; what to do' for an error of the file system."""
-    if error.filename is None or error.strerror is None:
+    if error.errno is None or (error.filename is None and error.errno not in _OS_FIXES):
         return str(error)
-    fix = _OS_FIXES.get(error.errno or 0, "check the path and the disk, then rerun")
-    return f"{error.filename}: {error.strerror.lower()}; {fix}"
+    fix = _OS_FIXES.get(error.errno, "check the path and the disk, then rerun")
+    what = os.strerror(error.errno).lower()
+    return f"{error.filename}: {what}; {fix}" if error.filename is not None else f"{what}; {fix}"
 
 
 def summary(result: RunResult) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,17 @@ def compare(config: RunConfig, names: list[str], overwrite: bool = False) -> Com
 
 
 def dry_run(config: RunConfig, names: list[str]) -> str:
-    """Each method's estimate on one prepared pool, timed once on this machine."""
+    """Each method's estimate on one prepared pool, timed once on this machine. It writes
+    nothing: the calibration answers go to a throwaway store."""
     methods, configs = _methods(config, names)
     config.budget()
     texts, rate = [], None
-    with prepare(config, methods) as prepared:
-        for method, method_config in zip(methods, configs, strict=True):
-            text, rate = estimate(prepared, method, method_config, rate)
-            texts.append(text)
+    with tempfile.TemporaryDirectory(prefix="iclselect-dry-run-") as scratch:
+        config = replace(config, store=str(Path(scratch) / "store.sqlite"))
+        with prepare(config, methods) as prepared:
+            for method, method_config in zip(methods, configs, strict=True):
+                text, rate = estimate(prepared, method, method_config, rate)
+                texts.append(text)
     return "\n".join(texts)
 
 
@@ -75,11 +79,7 @@ def _methods(config: RunConfig, names: list[str]) -> tuple[list[Method], list[An
     if len(names) < 2 or len(set(names)) != len(names):
         raise ValueError("--methods needs two or more different methods, e.g. wici,ifd,random")
     methods = [get(name) for name in names]
-    for key in config.options:
-        owner = key.rpartition(".")[0]
-        if owner and owner not in names:
-            raise ValueError(f"--set {key}: {owner!r} is not among --methods {','.join(names)}")
-    return methods, [m.configure(config.options_for(m, prefixed_only=True)) for m in methods]
+    return methods, config.configs_for(methods)
 
 
 def agreement(results: list[RunResult]) -> tuple[np.ndarray, np.ndarray]:
@@ -148,3 +148,23 @@ def _write_csv(
             writer.writerow([
                 *row, *(f"{v:.4f}" for v in spearman[a]), *(f"{v:.4f}" for v in overlap[a])
             ])  # fmt: skip
+
+
+def read_comparison(
+    out: Path,
+) -> tuple[list[str], np.ndarray, np.ndarray, tuple[list[str], list[tuple[str, ...]]]]:
+    """What compare.csv in `out` holds: the methods, their Spearman and overlap matrices, and
+    the cost table (COST_HEADER, rows), as write_compare_report takes them."""
+    with (out / "compare.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    names = [row[0] for row in body]
+    width = len(COST_HEADER)
+    expected = [n.replace(" ", "_") for n in COST_HEADER]
+    expected += [f"spearman_{m}" for m in names] + [f"overlap_{m}" for m in names]
+    if header != expected:
+        raise ValueError(f"{out / 'compare.csv'}: not the table iclselect compare writes")
+    k = len(names)
+    spearman = np.array([[float(v) for v in row[width : width + k]] for row in body])
+    overlap = np.array([[float(v) for v in row[width + k :]] for row in body])
+    return names, spearman, overlap, (COST_HEADER, [tuple(row[:width]) for row in body])

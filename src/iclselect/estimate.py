@@ -47,8 +47,8 @@ def estimate(
         rate = calibrate(engine, rounds[0][: min(len(pool), 16)])
     note = f"; {method.estimate_note}" if method.estimate_note else ""
     text = (
-        f"{head} ({method.cost} requests per sample), model {engine.model_id} on "
-        f"{engine.device}\n"
+        f"{head}, model {engine.model_id} on {engine.device}\n"
+        f"  requests per sample: {method.cost}\n"
         f"  requests: {cost.requests} ({cost.distinct} distinct, "
         f"{cost.stored} already in the store)\n"
         f"  tokens to run: ~{cost.tokens:,} (shared demo prefixes counted once{note})\n"

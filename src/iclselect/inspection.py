@@ -103,9 +103,11 @@ def _table(head: tuple[str, ...], rows: list[tuple[str, ...]], left: set[int]) -
 
 def inspect_data(config: RunConfig, names: list[str], timing: bool = True) -> Inspection:
     """Read `config.data` (invalid rows counted, not fatal) and estimate each method in
-    `names` with default options; with `timing`, time a few real requests for the estimate.
-    Calibration answers go to a throwaway store."""
+    `names` with its options (--set; METHOD.KEY where several methods are named); with
+    `timing`, time a few real requests for the estimate. Calibration answers go to a
+    throwaway store."""
     methods = [get(name) for name in names]
+    configs = config.configs_for(methods)
     with tempfile.TemporaryDirectory(prefix="iclselect-inspect-") as scratch:
         config = replace(config, skip_invalid=True, store=str(Path(scratch) / "store.sqlite"))
         with prepare(config, methods) as prepared:
@@ -121,11 +123,11 @@ def inspect_data(config: RunConfig, names: list[str], timing: bool = True) -> In
                 context = np.array([len(e.context_ids) for e in encoded])
                 response = np.array([len(e.target_ids) for e in encoded])
                 lengths = {"context": context, "response": response, "total": context + response}
-            for method in methods:
+            for method, method_config in zip(methods, configs, strict=True):
                 if not method.uses_model or engine is None:
                     costs.append(MethodCost(method.name, 0, 0, 0, 0.0))
                     continue
-                rounds = planned_rounds(method, pool, method.configure({}), token_counter(engine))
+                rounds = planned_rounds(method, pool, method_config, token_counter(engine))
                 cost = planned_cost(engine, rounds)
                 if rate is None and timing:
                     rate = calibrate(engine, rounds[0][:16])

@@ -182,6 +182,7 @@ def manifest(
     config: dict[str, Any],
     model_id: str | None,
     template: str | None,
+    dtype: str | None,
     files: list[Path],
     timings: dict[str, float],
     engine_stats: dict[str, int],
@@ -224,6 +225,7 @@ def manifest(
         "method": {"name": scores.method, "params": scores.params},
         "model": model_id,
         "template": template,
+        "dtype": dtype,  # the one the model ran in (config.dtype may say auto)
         "config": config,
         "outputs": [path.name for path in files] + ["manifest.json"],
         "versions": {name: _version(name) for name in _PACKAGES},

@@ -1,8 +1,9 @@
 """The whole job, top to bottom: read, embed, score, select, write.
 
-prepare (read_input, Embedder.encode, load the model) -> score (the method plans requests, the
-Engine answers) -> choose (budget, near-duplicate rule) -> write (subset, scores.parquet,
-manifest.json). The CLI and the Python API (iclselect.api) are both thin layers over these.
+prepare (read_input, embed through the store, load the model) -> score (the method plans
+requests, the Engine answers) -> choose (budget, near-duplicate rule) -> write (subset,
+scores.parquet, manifest.json). The CLI and the Python API (iclselect.api) are both thin
+layers over these.
 
 `compare` runs several methods through the same steps on one prepared pool, one model and one
 result store, so a request two methods share is computed once.
@@ -22,6 +23,7 @@ import numpy as np
 from iclselect import overlong, runner, stages
 from iclselect.embed import Embedder
 from iclselect.embed.sharded import SHARD, ShardedEmbedder
+from iclselect.embedding import embed_texts
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
 from iclselect.lm import Engine, Template, load_model, reference
 from iclselect.lm.executors import Executor, RayExecutor, WorkerSpec
@@ -76,6 +78,7 @@ class Scored:
     scores: MethodScores
     model_id: str | None
     template: str | None  # template fingerprint
+    dtype: str | None  # the model's, as --dtype names it: what auto resolved to
     engine_stats: dict[str, int]  # requests asked, answered from the store, computed; tokens
     timings: dict[str, float]
 
@@ -145,19 +148,27 @@ def prepare(
     pool = Pool(samples, reference=config.template == "reference")
     if any(m.embeddings or config.tau_for(m) is not None for m in methods):
         started = time.perf_counter()
+        if pool.reference:
+            retrieval = [reference.retrieval_text(s) for s in samples]
+            duplicate = [reference.duplicate_text(s) for s in samples]
+        else:
+            retrieval = [s.instruction_text for s in samples]
+            duplicate = [s.full_text for s in samples]
         with stages.stage("embed (model)"):
-            embedder = embedder or embedder_for(config, len(samples))
-            if pool.reference:
-                retrieval = [reference.retrieval_text(s) for s in samples]
-                duplicate = [reference.duplicate_text(s) for s in samples]
+            if embedder is not None:
+                # bench pipeline's own encoder: it relies on seeing the texts in pool order,
+                # and its vectors are not the named embedder's, so they stay out of the store.
+                pool.instruction_vectors = embedder.encode(retrieval)
+                pool.full_vectors = embedder.encode(duplicate)
             else:
-                retrieval = [s.instruction_text for s in samples]
-                duplicate = [s.full_text for s in samples]
-            pool.instruction_vectors = embedder.encode(retrieval)
-            pool.full_vectors = embedder.encode(duplicate)
-        sharded = isinstance(embedder, ShardedEmbedder)
-        if sharded:
-            embedder.close()
+                pool.instruction_vectors, pool.full_vectors = embed_texts(
+                    config.embedder,
+                    lambda: embedder_for(config, len(samples)),
+                    [retrieval, duplicate],
+                    config.store or Path(config.out) / "store.sqlite",
+                    show_progress=not config.quiet,
+                )
+        sharded = config.executor == "ray" and len(samples) > SHARD
         log.info(
             f"embedded {len(samples)} samples with {config.embedder}"
             + (f" on {config.workers} Ray workers" if sharded else "")
@@ -272,8 +283,9 @@ def score_together(
         timings = {**prepared.timings, "score": seconds + fitting}
         model_id = engine.model_id if engine else None
         template = engine.template.fingerprint if engine else None
+        dtype = dtype_name(engine.model.dtype) if engine else None
         scored.append(Scored(
-            config, method, prepared.dataset, prepared.pool, scores, model_id, template,
+            config, method, prepared.dataset, prepared.pool, scores, model_id, template, dtype,
             stats, timings,
         ))  # fmt: skip
     return scored
@@ -362,8 +374,8 @@ def write(
         with stages.stage("write manifest"):
             content = manifest(
                 dataset, table, scores, effective_config(scored, choice, out),
-                scored.model_id, scored.template, files, timings, scored.engine_stats,
-                cut_of(scored, choice),
+                scored.model_id, scored.template, scored.dtype, files, timings,
+                scored.engine_stats, cut_of(scored, choice),
             )  # fmt: skip
             write_manifest(stage / "manifest.json", content)
         if scored.config.report:

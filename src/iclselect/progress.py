@@ -57,8 +57,12 @@ class Progress:
         enabled: bool = True,
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
+        unit: tuple[str, str] = ("tok", "tokens"),
     ) -> None:
+        """`tokens` counts the work in `unit` (short, plural): tokens for the engine, texts for
+        the embedder."""
         self.desc = desc
+        self._unit = unit
         self.tokens_total = tokens
         self.answers_total = answers
         self.answers_done = stored
@@ -72,7 +76,7 @@ class Progress:
         terminal = shown and self._stream.isatty()
         self._lines = shown and not terminal
         self._bar = (
-            tqdm(total=tokens, desc=desc, unit="tok", unit_scale=True, file=self._stream)
+            tqdm(total=tokens, desc=desc, unit=unit[0], unit_scale=True, file=self._stream)
             if terminal
             else None
         )
@@ -97,7 +101,8 @@ class Progress:
         eta = duration(left / rate) if rate else "unknown"
         return (
             f"[iclselect] {self.desc}: {self.answers_done:,} of {self.answers_total:,} answers "
-            f"({self.tokens_done / self.tokens_total:.0%} of tokens), {rate:,.0f} tok/s, "
+            f"({self.tokens_done / self.tokens_total:.0%} of {self._unit[1]}), "
+            f"{rate:,.0f} {self._unit[0]}/s, "
             f"ETA {eta}"
         )
 

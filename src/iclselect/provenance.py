@@ -11,20 +11,20 @@ import pyarrow.parquet as pq
 from iclselect.io import Dataset, InputError, read_input
 
 
-def read_run_input(out: Path) -> Dataset | None:
-    """The input of the run in `out`, read again as the run read it; None when it cannot be
-    read (moved, standard input, or rows the Python API held in memory). Raises ValueError
-    naming the first row whose content is not what scores.parquet scored."""
+def read_run_input(out: Path) -> tuple[Dataset | None, str]:
+    """The input of the run in `out`, read again as the run read it, and "" ; or None and why
+    it cannot be read (moved or deleted, standard input, rows the Python API held in memory).
+    Raises ValueError naming the first row whose content is not what scores.parquet scored."""
     config = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["config"]
     if config["data"] == "-":
-        return None  # standard input was used up by the run
+        return None, "the run read its rows from standard input"
     try:
         dataset = read_input(
             config["data"], config["format"], config["fields"], True, config.get("dataset"),
             config.get("split"),
         )  # fmt: skip
-    except (InputError, OSError, ValueError):
-        return None
+    except (InputError, OSError, ValueError) as error:
+        return None, f"the run's input cannot be read ({error})"
     scored = pq.read_table(out / "scores.parquet", columns=["row", "id"]).to_pylist()
     now = {sample.row: sample.id for sample in dataset.samples}
     where = f"{dataset.path} has changed since the run in {out}"
@@ -37,4 +37,4 @@ def read_run_input(out: Path) -> Dataset | None:
                 f"{where}: row {entry['row']} is not the row scored (content id "
                 f"{now.get(entry['row'])}, scores.parquet has {entry['id']}); {fix}"
             )
-    return dataset
+    return dataset, ""

@@ -139,7 +139,8 @@ class RunConfig:
     )
     fields: dict[str, str] | None = setting(  # noqa: RUF009
         None,
-        "Map our field names to your columns, e.g. instruction=question,output=answer.",
+        "Map our field names to your columns: NAME=COLUMN pairs joined by commas, e.g. "
+        "instruction=q,output=a for columns q and a.",
         group=INPUT,
     )
     dataset: str | None = setting(
@@ -285,9 +286,22 @@ class RunConfig:
                 chosen[name] = value
             elif not dot:
                 if prefixed_only:
-                    raise ValueError(f"--set {key}: in a compare, name the method: METHOD.{key}")
+                    raise ValueError(
+                        f"--set {key}: with several methods, name the method: METHOD.{key}"
+                    )
                 chosen[key] = value
         return chosen
+
+    def configs_for(self, methods: list[Method]) -> list[Any]:
+        """Each method's options, configured (and so checked); with several methods (compare,
+        inspect), every option names its method."""
+        names = [m.name for m in methods]
+        for key in self.options:
+            owner = key.rpartition(".")[0]
+            if owner and owner not in names:
+                raise ValueError(f"--set {key}: {owner!r} is not among --methods {','.join(names)}")
+        several = len(methods) > 1
+        return [m.configure(self.options_for(m, prefixed_only=several)) for m in methods]
 
     def tau_for(self, method: Method) -> float | None:
         return self.tau if self.tau is not None else method.tau

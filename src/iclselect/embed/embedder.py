@@ -23,6 +23,7 @@ class Embedder:
 
         self.name = name
         self.batch_size = batch_size
+        self.chunk = 2 * batch_size  # texts per call when embedding through the store
         self.model = SentenceTransformer(_resolve(name), device="cpu")
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
@@ -35,6 +36,21 @@ class Embedder:
             show_progress_bar=show_progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def close(self) -> None:
+        """Nothing to stop (the sharded embedder's close stops its workers)."""
+
+
+def weights_directory(name: str) -> Path | None:
+    """The directory the embedder `name` loads its weights from; for a hub id, its snapshot in
+    the Hugging Face cache, None until loading it has put it there."""
+    location = _resolve(name)
+    if Path(location).is_dir():
+        return Path(location)
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(location, "config.json")
+    return Path(config).parent if isinstance(config, str) else None
 
 
 def _resolve(name: str) -> str:

@@ -38,6 +38,7 @@ class ShardedEmbedder:
     ) -> None:
         self.name = name
         self.shard = shard
+        self.chunk = shard * workers  # one shard per worker per call through the store
         self.pool = ActorPool(_EmbedWorker, (name, threads), workers, address, threads)
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:

@@ -13,6 +13,12 @@ def _one_line(text: str) -> str:
     return _LINE_BREAKS.sub(" ", text).strip()
 
 
+def json_reason(message: str) -> str:
+    """json's message, ready for "at column N" to follow: some end on a dangling "at"
+    ("Unterminated string starting at")."""
+    return message.removesuffix(" at")
+
+
 def locate_row(row: int | None, line: int | None) -> str:
     """'row 3 (line 4)': rows are 0-based like Sample.row, lines 1-based like an editor."""
     if row is None:

@@ -20,6 +20,9 @@ def replace_file(target: Path, write: Callable[[Path], object]) -> None:
     try:
         write(temp)
         os.replace(temp, target)
+    except OSError as error:
+        _name_the_file(error, target)
+        raise
     finally:
         temp.unlink(missing_ok=True)
 
@@ -33,6 +36,17 @@ def replace_dir(target: Path, write: Callable[[Path], object]) -> None:
         if target.exists():
             os.replace(target, old)
         os.replace(temp, target)
+    except OSError as error:
+        _name_the_file(error, target)
+        raise
     finally:
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _name_the_file(error: OSError, target: Path) -> None:
+    """Give `error` the file it was writing: a full disk surfaces in write() (Python's or
+    pyarrow's) as a bare [Errno 28] that names no file."""
+    if error.filename is None and error.errno is not None:
+        error.filename = str(target)
+        error.strerror = os.strerror(error.errno)

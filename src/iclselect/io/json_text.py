@@ -6,7 +6,7 @@ import codecs
 import json
 import re
 
-from iclselect.io.errors import InputError, RowError
+from iclselect.io.errors import InputError, RowError, json_reason
 from iclselect.io.layout import Layout, ParsedRow, layout_from_spans, non_utf8
 from iclselect.io.schemas import as_row
 
@@ -44,7 +44,7 @@ def parse_array(data: bytes, path: str, compression: str | None) -> tuple[Layout
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as error:
-            raise syntax(error.pos, error.msg, len(spans)) from None
+            raise syntax(error.pos, json_reason(error.msg), len(spans)) from None
         spans.append((pos, end))
         values.append(value)
         after = _skip(text, end)
@@ -103,7 +103,7 @@ def _parse_line(
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        message = f"invalid JSON: {error.msg} at column {error.colno}"
+        message = f"invalid JSON: {json_reason(error.msg)} at column {error.colno}"
         return ParsedRow(line, problem=RowError(message))
     return _as_parsed(line, value)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from iclselect.io.errors import InputError
+from iclselect.io.errors import InputError, json_reason
 
 
 def first_row(path: Path) -> dict[str, Any] | None:
@@ -32,7 +32,8 @@ def rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise InputError(str(path), f"not valid JSON: {error.msg}", number) from None
+                reason = f"not valid JSON: {json_reason(error.msg)} at column {error.colno}"
+                raise InputError(str(path), reason, number) from None
             if not isinstance(row, dict):
                 raise InputError(str(path), "not a JSON object", number)
             yield number, row

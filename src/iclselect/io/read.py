@@ -283,4 +283,6 @@ def _schema(
 
 
 def _row_error(shown: str, row: int, line: int | None, problem: RowError) -> InputError:
-    return InputError(shown, problem.message, row=row, field=problem.field, line=line)
+    # One bad row of many (a pool with empty fields has thousands) need not stop the run.
+    message = f"{problem.message}; run with --skip-invalid to drop invalid rows"
+    return InputError(shown, message, row=row, field=problem.field, line=line)

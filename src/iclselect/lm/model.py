@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iclselect import hub
 from iclselect.hub import quiet_loading
 from iclselect.lm import precision
 from iclselect.lm.fingerprint import weights_fingerprint
@@ -65,6 +66,8 @@ def resolve(name: str) -> ModelSource:
         return ModelSource(str(directory), weights_fingerprint(directory))
     path = Path(name).expanduser()
     if path.is_dir() or _looks_like_path(name):
+        if not path.exists():
+            raise FileNotFoundError(f"--model {name}: no such directory")
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"--model {name}: not a Hugging Face model directory (no config.json); "
@@ -72,6 +75,10 @@ def resolve(name: str) -> ModelSource:
                 "Qwen/Qwen2.5-1.5B-Instruct"
             )
         return ModelSource(str(path), weights_fingerprint(path))
+    snapshot = hub.cached_snapshot(name)
+    if snapshot is not None and any(snapshot.glob("*.safetensors")):
+        # Loaded from the snapshot directory: nothing is asked of the hub for a cached model.
+        return ModelSource(str(snapshot), f"hub-{snapshot.name[:12]}")
     return ModelSource(name, f"hub-{_hub_commit(name)}")
 
 
@@ -81,20 +88,25 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _hub_commit(name: str) -> str:
+    """The commit of hub model `name`, downloading its config.json; when the hub cannot be
+    asked, fails at once (no retries) naming the closest model there is."""
     from transformers.utils import cached_file
 
+    known = [DEFAULT_MODEL, *hub.cached_models()]
+    unreachable = hub.hub_unreachable()
+    if unreachable:
+        raise FileNotFoundError(
+            f"--model {name}: not a local directory, and no Hugging Face model of that name is "
+            f"in the cache ({hub.hub_cache()}); the hub was not asked ({unreachable})"
+            + hub.did_you_mean(name, known)
+        )
     try:
         config = cached_file(name, "config.json")
     except OSError as error:
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         raise FileNotFoundError(
             f"--model {name}: not a local directory, and no Hugging Face model of that name "
-            + (
-                "is in the local cache (HF_HUB_OFFLINE is set)"
-                if offline
-                else "could be found on the hub or in the local cache"
-            )
-            + f": {str(error).splitlines()[0]}"
+            f"could be found on the hub or in the local cache: {str(error).splitlines()[0]}"
+            + hub.did_you_mean(name, known)
         ) from None
     if config is None:
         raise FileNotFoundError(f"--model {name}: the hub model has no config.json")

@@ -1,9 +1,11 @@
-"""On-disk store of engine answers, keyed by content: a rerun recomputes nothing, and a run
-killed at any point resumes where it stopped (answers are committed batch by batch).
+"""On-disk store of engine answers and sentence embeddings, keyed by content: a rerun
+recomputes nothing, and a run killed at any point resumes where it stopped (answers are
+committed batch by batch).
 
-Each entry is keyed by sha256(namespace, request key), where the namespace names everything that
-changes the numbers (model weights, dtype, template, max length). Each row carries a checksum of
-its own key and values: an entry that fails it is treated as missing and recomputed, never used.
+Each entry is keyed by sha256(namespace, request key or text), where the namespace names
+everything that changes the numbers (model or embedder weights, dtype, template, max length).
+Each row carries a checksum of its own key and values: an entry that fails it is treated as
+missing and recomputed, never used. Log-likelihoods and embeddings are two tables of one file.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from iclselect.lm.requests import LogprobResult
 
 
@@ -20,14 +24,7 @@ class ResultStore:
     def __init__(self, path: str | Path, namespace: str) -> None:
         self.path = Path(path)
         self.namespace = namespace
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path)
-        # WAL: a reader never blocks the writer, and a killed writer leaves committed rows intact.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # Under WAL, NORMAL syncs at checkpoints, not at every commit (a commit per forward
-        # pass): a killed process still keeps every committed row; only an OS crash or power
-        # loss can take the last commits back (never corrupting the file).
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = _connect(self.path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, logprob REAL NOT NULL, "
             "n_tokens INTEGER NOT NULL, truncated INTEGER NOT NULL, checksum TEXT NOT NULL)"
@@ -66,6 +63,66 @@ class ResultStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+class VectorStore:
+    """Float32 vectors (sentence embeddings) by text, in the `vectors` table of a store file;
+    a vector comes back byte for byte as it was put."""
+
+    def __init__(self, path: str | Path, namespace: str) -> None:
+        self.namespace = namespace
+        self._db = _connect(Path(path))
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL, "
+            "checksum TEXT NOT NULL)"
+        )
+        self.corrupt = 0
+
+    def key(self, text: str) -> str:
+        return hashlib.sha256(f"{self.namespace}\0{text}".encode()).hexdigest()
+
+    def get(self, keys: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = self._db.execute(
+                "SELECT key, vector, checksum FROM vectors "
+                f"WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for key, blob, checksum in rows:
+                if checksum == _blob_checksum(key, blob):
+                    found[key] = np.frombuffer(blob, dtype=np.float32)
+                else:
+                    self.corrupt += 1
+        return found
+
+    def put(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        blobs = [(key, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for key, v in items]
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
+                [(key, blob, _blob_checksum(key, blob)) for key, blob in blobs],
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    # WAL: a reader never blocks the writer, and a killed writer leaves committed rows intact.
+    db.execute("PRAGMA journal_mode=WAL")
+    # Under WAL, NORMAL syncs at checkpoints, not at every commit (a commit per forward pass):
+    # a killed process still keeps every committed row; only an OS crash or power loss can
+    # take the last commits back (never corrupting the file).
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+def _blob_checksum(key: str, blob: bytes) -> str:
+    return hashlib.sha256(key.encode() + b"|" + blob).hexdigest()[:16]
 
 
 def _checksum(key: str, result: LogprobResult) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from iclselect.io import Dataset, InputError, read_input, replace_file
+from iclselect.io import Dataset, replace_file
 from iclselect.methods.registry import get
 from iclselect.outputs import row_columns
 from iclselect.report import plots
@@ -43,18 +43,21 @@ overflow:auto} img{max-width:100%}
 """
 
 
-def write_report(out: Path, dataset: Dataset | None = None) -> Path:
+def write_report(out: Path, dataset: Dataset | None, unread: str = "") -> Path:
     """Build out/report.html from out/manifest.json and out/scores.parquet. Sample texts come
-    from `dataset`, or else from re-reading the run's input (left out if it cannot be read)."""
+    from `dataset`; without it the page says why (`unread`) and shows none."""
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     table = pd.read_parquet(out / "scores.parquet")
     references = row_columns(pq.read_schema(out / "scores.parquet"))
-    texts, text_note = _texts(manifest, dataset)
+    texts: dict[int, tuple[str, str]] = {}
+    text_note = f"Sample texts are not shown: {unread}." if dataset is None else ""
+    if dataset is not None:
+        texts = {s.row: (s.instruction_text, s.response) for s in dataset.samples}
     method = manifest["method"]["name"]
     body = [
         f"<h1>iclselect report: {_e(method)} on {_e(manifest['input']['path'])}</h1>",
         _summary(manifest),
-        _scores(table, method, manifest["cut"]),
+        _scores(table, method, manifest["cut"], manifest["config"].get("tau")),
         _map(table, texts),
         _samples(table, texts, text_note, references),
         _duplicates(table, texts),
@@ -100,19 +103,12 @@ def _matrix_rows(methods: list[str], matrix: np.ndarray, form: str) -> list[tupl
     ]
 
 
-def _texts(manifest: dict, dataset: Dataset | None) -> tuple[dict[int, tuple[str, str]], str]:
-    if dataset is None:
-        config = manifest["config"]
-        if config["data"] == "-":
-            return {}, "Sample texts are not shown: the run read them from standard input."
-        try:
-            dataset = read_input(
-                config["data"], config["format"], config["fields"], True, config.get("dataset")
-            )
-        except (InputError, OSError, ValueError) as error:
-            return {}, f"Sample texts are not shown: the input could not be read ({error})."
-    texts = {s.row: (s.instruction_text, s.response) for s in dataset.samples}
-    return texts, ""
+def _dtype(manifest: dict) -> str:
+    """The dtype the model ran in, and what was asked where that differs (auto)."""
+    used, asked = manifest.get("dtype"), manifest["config"].get("dtype")
+    if used is None or used == asked:
+        return str(used or asked)
+    return f"{used} (--dtype {asked})"
 
 
 def _summary(manifest: dict) -> str:
@@ -140,7 +136,7 @@ def _summary(manifest: dict) -> str:
         ],
         ("budget", f"{budget}; near-duplicate tau {_short(config.get('tau'))}"),
         ("model", f"{manifest.get('model') or 'none (no model requests)'}; "
-                  f"template {config.get('template')}; dtype {config.get('dtype')}"),
+                  f"template {config.get('template')}; dtype {_dtype(manifest)}"),
         ("time", ", ".join(f"{k} {v:.1f} s" for k, v in manifest["seconds"].items())),
     ]  # fmt: skip
     if engine:
@@ -169,7 +165,18 @@ def _summary(manifest: dict) -> str:
     )
 
 
-def _scores(table: pd.DataFrame, method: str, cut: dict[str, Any]) -> str:
+def _above_the_cut(table: pd.DataFrame, tau: float | None) -> str:
+    """What the rows scoring above the lowest kept score and left out were, in words."""
+    if (table.reason == "near_duplicate").any():
+        return "Rows above it that were not kept were near-duplicates of kept rows."
+    if tau is None:
+        return "This method has no near-duplicate step: no row above it was left out."
+    return (
+        f"No row was close enough to a kept row (tau {tau:g}) to be left out as a near-duplicate."
+    )
+
+
+def _scores(table: pd.DataFrame, method: str, cut: dict[str, Any], tau: float | None) -> str:
     scored = table[table["rank"].notna()]
     selected = scored.selected.to_numpy(bool)
     values = scored.score.to_numpy(float)
@@ -178,7 +185,7 @@ def _scores(table: pd.DataFrame, method: str, cut: dict[str, Any]) -> str:
         "<h2>Scores</h2>",
         f"<p>A high {_e(method)} score {_e(get(method).high_score)}</p>",
         f"<p>{len(scored):,} rows ranked; kept rows in orange; the dashed line is the lowest "
-        "kept score. Rows above it that were not kept were near-duplicates of kept rows.</p>",
+        f"kept score. {_above_the_cut(table, tau)}</p>",
     ]
     ties = cut["near_ties"]
     if ties:
