@@ -203,7 +203,8 @@ def test_perplexity_is_exp_of_the_loss():
     high, fake = run("perplexity", p)
     low, _ = run("perplexity", p, order="low")
     expected = [math.exp(fake.loss(conditioned(s))) for s in p.samples]
-    assert high.score.tolist() == pytest.approx(expected) and (low.score == -high.score).all()
+    assert high.score.tolist() == pytest.approx(expected) and (low.score == high.score).all()
+    assert high.higher_first and not low.higher_first  # the order, never a negated score
 
 
 def test_a_compare_asks_each_distinct_request_once():
@@ -275,7 +276,8 @@ def test_icon_auto_selector_is_lora_only_where_it_is_practical(tmp_path, answere
     path = write_json(tmp_path / "assessment.json", rows)
     p, fake = pool(30), answerer()
     method = get("icon")
-    scores = drive(method, p, method.configure({"assessment": str(path), "exact": 20}), fake)
+    options = {"assessment": str(path), "exact": 20, "trust_selector": True}
+    scores = drive(method, p, method.configure(options), fake)
     assert scores.params["selector_report"]["kind"] == kind
     if kind == "lora":
         assert [len(job.score_texts) for job in fake.jobs][-1] == len(p)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from iclselect.io import Dataset, InputError, read_input, replace_file
 from iclselect.methods.registry import get
-from iclselect.outputs import row_columns
+from iclselect.outputs import higher_first, row_columns
 from iclselect.report import plots
 from iclselect.selectors import REASONS
 
@@ -39,7 +39,8 @@ text-align:left;vertical-align:top} th{background:#f1f3f5} .num{text-align:right
 .note{color:#6c757d} .sample{border:1px solid #dee2e6;border-radius:6px;padding:.6em 1em;
 margin:.8em 0} .kept{border-left:5px solid #d9480f} .dropped{border-left:5px solid #adb5bd}
 pre{white-space:pre-wrap;background:#f8f9fa;padding:.4em .6em;margin:.3em 0;max-height:12em;
-overflow:auto} img{max-width:100%}
+overflow:auto} img{max-width:100%} .warn{background:#fff3bf;border-left:5px solid #f08c00;
+padding:.5em 1em}
 """
 
 
@@ -48,13 +49,15 @@ def write_report(out: Path, dataset: Dataset | None = None) -> Path:
     from `dataset`, or else from re-reading the run's input (left out if it cannot be read)."""
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     table = pd.read_parquet(out / "scores.parquet")
-    references = row_columns(pq.read_schema(out / "scores.parquet"))
+    schema = pq.read_schema(out / "scores.parquet")
+    references = row_columns(schema)
     texts, text_note = _texts(manifest, dataset)
     method = manifest["method"]["name"]
     body = [
         f"<h1>iclselect report: {_e(method)} on {_e(manifest['input']['path'])}</h1>",
+        *(f'<p class="warn"><b>Warning:</b> {_e(w)}</p>' for w in manifest.get("warnings", [])),
         _summary(manifest),
-        _scores(table, method, manifest["cut"]),
+        _scores(table, method, manifest["cut"], higher_first(schema)),
         _map(table, texts),
         _samples(table, texts, text_note, references),
         _duplicates(table, texts),
@@ -169,16 +172,19 @@ def _summary(manifest: dict) -> str:
     )
 
 
-def _scores(table: pd.DataFrame, method: str, cut: dict[str, Any]) -> str:
+def _scores(table: pd.DataFrame, method: str, cut: dict[str, Any], high_first: bool) -> str:
     scored = table[table["rank"].notna()]
     selected = scored.selected.to_numpy(bool)
     values = scored.score.to_numpy(float)
-    lowest = float(values[selected].min()) if selected.any() else None
+    kept = values[selected]
+    line = (float(kept.min()) if high_first else float(kept.max())) if selected.any() else None
+    worst, beyond = ("lowest", "above") if high_first else ("highest", "below")
+    order = "" if high_first else " Lower scores were kept first (the method's order option)."
     parts = [
         "<h2>Scores</h2>",
-        f"<p>A high {_e(method)} score {_e(get(method).high_score)}</p>",
-        f"<p>{len(scored):,} rows ranked; kept rows in orange; the dashed line is the lowest "
-        "kept score. Rows above it that were not kept were near-duplicates of kept rows.</p>",
+        f"<p>A high {_e(method)} score {_e(get(method).high_score)}{order}</p>",
+        f"<p>{len(scored):,} rows ranked; kept rows in orange; the dashed line is the {worst} "
+        f"kept score. Rows {beyond} it that were not kept were near-duplicates of kept rows.</p>",
     ]
     ties = cut["near_ties"]
     if ties:
@@ -189,7 +195,7 @@ def _scores(table: pd.DataFrame, method: str, cut: dict[str, Any]) -> str:
             f"kept score, {cut['last_kept_score']:.6g}: between them, input order, not the "
             "score, decided what was kept.</p>"
         )
-    parts.append(_img(plots.score_histogram(values, selected, lowest, method)))
+    parts.append(_img(plots.score_histogram(values, selected, line, method)))
     numeric = {
         name: pd.to_numeric(scored[name], errors="coerce").to_numpy(float)
         for name in scored.columns
