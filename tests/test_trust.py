@@ -16,9 +16,7 @@ from conftest import cli, shortest, write_json
 
 import iclselect
 from iclselect import pipeline
-from iclselect.methods.icon_classifier import MIN_HELD_OUT, distrust
 from iclselect.selectors import Budget, select
-from iclselect.words import counted
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +173,8 @@ def report(auc, held_out=20, spearman=0.1, exact=100, **more):
 
 
 def test_a_selector_at_or_below_chance_or_unjudged_is_distrusted():
+    from iclselect.methods.icon_classifier import MIN_HELD_OUT, distrust
+
     assert distrust(report(0.8)) is None
     assert distrust(report(0.51)) is None
     assert "held-out AUC 0.50, Spearman +0.10 is at or below chance" in distrust(report(0.5))
@@ -238,6 +238,32 @@ def test_icon_with_a_trusted_doubtful_selector_warns_on_the_terminal_and_in_the_
     assert "<b>Warning:</b> icon: the embedding selector ranked the 10 rows" in page
 
 
+def test_icon_refuses_a_selector_at_chance_after_scoring_in_one_line(
+    tmp_path, twenty, short_assessment, monkeypatch
+):
+    """The trial's case: held-out AUC 0.0 and Spearman -1.0 (the agreement stubbed, so that
+    twenty rows make it; two held-out rows are let count as enough to judge)."""
+    from iclselect.methods import icon_classifier
+
+    monkeypatch.setattr(icon_classifier, "MIN_HELD_OUT", 2)
+    agreement = {"held_out_auc": 0.0, "held_out_spearman": -1.0}
+    monkeypatch.setattr(icon_classifier, "_agreement", lambda *args: agreement)
+    out = tmp_path / "icon"
+    result = cli(
+        "run", str(twenty), "-m", "icon", "-s", "exact=10", "-s", "label_fraction=0.5",
+        "-s", f"assessment={short_assessment}", "-o", str(out), "-q",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        "error: icon: the embedding selector will not rank the 10 rows without an exact score: "
+        "its held-out AUC 0.00, Spearman -1.00 is at or below chance (0.5). Raise icon.exact, "
+        "set icon.selector=none to rank the exactly scored rows alone, or "
+        "icon.trust_selector=true to rank every row anyway (the exact scores are in the store: "
+        "a rerun recomputes nothing)\n"
+    )
+    assert not (out / "manifest.json").exists()
+
+
 # 12. The API's errors name the API.
 
 
@@ -261,6 +287,8 @@ def test_a_second_write_names_overwrite_true_and_score_refuses_a_budget(tmp_path
 
 
 def test_counts_agree_with_their_nouns(tmp_path, demo_rows):
+    from iclselect.words import counted
+
     assert [counted(1, "row"), counted(2, "row"), counted(0, "exact duplicate")] == [
         "1 row", "2 rows", "0 exact duplicates",
     ]  # fmt: skip

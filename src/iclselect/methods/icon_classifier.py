@@ -141,9 +141,12 @@ def _agreement(predicted: np.ndarray, labels: np.ndarray, values: np.ndarray) ->
     from sklearn.metrics import roc_auc_score
 
     both = labels.min() != labels.max()
+    # A constant prediction (or significance) has no rank correlation: None, not a NaN that
+    # scipy warns about and JSON cannot hold.
+    varies = np.ptp(predicted) > 0 and np.ptp(values) > 0
     return {
         "held_out_auc": float(roc_auc_score(labels, predicted)) if both else None,
-        "held_out_spearman": float(spearmanr(predicted, values).statistic),
+        "held_out_spearman": float(spearmanr(predicted, values).statistic) if varies else None,
     }
 
 
