@@ -60,7 +60,7 @@ def test_yaml_config_with_command_line_overrides(tmp_path, pool):
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["kept"] == 5  # the command line wins
-    assert manifest["method"] == {"name": "random", "params": {"seed": 3}}
+    assert manifest["method"] == {"name": "random", "params": {"seed": 3}, "higher_first": True}
     result = cli("run", "-c", str(config), "-o", str(tmp_path / "b"), "-s", "seed=4")
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["kept"] == 2 and manifest["method"]["params"] == {"seed": 4}
@@ -122,24 +122,29 @@ def test_every_setting_is_a_run_option_a_config_key_and_an_api_keyword():
     assert set(KEYS) == set(FIELDS)
     command = get_command(app).commands["run"]  # type: ignore[attr-defined]
     by_name = {p.name: p for p in command.params}
-    args: list[str] = []
-    expected = {}
-    for name in FIELDS:
-        assert name in by_name, f"RunConfig.{name} is no option of iclselect run"
-        value, text = _non_default(name)
-        expected[name] = value
-        param = by_name[name]
-        if name == "data":
-            args.append(text)
-        elif text is None:  # a switch: --name, or --no-name to turn a default on off
-            args.append(param.opts[0] if value else param.secondary_opts[0])
-        else:
-            args += [param.opts[0], text]
-    ctx = command.make_context("run", args)
-    from_cli = run_settings(given_settings(ctx))
-    assert {name: getattr(from_cli, name) for name in FIELDS} == expected
-    from_api = config_for("score", expected)
-    assert {name: getattr(from_api, name) for name in FIELDS} == expected
+    budgets = ("fraction", "count", "threshold")  # one at a time: two are refused
+    for budget in budgets:
+        args: list[str] = []
+        expected = {}
+        for name in FIELDS:
+            assert name in by_name, f"RunConfig.{name} is no option of iclselect run"
+            if name in budgets and name != budget:
+                expected[name] = None
+                continue
+            value, text = _non_default(name)
+            expected[name] = value
+            param = by_name[name]
+            if name == "data":
+                args.append(text)
+            elif text is None:  # a switch: --name, or --no-name to turn a default on off
+                args.append(param.opts[0] if value else param.secondary_opts[0])
+            else:
+                args += [param.opts[0], text]
+        ctx = command.make_context("run", args)
+        from_cli = run_settings(given_settings(ctx))
+        assert {name: getattr(from_cli, name) for name in FIELDS} == expected
+        from_api = config_for("score", expected)
+        assert {name: getattr(from_api, name) for name in FIELDS} == expected
 
 
 def test_api_unknown_keyword_names_the_nearest_field():

@@ -203,7 +203,8 @@ def test_perplexity_is_exp_of_the_loss():
     high, fake = run("perplexity", p)
     low, _ = run("perplexity", p, order="low")
     expected = [math.exp(fake.loss(conditioned(s))) for s in p.samples]
-    assert high.score.tolist() == pytest.approx(expected) and (low.score == -high.score).all()
+    assert high.score.tolist() == pytest.approx(expected) and (low.score == high.score).all()
+    assert high.higher_first and not low.higher_first  # the order, never a negated score
 
 
 def test_a_compare_asks_each_distinct_request_once():
@@ -275,7 +276,8 @@ def test_icon_auto_selector_is_lora_only_where_it_is_practical(tmp_path, answere
     path = write_json(tmp_path / "assessment.json", rows)
     p, fake = pool(30), answerer()
     method = get("icon")
-    scores = drive(method, p, method.configure({"assessment": str(path), "exact": 20}), fake)
+    options = {"assessment": str(path), "exact": 20, "trust_selector": True}
+    scores = drive(method, p, method.configure(options), fake)
     assert scores.params["selector_report"]["kind"] == kind
     if kind == "lora":
         assert [len(job.score_texts) for job in fake.jobs][-1] == len(p)
@@ -299,3 +301,47 @@ def test_min_tokens_leaves_short_responses_unranked_and_nothing_else(name):
             assert short.score[i] == plain.score[i] or (
                 math.isnan(short.score[i]) and math.isnan(plain.score[i])
             )
+
+
+class Oracle(Gpu):
+    """A selector that answers with each candidate's exact significance (`sign` -1: its
+    opposite), read from a run that scored every candidate exactly."""
+
+    def __init__(self, significance: dict[str, float], sign: float) -> None:
+        super().__init__()
+        self.significance, self.sign = significance, sign
+
+    def fit_classifier(self, job: FitClassifier) -> np.ndarray:
+        return np.array([self.sign * self.significance[t] for t in job.score_texts])
+
+
+@pytest.mark.parametrize(("sign", "trust"), [(1.0, False), (-1.0, False), (-1.0, True)])
+def test_icon_ranks_with_a_selector_only_above_chance_unless_insisted(tmp_path, sign, trust):
+    """Held-out agreement from the selector's own outputs: a perfect selector (AUC 1) ranks
+    the pool; its mirror image (AUC 0) is refused, or with trust_selector ranks with a warning."""
+    from conftest import write_json
+
+    from iclselect.methods.icon_classifier import text
+
+    rows = [{"instruction": f"assess {k}", "input": "", "output": f"reply {k}"} for k in range(2)]
+    path = write_json(tmp_path / "assessment.json", rows)
+    p = pool(60)
+    exact, _ = run("icon", p, assessment=str(path), selector="none")
+    significance = {text(s): exact.score[i] for i, s in enumerate(p.samples)}
+    options = {"assessment": str(path), "exact": 50, "selector": "lora", "label_fraction": 0.4}
+    options["trust_selector"] = trust
+    method = get("icon")
+    scores = drive(method, p, method.configure(options), Oracle(significance, sign))
+    report = scores.params["selector_report"]
+    assert report["held_out"] == 10 and report["held_out_auc"] == (1.0 if sign > 0 else 0.0)
+    assert report["trusted"] is (sign > 0)
+    if sign > 0:
+        assert scores.refusal is None and scores.warnings == []
+    elif trust:
+        assert scores.refusal is None and len(scores.warnings) == 1
+        assert "held-out AUC 0.00, Spearman -1.00 is at or below chance" in scores.warnings[0]
+    else:
+        assert scores.warnings == [] and scores.refusal.startswith(
+            "icon: the lora selector will not rank the 10 rows without an exact score: its "
+            "held-out AUC 0.00, Spearman -1.00 is at or below chance (0.5)."
+        )

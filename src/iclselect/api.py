@@ -36,7 +36,7 @@ from iclselect.pipeline import (
 from iclselect.pipeline import score as score_prepared
 from iclselect.runconfig import FIELDS, RunConfig, build, help_text
 from iclselect.rundir import check_out
-from iclselect.selectors import Budget
+from iclselect.selectors import Budget, check_tau
 
 if TYPE_CHECKING:
     import datasets
@@ -125,6 +125,7 @@ class Subset:
         `iclselect run` does; with add_scores also subset_scored/, the kept rows with their
         scores as a datasets dataset. An earlier run in `out` is replaced only with
         `overwrite` (its own outputs; other files are left alone)."""
+        check_out(Path(out), overwrite, api=True)
         scored = self.scores.scored
         if add_scores is not None:
             scored = replace(scored, config=replace(scored.config, add_scores=add_scores))
@@ -155,6 +156,12 @@ def score(data: Any, method: str = "wici", **settings: Any) -> Scores:
     Answers are kept in `store` (default: one store in the iclselect cache directory), so
     scoring the same data again, by any method that asks the same questions, is free.
     """
+    budget = [key for key in ("fraction", "count", "threshold") if key in settings]
+    if budget:
+        raise TypeError(
+            f"score() got {budget[0]}=, a budget, which select() takes: "
+            f"iclselect.select(scores, {budget[0]}=...)"
+        )
     settings.setdefault("out", "")
     if settings.get("store") is None:
         settings["store"] = cache_dir() / "store.sqlite"
@@ -178,9 +185,13 @@ def select(
     tau: float | None = None,
 ) -> Subset:
     """Keep the best rows: one of `fraction`, `count` or `threshold` (none: the method paper's
-    headline fraction). `tau`: skip a row whose cosine similarity to a kept row is >= tau
+    headline fraction). A threshold applies to the score as the table shows it: rows scoring at
+    least it are kept, or at most it where the lowest scores come first (perplexity order=low,
+    length order=short). `tau`: skip a row whose cosine similarity to a kept row is >= tau
     (default: the method's own rule, 0.9 for wICI, off for the others)."""
     scored = scores.scored
+    if tau is not None:
+        check_tau(tau, "tau=")
     given = fraction is not None or count is not None or threshold is not None
     budget = (
         Budget(fraction, count, threshold, api=True)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from iclselect.words import counted
+
 if TYPE_CHECKING:
     from iclselect.pipeline import RunResult
 
@@ -64,21 +66,23 @@ def _os_error(error: OSError) -> str:
 
 def summary(result: RunResult) -> str:
     """What a user wants to see first: what was kept, why the rest was not, where it all is."""
-    lines = [f"kept {result.kept} of {result.rows} rows"]
+    lines = [f"kept {result.kept} of {counted(result.rows, 'row')}"]
     if result.warning:
         lines.append(f"  warning: {result.warning}")
     lines += [f"  dropped, {reason}: {n}" for reason, n in result.dropped_by_reason.items()]
-    lines.append(f"  best kept (rank, row, {result.method} score, instruction):")
-    for rank, row, score, instruction in result.best:
-        preview = " ".join(instruction.split())
-        preview = preview if len(preview) <= 60 else preview[:57] + "..."
-        lines.append(f"    {rank:>4}  row {row:<6} {score:+.4f}  {preview}")
+    if result.best:
+        lines.append(f"  best kept (rank, row, {result.method} score, instruction):")
+        scores = _scores_shown([score for _, _, score, _ in result.best])
+        for (rank, row, _, instruction), score in zip(result.best, scores, strict=True):
+            preview = " ".join(instruction.split())
+            preview = preview if len(preview) <= 60 else preview[:57] + "..."
+            lines.append(f"    {rank:>4}  row {row:<6} {score}  {preview}")
     if result.near_ties:
         ties = result.near_ties
         shown = ", ".join(map(str, ties[:5])) + (", ..." if len(ties) > 5 else "")
         lines.append(
-            f"  near ties at the cut: {len(ties)} rows left out (rows {shown}) score within "
-            "1e-6 of the last kept row; input order, not the score, decided between them"
+            f"  near ties at the cut: {counted(len(ties), 'row')} left out (rows {shown}) score "
+            "within 1e-6 of the last kept row; input order, not the score, decided between them"
         )
     lines += [
         f"  subset:   {result.subset}",
@@ -91,6 +95,15 @@ def summary(result: RunResult) -> str:
         if path.name == "report.html"
     ]
     return "\n".join(lines)
+
+
+def _scores_shown(scores: list[float]) -> list[str]:
+    """Scores as one right-aligned column: whole numbers (a length, a pick order) as integers,
+    the rest with 4 decimals and a sign."""
+    whole = all(float(score).is_integer() for score in scores)
+    texts = [f"{score:.0f}" if whole else f"{score:+.4f}" for score in scores]
+    width = max(map(len, texts), default=0)
+    return [text.rjust(width) for text in texts]
 
 
 class _Stderr(logging.Handler):

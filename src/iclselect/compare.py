@@ -89,7 +89,7 @@ def agreement(results: list[RunResult]) -> tuple[np.ndarray, np.ndarray]:
     spearman, overlap = np.eye(k), np.eye(k)
     for a in range(k):
         for b in range(a + 1, k):
-            x, y = results[a].scores_data.score, results[b].scores_data.score
+            x, y = results[a].scores_data.ranking_key(), results[b].scores_data.ranking_key()
             both = np.isfinite(x) & np.isfinite(y)
             rho = spearmanr(x[both], y[both]).statistic if both.sum() > 2 else math.nan
             kept_a, kept_b = set(results[a].selection.selected), set(results[b].selection.selected)

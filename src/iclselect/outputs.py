@@ -93,7 +93,19 @@ def scores_table(
     table = pa.table({
         name: pa.array(values, type=BASE.get(name)) for name, values in columns.items()
     })  # fmt: skip
+    order = b"true" if scores.higher_first else b"false"
+    table = table.replace_schema_metadata({HIGHER_FIRST: order})
     return with_row_columns(table, scores.row_columns)
+
+
+# Schema metadata key of a scores table: b"true" where the highest scores were kept first,
+# b"false" where the lowest were (perplexity order=low, length order=short).
+HIGHER_FIRST = b"iclselect.higher_first"
+
+
+def higher_first(schema: pa.Schema) -> bool:
+    """Whether the scores of a scores table with `schema` are kept highest first."""
+    return (schema.metadata or {}).get(HIGHER_FIRST, b"true") == b"true"
 
 
 # Field metadata key of a column whose values are source rows (one, or a list, per row); its
@@ -171,7 +183,9 @@ def write_scores(path: Path, table: pa.Table) -> None:
     """scores.parquet, with pandas metadata that makes pd.read_parquet give the same dtypes as
     to_pandas (Int64 for integer columns)."""
     pandas_schema = pa.Schema.from_pandas(to_pandas(table.slice(0, 0)), preserve_index=False)
-    table = table.replace_schema_metadata(pandas_schema.metadata)
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), **pandas_schema.metadata}
+    )
     replace_file(path, lambda temp: pq.write_table(table, temp))
 
 
@@ -222,7 +236,12 @@ def manifest(
             "response fills the window) is not ranked",
         },
         "cut": cut,
-        "method": {"name": scores.method, "params": scores.params},
+        "method": {
+            "name": scores.method,
+            "params": scores.params,
+            "higher_first": scores.higher_first,
+        },
+        "warnings": scores.warnings,
         "model": model_id,
         "template": template,
         "dtype": dtype,  # the one the model ran in (config.dtype may say auto)

@@ -45,6 +45,7 @@ from iclselect.runconfig import RunConfig
 from iclselect.rundir import staged
 from iclselect.runner import EngineAnswerer
 from iclselect.selectors import NEAR_TIE, Budget, Selection, select
+from iclselect.words import counted
 
 # Progress and notices; the CLI prints them to stderr as "[iclselect] ...", and a library user
 # sees only warnings unless they configure logging (logging.basicConfig(level=logging.INFO)).
@@ -129,14 +130,14 @@ def prepare(
     if len(samples) < 2:
         raise InputError(
             str(dataset.path),
-            f"{len(samples)} valid row{'' if len(samples) == 1 else 's'}: selection needs 2 "
-            "or more",
+            f"{counted(len(samples), 'valid row')}: selection needs 2 or more",
         )
     duplicates = len(samples) - len({s.id for s in samples})
     log.info(
-        f"read {dataset.n_rows} rows ({dataset.schema}, {dataset.container}) from {dataset.path}"
-        + (f"; {len(dataset.invalid)} invalid rows skipped" if dataset.invalid else "")
-        + (f"; {duplicates} exact duplicates (see duplicate_of)" if duplicates else "")
+        f"read {counted(dataset.n_rows, 'row')} ({dataset.schema}, {dataset.container}) from "
+        f"{dataset.path}"
+        + (f"; {counted(len(dataset.invalid), 'invalid row')} skipped" if dataset.invalid else "")
+        + (f"; {counted(duplicates, 'exact duplicate')} (see duplicate_of)" if duplicates else "")
     )
     if dataset.unused_columns:
         log.warning(
@@ -271,6 +272,10 @@ def score_together(
     for (method, _), (scores, seconds), answerer in zip(
         methods, all_scores, answerers, strict=True
     ):
+        if scores.refusal:
+            raise ValueError(scores.refusal)
+        for warning in scores.warnings:
+            log.warning(f"warning: {warning}")
         stats: dict[str, int] = {}
         if engine and fits is not None:
             scores = overlong.apply(scores, fits, engine.max_length)
@@ -318,7 +323,9 @@ def choose(scored: Scored, budget: Budget, tau: float | None = None) -> Choice:
     scores, pool = scored.scores, scored.pool
     ids = [sample.id for sample in pool.samples]
     with stages.stage("select (near-duplicates)"):
-        selection = select(scores.score, budget, scores.excluded, pool.full_vectors, tau, ids)
+        selection = select(
+            scores.score, budget, scores.excluded, pool.full_vectors, tau, ids, scores.higher_first
+        )
     return Choice(selection, budget, tau)
 
 
@@ -382,7 +389,7 @@ def write(
             with stages.stage("report"):
                 write_report(stage, dataset)
     files = [out / path.name for path in [*files, Path("manifest.json")]]
-    log.info(f"{method.name}: kept {content['kept']} of {dataset.n_rows} rows")
+    log.info(f"{method.name}: kept {content['kept']} of {counted(dataset.n_rows, 'row')}")
     best = [
         (selection.rank[i], samples[i].row, float(scores.score[i]), samples[i].instruction_text)
         for i in selection.selected[:5]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iclselect.selectors import Budget
+from iclselect.selectors import Budget, check_tau
 
 if TYPE_CHECKING:
     from iclselect.methods.registry import Method
@@ -97,7 +98,7 @@ def _tau_help() -> str:
     with_tau = [f"{m.tau:g} for {m.name}" for m in METHODS.values() if m.tau is not None]
     return (
         "Near-duplicate threshold: a row is skipped if its cosine similarity to an already "
-        "kept row is >= tau (1.0 or more turns it off). Default: the method's paper "
+        "kept row is >= tau (above 0; 1.0 or more turns it off). Default: the method's paper "
         f"({', '.join(with_tau) or 'none has one'}, off for the others)."
     )
 
@@ -204,7 +205,13 @@ class RunConfig:
     )
     fraction: float | None = setting(None, _fraction_help, group=BUDGET, show_default=False)
     count: int | None = setting(None, "Keep this many rows.", group=BUDGET)
-    threshold: float | None = setting(None, "Keep every row scoring at least this.", group=BUDGET)
+    threshold: float | None = setting(
+        None,
+        "Keep every row whose score, as scores.parquet shows it, is at least this; at most "
+        "this for a method that keeps low scores first (perplexity order=low, length "
+        "order=short).",
+        group=BUDGET,
+    )
     # Near-duplicate threshold (cosine of instruction+response embeddings); None: the method's
     # own (0.9 for wICI, whose paper has the diversity step; off for the others).
     tau: float | None = setting(None, _tau_help, group=BUDGET, show_default=False)
@@ -261,12 +268,31 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise ValueError(
-                f"--executor must be one of {', '.join(EXECUTORS)}; got {self.executor!r}"
-            )
-        if self.workers < 1:
-            raise ValueError(f"--workers must be at least 1; got {self.workers}")
+        """Every setting's value is checked here, when the config is made: a bad one fails
+        before any data is read or model loaded, never after the scoring (the machine's own
+        limits, CUDA and optional packages, are iclselect.preflight's)."""
+        for name, spec in FIELDS.items():
+            choices = spec.metadata["choices"]
+            value = getattr(self, name)
+            if (
+                choices
+                and value not in choices
+                and not (name == "device" and _gpu_by_number(value))
+            ):
+                numbered = " or cuda:N" if name == "device" else ""
+                raise ValueError(
+                    f"{_flag(name)} must be one of {', '.join(choices)}{numbered}; got {value!r}"
+                )
+        for name, least in (("workers", 1), ("max_length", 1), ("max_batch_tokens", 1)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise ValueError(f"{_flag(name)} must be at least {least}; got {value}")
+        if self.gpus_per_worker < 0:
+            raise ValueError(f"--gpus-per-worker must be 0 or more; got {self.gpus_per_worker}")
+        if self.tau is not None:
+            check_tau(self.tau)
+        if self.fraction is not None or self.count is not None or self.threshold is not None:
+            Budget(self.fraction, self.count, self.threshold)
 
     def budget(self, method: Method | None = None) -> Budget:
         """The budget given, or else the method's paper's headline fraction (compare passes no
@@ -308,6 +334,17 @@ class RunConfig:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def _gpu_by_number(device: str) -> bool:
+    """cuda:0, cuda:1, ...: a GPU by number, beyond the choices --help lists."""
+    return re.fullmatch(r"cuda:\d+", device) is not None
+
+
+def _flag(name: str) -> str:
+    """The command-line name of setting `name` (--max-length)."""
+    flags = FIELDS[name].metadata["flags"]
+    return flags[0] if flags else "--" + name.replace("_", "-")
 
 
 def help_text(name: str) -> str:

@@ -29,24 +29,27 @@ _OWN = re.compile(
 )
 
 
-def check_out(out: Path, overwrite: bool) -> None:
+def check_out(out: Path, overwrite: bool, api: bool = False) -> None:
     """Raise ValueError (one line, what to do) unless `out` can take a run's outputs: it is
     new, empty of run outputs, the leftovers of a run killed while publishing, or, with
-    `overwrite`, a finished run."""
+    `overwrite`, a finished run. The error names the settings as the caller wrote them:
+    --out and --overwrite on the command line, out and overwrite=True in Python (`api`)."""
+    where, replace = ("out", "overwrite=True") if api else ("--out", "--overwrite")
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: is a file; --out names a directory")
+        raise ValueError(f"{where} {out}: is a file; {where} names a directory")
     if not out.is_dir():
         return
     manifest = out / MANIFEST
     if manifest.exists():
         if not _is_run_manifest(manifest):
             raise ValueError(
-                f"--out {out}: holds a manifest.json iclselect did not write; choose another --out"
+                f"{where} {out}: holds a manifest.json iclselect did not write; choose another "
+                f"{where}"
             )
         if not overwrite:
             raise ValueError(
-                f"--out {out}: holds an earlier iclselect run (manifest.json); pass --overwrite "
-                "to replace its outputs, or choose another --out"
+                f"{where} {out}: holds an earlier iclselect run (manifest.json); pass {replace} "
+                f"to replace its outputs, or choose another {where}"
             )
         return
     if (out / _MARKER).exists():
@@ -54,8 +57,8 @@ def check_out(out: Path, overwrite: bool) -> None:
     foreign = sorted(path.name for path in out.iterdir() if _OWN.fullmatch(path.name))
     if foreign:
         raise ValueError(
-            f"--out {out}: holds {', '.join(foreign)} but no manifest.json of an iclselect run; "
-            "move them away or choose another --out"
+            f"{where} {out}: holds {', '.join(foreign)} but no manifest.json of an iclselect "
+            f"run; move them away or choose another {where}"
         )
 
 

@@ -14,6 +14,8 @@ from typing import Literal
 
 import numpy as np
 
+from iclselect.words import counted
+
 Reason = Literal[
     "selected", "below_budget", "below_threshold", "near_duplicate", "duplicate", "too_long",
     "prefiltered", "not_scored", "invalid",
@@ -23,7 +25,8 @@ Reason = Literal[
 REASONS: dict[str, str] = {
     "selected": "kept",
     "below_budget": "scored, but ranked below the budget's cut (see rank)",
-    "below_threshold": "scored below the threshold",
+    "below_threshold": "its score is short of the threshold (below it; above it where lower "
+    "scores are kept first)",
     "near_duplicate": "too similar to a kept row (near_duplicate_of, similarity >= tau)",
     "duplicate": "identical to an earlier row (duplicate_of); only the first copy can be kept",
     "too_long": "its response leaves no room in the window for any of its own context",
@@ -47,7 +50,8 @@ class Excluded:
 
 @dataclass(frozen=True)
 class Budget:
-    """Exactly one of: a fraction of the scored samples, a count, or a score threshold."""
+    """Exactly one of: a fraction of the scored samples, a count, or a score threshold (the
+    score as shown: kept at or above it, or at or below it where lower scores come first)."""
 
     fraction: float | None = None
     count: int | None = None
@@ -69,6 +73,8 @@ class Budget:
             raise ValueError(f"{name('fraction')} must be in (0, 1], got {self.fraction}")
         if self.count is not None and self.count < 1:
             raise ValueError(f"{name('count')} must be at least 1, got {self.count}")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise ValueError(f"{name('threshold')} must be a finite number, got {self.threshold}")
 
     def size(self, n: int) -> int:
         """Most samples to keep out of n candidates (a threshold has no size cap)."""
@@ -77,6 +83,16 @@ class Budget:
         if self.fraction is not None:
             return min(n, max(1, round(self.fraction * n)))
         return n
+
+
+def check_tau(tau: float, name: str = "--tau") -> None:
+    """Refuse a near-duplicate threshold that is no cosine similarity worth having (0 or less:
+    every row would be a near-duplicate of the first kept; NaN)."""
+    if not (math.isfinite(tau) and tau > 0):
+        raise ValueError(
+            f"{name} must be a number above 0 (a cosine similarity; 1 or more turns the "
+            f"near-duplicate step off); got {tau}"
+        )
 
 
 @dataclass(frozen=True)
@@ -142,9 +158,10 @@ class Selection:
     def warning(self) -> str | None:
         """A budget that selects nothing, or everything it could, selects nothing in effect."""
         if not self.selected:
-            return f"the budget keeps 0 of the {self.ranked} ranked rows"
+            return f"the budget keeps 0 of the {counted(self.ranked, 'ranked row')}"
         if len(self.selected) == self.ranked:
-            return f"the budget keeps all {self.ranked} ranked rows: none is left out for its score"
+            every = "the 1 ranked row" if self.ranked == 1 else f"all {self.ranked} ranked rows"
+            return f"the budget keeps {every}: none is left out for its score"
         return None
 
 
@@ -165,11 +182,13 @@ def select(
     vectors: np.ndarray | None = None,
     tau: float | None = None,
     ids: Sequence[str] | None = None,
+    higher_first: bool = True,
 ) -> Selection:
-    """Greedy by score, highest first. With `ids`, only the first copy of identical samples is
-    a candidate; later copies are `duplicate` and take no budget. With `vectors` (unit norm)
-    and `tau`, a candidate is accepted only if its cosine similarity to every accepted sample
-    is below tau."""
+    """Greedy by score, highest first (lowest first unless `higher_first`; a threshold then
+    keeps scores at or below it). With `ids`, only the first copy of identical samples is a
+    candidate; later copies are `duplicate` and take no budget. With `vectors` (unit norm) and
+    `tau`, a candidate is accepted only if its cosine similarity to every accepted sample is
+    below tau."""
     n = len(score)
     duplicate_of = first_copies(ids) if ids is not None else [None] * n
     decisions = [Decision("not_scored")] * n
@@ -183,17 +202,19 @@ def select(
         for i in range(n)
         if i not in excluded and duplicate_of[i] is None and not math.isnan(score[i])
     ]
+    sign = 1.0 if higher_first else -1.0
     # Ties broken by sample order so that a rerun selects the same rows.
-    order = sorted(scored, key=lambda i: (-score[i], i))
+    order = sorted(scored, key=lambda i: (-sign * score[i], i))
     limit = budget.size(len(order))
     accepted: list[int] = []
     for rank, i in enumerate(order, start=1):
         if len(accepted) >= limit:
             decisions[i] = Decision("below_budget", rank)
             continue
-        if budget.threshold is not None and score[i] < budget.threshold:
+        if budget.threshold is not None and sign * score[i] < sign * budget.threshold:
+            lower = "" if higher_first else " (lower scores first: kept at or below it)"
             decisions[i] = Decision(
-                "below_threshold", rank, detail=f"threshold {budget.threshold:g}"
+                "below_threshold", rank, detail=f"threshold {budget.threshold:g}{lower}"
             )
             continue
         if vectors is not None and tau is not None and accepted:

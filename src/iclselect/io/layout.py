@@ -26,13 +26,15 @@ class Layout:
 
     def join(self, rows: Iterable[int]) -> bytes:
         """The file holding only `rows` (sorted, unique). Each row keeps the separator that
-        preceded it, except the first, whose place the head takes."""
+        preceded it, except the first, whose place the head takes. With no rows, the tail's
+        leading whitespace, which ended the last row, goes too: an empty JSON Lines subset is
+        an empty file, not a blank line."""
         pieces = [self.head]
         for n, k in enumerate(rows):
             if n:
                 pieces.append(self.seps[k])
             pieces.append(self.raws[k])
-        pieces.append(self.tail)
+        pieces.append(self.tail if len(pieces) > 1 else self.tail.lstrip())
         return b"".join(pieces)
 
 

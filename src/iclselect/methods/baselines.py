@@ -1,7 +1,8 @@
 """The simple baselines users compare ICL methods against at equal budget (METHODS.md):
-response perplexity, response length, seeded random, and embedding diversity. Each scores so
-that "highest first" is its selection rule; perplexity asks the same L(y|x) requests as the
-other model methods, the rest use the samples or their embeddings."""
+response perplexity, response length, seeded random, and embedding diversity. A score is the
+value itself (a perplexity, a length in characters); perplexity order=low and length
+order=short keep the lowest first (MethodScores.higher_first). Perplexity asks the same L(y|x)
+requests as the other model methods, the rest use the samples or their embeddings."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class PerplexityConfig:
     "perplexity",
     "response perplexity PPL(y|x), highest first",
     "1",
-    "means the model finds the response hard to predict (with order=low: easy).",
+    "means the model finds the response hard to predict (order=low keeps the lowest first).",
     PerplexityConfig,
     embeddings=False,
 )
@@ -43,7 +44,7 @@ def perplexity(pool: Pool, config: PerplexityConfig) -> Rounds:
     results = [answers[r] for r in requests]
     ppl = np.array([a.perplexity for a in results])
     excluded = too_short([a.n_tokens for a in results], config.min_tokens)
-    score = ppl.copy() if config.order == "high" else -ppl
+    score = ppl.copy()
     score[list(excluded)] = np.nan
     return MethodScores(
         method="perplexity",
@@ -51,6 +52,7 @@ def perplexity(pool: Pool, config: PerplexityConfig) -> Rounds:
         components={"perplexity": ppl.tolist(), "loss": [a.loss for a in results]},
         excluded=excluded,
         params=asdict(config),
+        higher_first=config.order == "high",
     )
 
 
@@ -63,7 +65,7 @@ class LengthConfig:
     "length",
     "response length in characters, longest first",
     "0 (no model)",
-    "means a long response (with order=short: a short one).",
+    "means a long response (order=short keeps the shortest first).",
     LengthConfig,
     embeddings=False,
 )
@@ -72,9 +74,10 @@ def length(pool: Pool, config: LengthConfig) -> MethodScores:
     chars = np.array([len(s.response) for s in pool.samples], dtype=np.float64)
     return MethodScores(
         method="length",
-        score=chars if config.order == "long" else -chars,
+        score=chars,
         components={"response_chars": chars.astype(int).tolist()},
         params=asdict(config),
+        higher_first=config.order == "long",
     )
 
 

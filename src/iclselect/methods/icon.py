@@ -15,7 +15,9 @@ the top `label_fraction` of those are labelled positive, a classifier learns the
 whole pool in one pass, and the pool is ranked by its probability. The default classifier is a
 logistic regression on the instruction+response embeddings (cheap on CPU); `selector=lora`
 fine-tunes a LoRA classifier on the scoring model as the paper does (needs peft). Its held-out
-agreement with the exact scores is reported in the manifest.
+agreement with the exact scores is reported in the manifest; a selector at or below chance, or
+with too few held-out candidates to judge, ranks nothing unless icon.trust_selector is set
+(icon_classifier.distrust).
 
 Options where the paper and its code differ: significance "mean" (paper) or "code"
 (2 / (1 + exp(-50 x)) - 1, +-1 beyond |x| > 0.5). Cost: 2 |D_a| requests per exactly scored
@@ -29,6 +31,7 @@ import math
 import re
 import string
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -36,7 +39,12 @@ import numpy as np
 from iclselect.lm import reference
 from iclselect.lm.requests import LogprobRequest
 from iclselect.methods.assessment import load_assessment
-from iclselect.methods.icon_classifier import train_classifier
+from iclselect.methods.icon_classifier import (
+    MIN_EXACT,
+    distrust,
+    too_few_to_judge,
+    train_classifier,
+)
 from iclselect.methods.ifd import conditioned
 from iclselect.methods.method import register
 from iclselect.methods.options import option
@@ -79,12 +87,21 @@ class IconConfig:
         "candidate: one per candidate for every row (cheaper: its demo is computed once)",
     )
     seed: int = option(42, "seed of the random subsets and the random-text control")
+    trust_selector: bool = option(
+        False,
+        "let a selector rank the rows without an exact score even when its held-out agreement "
+        "is at or below chance or too small to judge (default: refuse; see METHODS.md)",
+    )
 
     def __post_init__(self) -> None:
         if self.exact < 1 or self.assessment_size < 0:
             raise ValueError("icon.exact must be >= 1 and icon.assessment_size >= 0")
         if not 0 < self.label_fraction < 1:
             raise ValueError("icon.label_fraction must be in (0, 1)")
+        if self.lora_epochs < 1 or self.lora_max_tokens < 1:
+            raise ValueError("icon.lora_epochs and icon.lora_max_tokens must be at least 1")
+        if self.assessment is not None and not Path(self.assessment).exists():
+            raise ValueError(f"icon.assessment {self.assessment}: no such file or directory")
 
 
 @dataclass
@@ -193,6 +210,9 @@ def aggregates(influence: np.ndarray, significance: str = "mean") -> dict[str, f
 def rounds(pool: Pool, config: IconConfig) -> Rounds:
     n = len(pool)
     setup = _setup(pool, config)
+    ranks_unscored = config.selector != "none" and len(setup.exact) < n
+    if ranks_unscored:
+        _check_selector_size(len(setup.exact), n, config)
     m = len(setup.assessment)
     alone = [conditioned(s, style=pool.style("rico")) for s in setup.assessment]
     pairs = _requests(pool, setup, config)
@@ -225,11 +245,13 @@ def rounds(pool: Pool, config: IconConfig) -> Rounds:
         "exact_rows": len(setup.exact),
     }
     selector = config.selector
-    if selector == "auto" and len(setup.exact) >= n:
+    if not ranks_unscored:
         selector = "none"
     elif selector == "auto":
         selector = "lora" if (yield CanFitClassifier()) else "embedding"
     excluded: dict[int, Excluded] = {}
+    warnings: list[str] = []
+    refusal = None
     if selector == "none":
         score_values = exact_significance
         unscored = Excluded(
@@ -243,8 +265,46 @@ def rounds(pool: Pool, config: IconConfig) -> Rounds:
         )
         columns["selector_probability"] = score_values.tolist()
         params["selector_report"] = report
+        doubt = distrust(report)
+        report["trusted"] = doubt is None
+        unscored = n - len(setup.exact)
+        if doubt and config.trust_selector:
+            warnings.append(
+                f"icon: the {selector} selector ranked the {unscored} rows without an exact "
+                f"score although {doubt} (icon.trust_selector=true)"
+            )
+        elif doubt:
+            refusal = (
+                f"icon: the {selector} selector will not rank the {unscored} rows without an "
+                f"exact score: {doubt}. {_FIXES} (the exact scores are in the store: a rerun "
+                "recomputes nothing)"
+            )
     columns["exact"] = [not math.isnan(v) for v in exact_significance]
-    return MethodScores("icon", score_values, columns, excluded, params)
+    return MethodScores(
+        "icon", score_values, columns, excluded, params, warnings=warnings, refusal=refusal
+    )
+
+
+_FIXES = (
+    "Raise icon.exact, set icon.selector=none to rank the exactly scored rows alone, or "
+    "icon.trust_selector=true to rank every row anyway"
+)
+
+
+def _check_selector_size(exact: int, n: int, config: IconConfig) -> None:
+    """Refuse, before any request, a selector too small to train, or to judge unless the user
+    insists: what its scores would show is known from the sizes alone."""
+    if exact < MIN_EXACT:
+        raise ValueError(
+            f"icon: {exact} exactly scored candidates are too few to train a selector "
+            f"(need {MIN_EXACT}); raise icon.exact or set icon.selector=none"
+        )
+    small = too_few_to_judge(exact)
+    if small and not config.trust_selector:
+        raise ValueError(
+            f"icon: a selector would rank the {n - exact} of {n} rows without an exact score, "
+            f"but {small}. {_FIXES}"
+        )
 
 
 def overlap(pool: list[Sample], assessment: list[Sample]) -> list[int]:

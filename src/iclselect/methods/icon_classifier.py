@@ -11,7 +11,10 @@ Two classifiers on the same labels:
 
 Agreement is measured before the final fit: the classifier is trained on 80% of the exactly
 scored candidates and compared with the exact scores of the other 20% (ROC AUC against the
-top-share labels, Spearman against the significance itself).
+top-share labels, Spearman against the significance itself). A selector that cannot be judged
+(fewer than MIN_HELD_OUT held-out candidates, or one class among them) or whose held-out AUC is
+at or below chance (0.5) is not trusted to rank the rows without an exact score
+(`distrust`; ICon then refuses unless icon.trust_selector is set).
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ import numpy as np
 from iclselect.methods.pool import Pool
 from iclselect.methods.rounds import FitClassifier
 
-_MIN_EXACT = 10
+MIN_EXACT = 10  # exactly scored candidates a selector is trained on, at the least
+# Held-out candidates needed to judge a selector (held_out_size: icon.exact >= 50): with fewer,
+# one or two lucky rows decide its AUC.
+MIN_HELD_OUT = 10
+
+
+def held_out_size(exact: int) -> int:
+    """Exactly scored candidates held out to measure the selector's agreement (20%)."""
+    return max(2, exact // 5)
 
 
 def train_classifier(
@@ -36,28 +47,55 @@ def train_classifier(
     config: Any,
 ) -> Generator[FitClassifier, np.ndarray, tuple[np.ndarray, dict[str, Any]]]:
     """Probability of being a top candidate for every pool sample, and the agreement report."""
-    if len(exact) < _MIN_EXACT:
-        raise ValueError(
-            f"icon: {len(exact)} exactly scored candidates are too few to train a selector "
-            f"(need {_MIN_EXACT}); raise icon.exact or set icon.selector=none"
-        )
     values = significance[exact]
     labels = top_labels(values, config.label_fraction, config.labels)
     order = np.random.default_rng(config.seed).permutation(len(exact))
-    held = order[: max(2, len(exact) // 5)]
+    held = order[: held_out_size(len(exact))]
     train = order[len(held) :]
     exact_array = np.asarray(exact)
-    report: dict[str, Any] = {"kind": kind, "positives": int(labels.sum()), "exact": len(exact)}
+    report: dict[str, Any] = {
+        "kind": kind, "positives": int(labels.sum()), "exact": len(exact),
+        "trained_on": len(train), "held_out": len(held),
+    }  # fmt: skip
     if labels[train].min() != labels[train].max():
         predicted = yield from _fit(kind, pool, exact_array[train], labels[train],
                                     exact_array[held], config)  # fmt: skip
         report.update(_agreement(predicted, labels[held], values[held]))
-        report["trained_on"], report["held_out"] = len(train), len(held)
     else:
         report["held_out_note"] = "the training split held one class only; agreement not measured"
     everything = np.arange(len(pool))
     probabilities = yield from _fit(kind, pool, exact_array, labels, everything, config)
     return probabilities, report
+
+
+def too_few_to_judge(exact: int) -> str | None:
+    """Why a selector trained on `exact` exactly scored candidates cannot be judged, whatever
+    their scores, or None: known before any of them is scored."""
+    held = held_out_size(exact)
+    if held < MIN_HELD_OUT:
+        return (
+            f"{exact} exactly scored candidates leave {held} held out, too few to judge the "
+            f"selector (need {MIN_HELD_OUT}: icon.exact >= {5 * MIN_HELD_OUT})"
+        )
+    return None
+
+
+def distrust(report: dict[str, Any]) -> str | None:
+    """Why the selector of `report` is not to be trusted with the rows that have no exact
+    score, or None: too few held-out candidates to judge it, no measured agreement, or a
+    held-out AUC at or below chance (0.5)."""
+    spearman = report.get("held_out_spearman")
+    rho = "" if spearman is None or math.isnan(spearman) else f", Spearman {spearman:+.2f}"
+    auc = report.get("held_out_auc")
+    if report["held_out"] < MIN_HELD_OUT:
+        measured = f" (held-out AUC {auc:.2f}{rho})" if auc is not None else ""
+        return f"{too_few_to_judge(report['exact'])}{measured}"
+    if auc is None:
+        why = report.get("held_out_note", "the held-out candidates hold one class only")
+        return f"its agreement with the exact scores could not be measured: {why}"
+    if auc <= 0.5:
+        return f"its held-out AUC {auc:.2f}{rho} is at or below chance (0.5)"
+    return None
 
 
 def top_labels(values: np.ndarray, fraction: float, how: str) -> np.ndarray:
@@ -103,9 +141,12 @@ def _agreement(predicted: np.ndarray, labels: np.ndarray, values: np.ndarray) ->
     from sklearn.metrics import roc_auc_score
 
     both = labels.min() != labels.max()
+    # A constant prediction (or significance) has no rank correlation: None, not a NaN that
+    # scipy warns about and JSON cannot hold.
+    varies = np.ptp(predicted) > 0 and np.ptp(values) > 0
     return {
         "held_out_auc": float(roc_auc_score(labels, predicted)) if both else None,
-        "held_out_spearman": float(spearmanr(predicted, values).statistic),
+        "held_out_spearman": float(spearmanr(predicted, values).statistic) if varies else None,
     }
 
 

@@ -22,3 +22,16 @@ class MethodScores:
     # with the list components that go with its rows entry by entry: wICI's
     # {"probe_rows": ("probe_ici", "probe_weight")}. scores.parquet marks them in its schema.
     row_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Selection keeps the highest scores first, or with False the lowest (perplexity order=low,
+    # length order=short): `score` is always the value as the user reads it, never negated.
+    higher_first: bool = True
+    # What a user must know before trusting these scores (ICon's selector at chance): the CLI
+    # prints them, and the manifest and the report keep them.
+    warnings: list[str] = field(default_factory=list)
+    # Why selecting by these scores is refused unless the user insists (ICon's selector at
+    # chance): a run stops with it after scoring; a dry run, whose answers are made up, not.
+    refusal: str | None = None
+
+    def ranking_key(self) -> np.ndarray:
+        """The scores turned so that higher is better whatever the order (ranks, correlations)."""
+        return self.score if self.higher_first else -self.score

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from iclselect.io import Dataset, replace_file
 from iclselect.methods.registry import get
-from iclselect.outputs import row_columns
+from iclselect.outputs import higher_first, row_columns
 from iclselect.report import plots
 from iclselect.selectors import REASONS
 
@@ -39,7 +39,8 @@ text-align:left;vertical-align:top} th{background:#f1f3f5} .num{text-align:right
 .note{color:#6c757d} .sample{border:1px solid #dee2e6;border-radius:6px;padding:.6em 1em;
 margin:.8em 0} .kept{border-left:5px solid #d9480f} .dropped{border-left:5px solid #adb5bd}
 pre{white-space:pre-wrap;background:#f8f9fa;padding:.4em .6em;margin:.3em 0;max-height:12em;
-overflow:auto} img{max-width:100%}
+overflow:auto} img{max-width:100%} .warn{background:#fff3bf;border-left:5px solid #f08c00;
+padding:.5em 1em}
 """
 
 
@@ -48,7 +49,8 @@ def write_report(out: Path, dataset: Dataset | None, unread: str = "") -> Path:
     from `dataset`; without it the page says why (`unread`) and shows none."""
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     table = pd.read_parquet(out / "scores.parquet")
-    references = row_columns(pq.read_schema(out / "scores.parquet"))
+    schema = pq.read_schema(out / "scores.parquet")
+    references = row_columns(schema)
     texts: dict[int, tuple[str, str]] = {}
     text_note = f"Sample texts are not shown: {unread}." if dataset is None else ""
     if dataset is not None:
@@ -56,8 +58,11 @@ def write_report(out: Path, dataset: Dataset | None, unread: str = "") -> Path:
     method = manifest["method"]["name"]
     body = [
         f"<h1>iclselect report: {_e(method)} on {_e(manifest['input']['path'])}</h1>",
+        *(f'<p class="warn"><b>Warning:</b> {_e(w)}</p>' for w in manifest.get("warnings", [])),
         _summary(manifest),
-        _scores(table, method, manifest["cut"], manifest["config"].get("tau")),
+        _scores(
+            table, method, manifest["cut"], manifest["config"].get("tau"), higher_first(schema)
+        ),
         _map(table, texts),
         _samples(table, texts, text_note, references),
         _duplicates(table, texts),
@@ -165,27 +170,32 @@ def _summary(manifest: dict) -> str:
     )
 
 
-def _above_the_cut(table: pd.DataFrame, tau: float | None) -> str:
-    """What the rows scoring above the lowest kept score and left out were, in words."""
+def _above_the_cut(table: pd.DataFrame, tau: float | None, beyond: str) -> str:
+    """What the rows scoring beyond the worst kept score and left out were, in words."""
     if (table.reason == "near_duplicate").any():
-        return "Rows above it that were not kept were near-duplicates of kept rows."
+        return f"Rows {beyond} it that were not kept were near-duplicates of kept rows."
     if tau is None:
-        return "This method has no near-duplicate step: no row above it was left out."
+        return f"This method has no near-duplicate step: no row {beyond} it was left out."
     return (
         f"No row was close enough to a kept row (tau {tau:g}) to be left out as a near-duplicate."
     )
 
 
-def _scores(table: pd.DataFrame, method: str, cut: dict[str, Any], tau: float | None) -> str:
+def _scores(
+    table: pd.DataFrame, method: str, cut: dict[str, Any], tau: float | None, high_first: bool
+) -> str:
     scored = table[table["rank"].notna()]
     selected = scored.selected.to_numpy(bool)
     values = scored.score.to_numpy(float)
-    lowest = float(values[selected].min()) if selected.any() else None
+    kept = values[selected]
+    line = (float(kept.min()) if high_first else float(kept.max())) if selected.any() else None
+    worst, beyond = ("lowest", "above") if high_first else ("highest", "below")
+    order = "" if high_first else " Lower scores were kept first (the method's order option)."
     parts = [
         "<h2>Scores</h2>",
-        f"<p>A high {_e(method)} score {_e(get(method).high_score)}</p>",
-        f"<p>{len(scored):,} rows ranked; kept rows in orange; the dashed line is the lowest "
-        f"kept score. {_above_the_cut(table, tau)}</p>",
+        f"<p>A high {_e(method)} score {_e(get(method).high_score)}{order}</p>",
+        f"<p>{len(scored):,} rows ranked; kept rows in orange; the dashed line is the {worst} "
+        f"kept score. {_above_the_cut(table, tau, beyond)}</p>",
     ]
     ties = cut["near_ties"]
     if ties:
@@ -196,7 +206,7 @@ def _scores(table: pd.DataFrame, method: str, cut: dict[str, Any], tau: float | 
             f"kept score, {cut['last_kept_score']:.6g}: between them, input order, not the "
             "score, decided what was kept.</p>"
         )
-    parts.append(_img(plots.score_histogram(values, selected, lowest, method)))
+    parts.append(_img(plots.score_histogram(values, selected, line, method)))
     numeric = {
         name: pd.to_numeric(scored[name], errors="coerce").to_numpy(float)
         for name in scored.columns

@@ -33,7 +33,7 @@ def _figure(width: float = 7.0, height: float = 3.2, rows: int = 1, columns: int
 def score_histogram(
     scores: np.ndarray, selected: np.ndarray, cut: float | None, name: str
 ) -> bytes:
-    """Scores of kept and dropped rows, stacked, with the lowest kept score marked."""
+    """Scores of kept and dropped rows, stacked, with the cut (the last kept score) marked."""
     figure, axes = _figure()
     bins = np.histogram_bin_edges(scores, bins=min(50, max(10, len(scores) // 20)))
     axes.hist(

@@ -29,6 +29,7 @@ from iclselect.io.errors import InputError
 from iclselect.lm.model import LoadedModel, load_model
 from iclselect.lm.templates import Template
 from iclselect.methods.registry import get
+from iclselect.outputs import higher_first
 from iclselect.pipeline import choose, prepare, score
 from iclselect.records import Sample
 from iclselect.runconfig import RunConfig
@@ -102,7 +103,8 @@ def plan_arms(
 
 def ranking_from_file(path: str, pool: list[Sample]) -> Callable[[Budget], list[int]]:
     """Selection by the `score` column of an earlier run's scores.parquet on the same pool."""
-    table = pq.read_table(path, columns=["row", "score"]).to_pylist()
+    read = pq.read_table(path, columns=["row", "score"])
+    table = read.to_pylist()
     by_row = {s.row: i for i, s in enumerate(pool)}
     outside = [r["row"] for r in table if r["row"] not in by_row]
     if outside:
@@ -111,7 +113,8 @@ def ranking_from_file(path: str, pool: list[Sample]) -> Callable[[Budget], list[
     for r in table:
         values[by_row[r["row"]]] = np.nan if r["score"] is None else r["score"]
     ids = [s.id for s in pool]
-    return lambda budget: select(values, budget, {}, ids=ids).selected
+    first = higher_first(read.schema)
+    return lambda budget: select(values, budget, {}, ids=ids, higher_first=first).selected
 
 
 def run_arm(
