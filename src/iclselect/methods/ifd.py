@@ -142,6 +142,13 @@ def own_ifd(
     return OwnIfd(values, cond, uncond, [a.n_tokens for a in cond_answers])
 
 
+def code_cuts(config: IfdConfig) -> Cuts:
+    """L(y | x) and L(y) as the reference code's options in `config` cut them. Cherry's L(y)
+    is "### Response:" + y, so its first token is scored: no `bare`."""
+    cut = Cut(joint=config.joint_tokens, max_length=config.code_max_length)
+    return Cuts(cut, cut)
+
+
 @register(
     "ifd",
     "instruction-following difficulty L(y|x) / L(y), IFD > 1 dropped (Cherry LLM)",
@@ -157,9 +164,9 @@ def rounds(pool: Pool, config: IfdConfig) -> Rounds:
     pool.need_reference(
         "ifd", joint_tokens=config.joint_tokens, code_max_length=config.code_max_length
     )
-    # Cherry's L(y) is "### Response:" + y: its first token is scored, no `bare`.
-    cut = Cut(joint=config.joint_tokens, max_length=config.code_max_length)
-    own = yield from own_ifd(pool.samples, config.form, "IFD", pool.style("cherry"), Cuts(cut, cut))
+    own = yield from own_ifd(
+        pool.samples, config.form, "IFD", pool.style("cherry"), code_cuts(config)
+    )
     values, cond, uncond = own.ifd, own.loss, own.loss_alone
     excluded = too_short(own.tokens, config.min_tokens)
     for i, value in enumerate(values):
