@@ -1,9 +1,11 @@
 """`--template reference`: each method's requests written as its reference code writes them
 (the strings below are typed out from docs/METHODS.md, "Reference prompt formats", not built
-with iclselect's code), the code's options switched on, and the pitfall fixes kept: the
-response tokenised on its own and every token of it scored. Sequences start as the tokenizer
-starts a text (checked with the default tokenizer, which adds nothing, and a variant that adds
-a BOS token), with the start token only where nothing else would precede the response."""
+with iclselect's code) and the code's options switched on. A request without its code's cut
+(lm/requests.py's Cut; tests/test_reference_code.py checks each against the code) keeps the
+pitfall fixes: the response tokenised on its own and every token of it scored. Sequences start
+as the tokenizer starts a text (checked with the default tokenizer, which adds nothing, and a
+variant that adds a BOS token), with the start token only where nothing else would precede
+the response."""
 
 from __future__ import annotations
 
@@ -120,10 +122,13 @@ def test_the_reference_template_switches_on_the_codes_options():
     reference = RunConfig(data="x", out="o", template="reference")
     assert reference.options_for(get("wici")) == {
         "ifd_form": "ppl", "aggregate": "code", "prefilter_ifd": True,
+        "joint_tokens": True, "alone_as_text": True, "code_max_length": 1024,
     }  # fmt: skip
-    assert reference.options_for(get("icon")) == {}
+    assert reference.options_for(get("icon")) == {
+        "code_slices": True, "skip_tokens": 2, "code_max_length": 2040,
+    }  # fmt: skip
     assert reference.options_for(get("nuggets")) == {"anchor_space": "model"}
-    assert reference.options_for(get("ifd")) == {}
+    assert reference.options_for(get("ifd")) == {"joint_tokens": True, "code_max_length": 512}
     chosen = RunConfig(data="x", out="o", template="reference", options={"wici.aggregate": "paper"})
     assert chosen.options_for(get("wici"))["aggregate"] == "paper"
     assert RunConfig(data="x", out="o", template="chat").options_for(get("wici")) == {}

@@ -3,9 +3,16 @@ multi-turn, with and without a demo."""
 
 from __future__ import annotations
 
-import pytest
+import hashlib
+import json
 
-from iclselect.lm import LogprobRequest, Template
+import pytest
+import torch
+from conftest import POOL_DATA, write_json
+
+from iclselect.io import read_dataset
+from iclselect.lm import Engine, LogprobRequest, Template
+from iclselect.methods.ifd import conditioned, unconditioned
 from iclselect.records import Turn
 
 SYSTEM = Turn("system", "You are terse.")
@@ -88,3 +95,62 @@ def test_requests_with_one_demo_share_a_prefix_that_ends_with_the_demo(lm, name)
     assert a.context_ids[: a.prefix_len] == b.context_ids[: b.prefix_len]
     assert decode(lm, a.context_ids[: a.prefix_len]).endswith("Bonjour !")
     assert Template(name, lm.tokenizer).encode(CASES["single"]).prefix_len == 0
+
+
+# Pinned from the code before requests carried a Cut (lm/requests.py): the engine templates, and
+# the reference styles without their code's cut, tokenise the first 40 pool rows (each with and
+# without the row before it as a demo) exactly as they did, and score as they did.
+PINNED_TOKENS = {
+    "chat": "929c943ff0689fd9",
+    "alpaca": "df76f22d0ef43fbe",
+    "plain": "d7855912e152a7de",
+    "reference": "180c29f785f48ae8",
+}
+# Sums of log-probs of row 3's L(y|x), L(y), L(y|demo, x), L(y|demo) (row 2 the demo), in fp32.
+PINNED_LOGPROBS = {
+    "chat": [-16.874, -49.084, -13.577, -51.794],
+    "alpaca": [-16.684, -50.327, -12.321, -45.808],
+    "plain": [-21.728, -54.843, -20.808, -58.813],
+    "reference": [-24.448, -51.065, -13.576, -47.602],
+}
+
+
+@pytest.fixture(scope="module")
+def pool_samples(tmp_path_factory):
+    rows = json.loads(POOL_DATA.read_text(encoding="utf-8"))[:40]
+    path = write_json(tmp_path_factory.mktemp("pinned") / "rows.json", rows)
+    return read_dataset(str(path)).samples
+
+
+@pytest.mark.parametrize("name", list(PINNED_TOKENS))
+def test_templates_tokenise_as_before_requests_had_a_cut(lm, pool_samples, name):
+    template = Template(name, lm.tokenizer)
+    styles = ("", "wici", "cherry", "rico") if name == "reference" else ("",)
+    encoded = []
+    for i, sample in enumerate(pool_samples):
+        demo = pool_samples[i - 1].turns
+        for style in styles:
+            for request in (
+                conditioned(sample, style=style),
+                unconditioned(sample, style=style),
+                conditioned(sample, demo, style),
+                unconditioned(sample, demo, style),
+            ):
+                e = template.encode(request)
+                encoded.append([list(e.context_ids), list(e.target_ids), e.prefix_len, e.text_end])
+    digest = hashlib.sha256(json.dumps(encoded).encode()).hexdigest()[:16]
+    assert digest == PINNED_TOKENS[name]
+
+
+@pytest.mark.parametrize("name", list(PINNED_LOGPROBS))
+def test_templates_score_as_before_requests_had_a_cut(lm, pool_samples, name):
+    if lm.model.dtype != torch.float32:
+        pytest.skip("the pinned log-probs are fp32's")
+    sample, demo = pool_samples[3], pool_samples[2].turns
+    requests = [
+        conditioned(sample), unconditioned(sample),
+        conditioned(sample, demo), unconditioned(sample, demo),
+    ]  # fmt: skip
+    engine = Engine(lm, Template(name, lm.tokenizer), show_progress=False)
+    got = [answer.logprob for answer in engine.loglikelihood(requests)]
+    assert got == pytest.approx(PINNED_LOGPROBS[name], abs=2e-3)

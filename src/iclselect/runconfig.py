@@ -177,9 +177,10 @@ class RunConfig:
         "Prompt format: chat (the model's chat template), alpaca "
         "('### Instruction:' ... '### Response:', the ICon paper's), plain "
         "('{instruction}\\n{response}', the wICI code's) or reference: each method's own "
-        "reference-code format, with that code's options (wICI: ifd_form=ppl, "
-        "aggregate=code, prefilter_ifd=true; Nuggets: anchor_space=model), to reproduce a "
-        "published selection; --set overrides any of them.",
+        "reference-code format, tokenised, cut and scored as that code does, with that code's "
+        "options (wICI: ifd_form=ppl, aggregate=code, prefilter_ifd=true; Nuggets: "
+        "anchor_space=model; each quirk of its tokenisation, `iclselect methods` lists them), "
+        "to reproduce a published selection; --set overrides any of them.",
         group=MODEL,
         choices=("chat", "alpaca", "plain", "reference"),
     )

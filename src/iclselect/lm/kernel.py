@@ -186,7 +186,8 @@ class ForwardKernel:
         return sums
 
     def _to_device(self, values: list[int] | list[list[int]]) -> torch.Tensor:
-        return _to_device(torch.tensor(values), self.device)
+        # Always integers, an empty list too (a job whose code's cut left no token to score).
+        return _to_device(torch.tensor(values, dtype=torch.long), self.device)
 
     def _target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(target) at each row of `hidden`, a chunk of rows at a time."""

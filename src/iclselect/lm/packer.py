@@ -84,9 +84,10 @@ class Layout:
 
 
 def to_job(index: int, encoded: Encoded, max_length: int, reuse_prefix: bool = True) -> Job:
-    """The request `encoded` cut to fit `max_length` (context from the left), with the prefix
-    it may share with other requests (0 when that is too short to be worth a tree)."""
-    cut = fit(encoded, max_length)
+    """The request `encoded` cut to fit `max_length` (context from the left), or the window its
+    reference code's own cut left, with the prefix it may share with other requests (0 when
+    that is too short to be worth a tree)."""
+    cut = fit(encoded, encoded.max_length or max_length)
     context = encoded.context_ids[cut.context_cut :]
     target = encoded.target_ids[: len(encoded.target_ids) - cut.target_cut]
     dropped = cut.context_cut + cut.target_cut

@@ -55,22 +55,32 @@ class Style:
     bare: str  # the text before the response in L(y), the request with no prompt
     demo_gap: str  # between a demo's response and what follows it
     verbatim: str = ""  # a turn's source field written as the whole prompt where present
+    # The code's caps on its separately tokenised separator, prompt and response (Cut.parts).
+    part_lengths: tuple[int, int, int] = (0, 0, 0)
 
 
 STYLES: dict[str, Style] = {
     "wici": Style(_wici, "", ""),
     "cherry": Style(_alpaca, "### Response:", "\n\n"),
-    "rico": Style(_rico, "", "\n\n\n", verbatim="inputs"),
+    # compute_context_ppl.py:40-43: prompt 1024 tokens, response 1024, separator 10.
+    "rico": Style(_rico, "", "\n\n\n", verbatim="inputs", part_lengths=(10, 1024, 1024)),
     "alpaca": Style(_alpaca, "### Response:", "\n\n"),
 }
 
 
 def rendered(request: LogprobRequest, style: str) -> tuple[list[str], str]:
-    """The demos' texts and the text right before the response, as `style` writes them."""
+    """The demos' texts, each with the gap after it, and the text right before the response,
+    as `style` writes them."""
+    demos, gap, prompt = pieces(request, style)
+    return [demo + gap for demo in demos], prompt
+
+
+def pieces(request: LogprobRequest, style: str) -> tuple[list[str], str, str]:
+    """The demos' texts, the gap after each, and the text right before the response."""
     chosen = STYLES[style]
-    demos = [context_text(demo, style) + chosen.demo_gap for demo in request.demos]
+    demos = [context_text(demo, style) for demo in request.demos]
     has_prompt = any(t.role == "user" for t in request.prompt)
-    return demos, _prompt(request.prompt, chosen) if has_prompt else chosen.bare
+    return demos, chosen.demo_gap, _prompt(request.prompt, chosen) if has_prompt else chosen.bare
 
 
 def context_text(exchange: tuple[Turn, ...], style: str) -> str:

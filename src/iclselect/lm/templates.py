@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
 from iclselect.lm import reference
-from iclselect.lm.requests import LogprobRequest
+from iclselect.lm.requests import Cut, LogprobRequest
 from iclselect.records import Turn
 
 TEMPLATES = ("chat", "alpaca", "plain", "reference")
@@ -53,6 +53,9 @@ class Encoded:
     # Context tokens up to the end of the last message text (0: none, as in the bare response
     # header of L(y)); what follows is template markup.
     text_end: int = 0
+    # The window a reference code's own truncation left (Cut.max_length): the engine takes it
+    # in place of --max-length. 0: --max-length.
+    max_length: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Template:
         self.start_id: int = start if start is not None else tokenizer.eos_token_id
         self._tokenize = lru_cache(maxsize=65536)(self._tokenize_uncached)
         self._chat_layout = lru_cache(maxsize=256)(self._chat_layout_uncached)
+        self._code_tokenize = lru_cache(maxsize=65536)(self._code_tokenize_uncached)
         self._lead = _leading_bos(tokenizer) if name == "chat" else ""
         self._response_header = _response_header(tokenizer) if name == "chat" else ""
         self._added = _added_lead(tokenizer)
@@ -115,7 +119,11 @@ class Template:
         one, as the reference code's tokenizer calls do), each demo's text, the prompt's text,
         all tokenised as data; every demo together is the shared prefix. Where nothing would
         precede the response (wICI's L(y)), the start token does, so that every response
-        token is scored."""
+        token is scored. The request's Cut swaps any of these rules for its code's."""
+        if request.cut.joint:
+            return self._encode_joint(request, style)
+        if request.cut.parts:
+            return self._encode_parts(request, style)
         demos, prompt = reference.rendered(request, style)
         context = list(self._added)
         for demo in demos:
@@ -125,15 +133,88 @@ class Template:
         context.extend(self._tokenize(prompt, False))
         if any(t.role == "user" for t in request.prompt):
             text_end = len(context)
+        target = list(self._tokenize(request.target, False))
+        return self._scored(context, target, request.cut, prefix_len, text_end)
+
+    def _encode_joint(self, request: LogprobRequest, style: str) -> Encoded:
+        """Cut.joint: the whole text tokenised at once, as the tokenizer tokenises a text; the
+        response starts after as many tokens as the text before it has on its own (Cherry's
+        data_analysis.py:63-64, wICI's ICL-influence-new.py:61-71)."""
+        demos, prompt = reference.rendered(request, style)
+        before = "".join(demos) + prompt
+        ids = self._code_ids(before + request.target, 0)
+        split = len(self._code_ids(before, 0))
+        shared = self._code_ids("".join(demos), 0) if demos else ()
+        prefix_len = next(
+            (k for k, (a, b) in enumerate(zip(shared, ids, strict=False)) if a != b), len(shared)
+        )
+        context = list(ids[:split])
+        return self._scored(context, list(ids[split:]), request.cut, prefix_len, len(context))
+
+    def _encode_parts(self, request: LogprobRequest, style: str) -> Encoded:
+        """Cut.parts: each demo, separator and prompt and the response tokenised on its own as
+        the tokenizer tokenises a text, each cut at its cap where the Cut has a max_length, and
+        every part after the first without its first token (RICo's compute_context_ppl.py:45,
+        compute_assessment_ppl.py:59)."""
+        cut = request.cut
+        demos, gap, prompt = reference.pieces(request, style)
+        caps = reference.STYLES[style].part_lengths if cut.max_length else (0, 0, 0)
+        parts = [
+            (piece, cap)
+            for demo in demos
+            for piece, cap in ((demo, cut.max_length), (gap, caps[0]))
+        ]
+        parts.append((prompt, caps[1]))
+        context: list[int] = []
+        prefix_len = 0
+        for k, (text, cap) in enumerate(parts):
+            context.extend(self._code_ids(text, cap)[1 if k else 0 :])
+            if k == 0 and demos:
+                prefix_len = len(context)
+        target = list(self._code_ids(request.target, caps[2])[1:])
+        window = cut.max_length and len(context) + len(target)
+        return self._scored(
+            context, target, replace(cut, max_length=window), prefix_len, len(context)
+        )
+
+    def _scored(
+        self, context: list[int], target: list[int], cut: Cut, prefix_len: int, text_end: int
+    ) -> Encoded:
+        """The sequence as `cut` scores it: the start token before an empty context (with
+        `bare`, the first response token is the context instead), the first `skip` response
+        tokens moved into the context, and the code's truncation from the right, which the
+        engine then takes as the window (a response cut away whole leaves nothing to score:
+        the code's NaN)."""
         if not context:
-            context = [self.start_id]
-        return Encoded(tuple(context), self._tokenize(request.target, False), prefix_len, text_end)
+            if cut.bare and target:
+                context, target = target[:1], target[1:]
+            else:
+                context = [self.start_id]
+        skip = min(cut.skip, len(target))
+        context, target = context + target[:skip], target[skip:]
+        window = 0
+        if cut.max_length:
+            target = target[: max(0, cut.max_length - len(context))]
+            context = context[: cut.max_length]
+            window = len(context) + len(target)
+        return Encoded(tuple(context), tuple(target), prefix_len, text_end, window)
+
+    def _code_ids(self, text: str, cap: int) -> tuple[int, ...]:
+        """`text` as the reference code's `tokenizer(text, truncation=True, max_length=cap)`
+        gives it: the tokenizer's own special tokens, special-token text read as such, cut on
+        the right (cap 0: whole)."""
+        return self._code_tokenize(text, cap)
 
     def _tokenize_uncached(self, text: str, is_markup: bool) -> tuple[int, ...]:
         ids = self.tokenizer(
             text, add_special_tokens=False, split_special_tokens=not is_markup
         ).input_ids
         return tuple(ids)
+
+    def _code_tokenize_uncached(self, text: str, cap: int) -> tuple[int, ...]:
+        if cap:
+            return tuple(self.tokenizer(text, truncation=True, max_length=cap).input_ids)
+        return tuple(self.tokenizer(text).input_ids)
 
     def _render_context(self, request: LogprobRequest) -> list[_Piece]:
         system = [t for t in request.prompt if t.role == "system"]

@@ -30,14 +30,14 @@ import hashlib
 import math
 import re
 import string
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from iclselect.lm import reference
-from iclselect.lm.requests import LogprobRequest
+from iclselect.lm.requests import Cut, LogprobRequest
 from iclselect.methods.assessment import load_assessment
 from iclselect.methods.icon_classifier import (
     MIN_EXACT,
@@ -91,6 +91,24 @@ class IconConfig:
         False,
         "let a selector rank the rows without an exact score even when its held-out agreement "
         "is at or below chance or too small to judge (default: refuse; see METHODS.md)",
+    )
+    code_slices: bool = option(
+        False,
+        "tokenise demo, separator, assessment prompt and response each on its own, every part "
+        "after the first without its first token, a real one where the tokenizer adds no BOS "
+        "(compute_context_ppl.py:45, compute_assessment_ppl.py:59; reference only)",
+    )
+    skip_tokens: int = option(
+        0,
+        "leave the first this many response tokens after a demo unscored: the code's label "
+        "mask counts the separator's and the prompt's tokens before its slices, 2 more "
+        "(compute_context_ppl.py:48-49; reference only)",
+    )
+    code_max_length: int = option(
+        0,
+        "cut the demo from the right at this many tokens, the separator at 10, the prompt and "
+        "the response at 1024, in place of --max-length (2040, compute_context_ppl.py:40-43; "
+        "reference only; 0: --max-length)",
     )
 
     def __post_init__(self) -> None:
@@ -159,19 +177,26 @@ def control_for(
     return random_control(candidate, config.seed, paired, style)
 
 
+def code_cuts(config: IconConfig) -> tuple[Cut, Cut]:
+    """PPL(S) and PPL(S | demo) as the reference code's options in `config` cut them."""
+    alone = Cut(parts=config.code_slices, max_length=config.code_max_length)
+    return alone, replace(alone, skip=config.skip_tokens)
+
+
 def _requests(
     pool: Pool, setup: _Setup, config: IconConfig
 ) -> dict[int, tuple[list[LogprobRequest], list[LogprobRequest]]]:
     """For each exactly scored candidate: every assessment row with it as the demo, and with
     its random-text control as the demo (each control drawn once, here)."""
     style = pool.style("rico")
+    cut = code_cuts(config)[1]
     pairs = {}
     for c in setup.exact:
         candidate = pool.samples[c]
         pairs[c] = (
-            [conditioned(s, candidate.turns, style) for s in setup.assessment],
+            [conditioned(s, candidate.turns, style, cut) for s in setup.assessment],
             [
-                conditioned(s, control_for(candidate, s, config, style), style)
+                conditioned(s, control_for(candidate, s, config, style), style, cut)
                 for s in setup.assessment
             ],
         )
@@ -206,15 +231,21 @@ def aggregates(influence: np.ndarray, significance: str = "mean") -> dict[str, f
     "assessment set more than random text of the same length does.",
     IconConfig,
     fraction=0.15,
+    reference=(("code_slices", True), ("skip_tokens", 2), ("code_max_length", 2040)),
 )
 def rounds(pool: Pool, config: IconConfig) -> Rounds:
+    pool.need_reference(
+        "icon", code_slices=config.code_slices, skip_tokens=config.skip_tokens,
+        code_max_length=config.code_max_length,
+    )  # fmt: skip
     n = len(pool)
     setup = _setup(pool, config)
     ranks_unscored = config.selector != "none" and len(setup.exact) < n
     if ranks_unscored:
         _check_selector_size(len(setup.exact), n, config)
     m = len(setup.assessment)
-    alone = [conditioned(s, style=pool.style("rico")) for s in setup.assessment]
+    baseline = code_cuts(config)[0]
+    alone = [conditioned(s, style=pool.style("rico"), cut=baseline) for s in setup.assessment]
     pairs = _requests(pool, setup, config)
     answers = yield from ask(
         alone + [r for with_t, control in pairs.values() for r in (*with_t, *control)],

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from iclselect.lm.requests import LogprobRequest, LogprobResult
+from iclselect.lm.requests import PLAIN, Cut, LogprobRequest, LogprobResult
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -38,25 +38,50 @@ MIN_TOKENS_HELP = (
 )
 
 
+# The reference code's quirks (`--template reference` switches them on; docs/METHODS.md).
+JOINT_HELP = (
+    "tokenise prompt and response as one text, the response starting where the prompt's own "
+    "tokens end, so a token may straddle them ({}; reference only)"
+)
+CODE_MAX_LENGTH_HELP = (
+    "the code's window, cut from the right, in place of --max-length ({}; reference only; "
+    "0: --max-length)"
+)
+
+
 @dataclass(frozen=True)
 class IfdConfig:
     form: IfdForm = option("loss", "loss: L(y|x)/L(y) (Cherry); ppl: PPL(y|x)/PPL(y) (wICI code)")
     drop_above_one: bool = option(True, "exclude samples with IFD > 1, as Cherry does")
     min_tokens: int = option(MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP)
+    joint_tokens: bool = option(False, JOINT_HELP.format("Cherry's data_analysis.py:61-64"))
+    code_max_length: int = option(0, CODE_MAX_LENGTH_HELP.format("512, data_analysis.py:34"))
 
 
 def conditioned(
-    sample: Sample, demo: tuple[Turn, ...] | None = None, style: str = ""
+    sample: Sample, demo: tuple[Turn, ...] | None = None, style: str = "", cut: Cut = PLAIN
 ) -> LogprobRequest:
-    """L(y | x), optionally with a one-shot demo before x, in reference style `style`, if any."""
-    return LogprobRequest(sample.prompt, sample.response, (demo,) if demo else (), style)
+    """L(y | x), optionally with a one-shot demo before x, in reference style `style`, if any,
+    tokenised and scored as `cut` says."""
+    return LogprobRequest(sample.prompt, sample.response, (demo,) if demo else (), style, cut)
 
 
 def unconditioned(
-    sample: Sample, demo: tuple[Turn, ...] | None = None, style: str = ""
+    sample: Sample, demo: tuple[Turn, ...] | None = None, style: str = "", cut: Cut = PLAIN
 ) -> LogprobRequest:
     """L(y): the response after the response header alone (after the demo, when given)."""
-    return LogprobRequest((), sample.response, (demo,) if demo else (), style)
+    return LogprobRequest((), sample.response, (demo,) if demo else (), style, cut)
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """How a method's reference code cuts L(y | x) and L(y) (lm/requests.py's Cut)."""
+
+    conditioned: Cut = PLAIN
+    alone: Cut = PLAIN
+
+
+PLAIN_CUTS = Cuts()
 
 
 def ifd(cond: LogprobResult, uncond: LogprobResult, form: IfdForm = "loss") -> float:
@@ -86,10 +111,12 @@ def too_short(tokens: list[int], min_tokens: int) -> dict[int, Excluded]:
     }
 
 
-def pair_requests(samples: list[Sample], style: str = "") -> list[LogprobRequest]:
+def pair_requests(
+    samples: list[Sample], style: str = "", cuts: Cuts = PLAIN_CUTS
+) -> list[LogprobRequest]:
     """L(y|x) of every sample, then L(y) of every sample."""
-    return [conditioned(s, style=style) for s in samples] + [
-        unconditioned(s, style=style) for s in samples
+    return [conditioned(s, style=style, cut=cuts.conditioned) for s in samples] + [
+        unconditioned(s, style=style, cut=cuts.alone) for s in samples
     ]
 
 
@@ -102,15 +129,24 @@ class OwnIfd:
 
 
 def own_ifd(
-    samples: list[Sample], form: IfdForm, desc: str, style: str = ""
+    samples: list[Sample], form: IfdForm, desc: str, style: str = "", cuts: Cuts = PLAIN_CUTS
 ) -> Generator[Round, Answers, OwnIfd]:
     """One round: IFD, L(y|x), L(y) and the scored response tokens of every sample."""
-    answers = yield from ask(pair_requests(samples, style), desc)
-    cond_answers = [answers[conditioned(s, style=style)] for s in samples]
+    answers = yield from ask(pair_requests(samples, style, cuts), desc)
+    cond_answers = [answers[conditioned(s, style=style, cut=cuts.conditioned)] for s in samples]
     cond = np.array([a.loss for a in cond_answers])
-    uncond = np.array([answers[unconditioned(s, style=style)].loss for s in samples])
+    uncond = np.array(
+        [answers[unconditioned(s, style=style, cut=cuts.alone)].loss for s in samples]
+    )
     values = np.array([ratio(c, u, form) for c, u in zip(cond, uncond, strict=True)])
     return OwnIfd(values, cond, uncond, [a.n_tokens for a in cond_answers])
+
+
+def code_cuts(config: IfdConfig) -> Cuts:
+    """L(y | x) and L(y) as the reference code's options in `config` cut them. Cherry's L(y)
+    is "### Response:" + y, so its first token is scored: no `bare`."""
+    cut = Cut(joint=config.joint_tokens, max_length=config.code_max_length)
+    return Cuts(cut, cut)
 
 
 @register(
@@ -122,9 +158,15 @@ def own_ifd(
     IfdConfig,
     embeddings=False,
     fraction=0.05,
+    reference=(("joint_tokens", True), ("code_max_length", 512)),
 )
 def rounds(pool: Pool, config: IfdConfig) -> Rounds:
-    own = yield from own_ifd(pool.samples, config.form, "IFD", pool.style("cherry"))
+    pool.need_reference(
+        "ifd", joint_tokens=config.joint_tokens, code_max_length=config.code_max_length
+    )
+    own = yield from own_ifd(
+        pool.samples, config.form, "IFD", pool.style("cherry"), code_cuts(config)
+    )
     values, cond, uncond = own.ifd, own.loss, own.loss_alone
     excluded = too_short(own.tokens, config.min_tokens)
     for i, value in enumerate(values):

@@ -34,6 +34,16 @@ class Pool:
         uses the reference formats, else "" (the engine's template)."""
         return name if self.reference else ""
 
+    def need_reference(self, method: str, **quirks: object) -> None:
+        """Refuse a reference code's quirk (a method option) switched on in a run that does not
+        write the reference formats: it applies to their text only."""
+        on = [name for name, value in quirks.items() if value]
+        if on and not self.reference:
+            raise ValueError(
+                f"{method}.{on[0]} reproduces the reference code's tokenisation: it needs "
+                "--template reference"
+            )
+
     def instructions(self) -> np.ndarray:
         if self.instruction_vectors is None:
             raise ValueError("this method needs instruction embeddings")

@@ -27,13 +27,13 @@ Probes are drawn only from samples whose own IFD is defined.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import numpy as np
 
 from iclselect.embed import nearest_neighbours
-from iclselect.lm.requests import LogprobRequest
+from iclselect.lm.requests import Cut, LogprobRequest
 from iclselect.methods import ifd as ifd_lib
 from iclselect.methods.kmeans import kmeans_labels
 from iclselect.methods.method import register
@@ -72,6 +72,16 @@ class WiciConfig:
         "code); demo: L(y_b | demo), iclselect's earlier variant (1 more request per probe)",
     )
 
+    joint_tokens: bool = option(False, ifd_lib.JOINT_HELP.format("ICL-influence-new.py:57-71"))
+    alone_as_text: bool = option(
+        False,
+        "L(y) is the response as a text of its own, so its first token goes unscored where "
+        "the tokenizer adds no BOS (ICL-influence-new.py:38-44; reference only)",
+    )
+    code_max_length: int = option(
+        0, ifd_lib.CODE_MAX_LENGTH_HELP.format("1024, ICL-influence-new.py:116")
+    )
+
     def __post_init__(self) -> None:
         if self.n_probes < 1 or self.n_neighbours < self.n_probes:
             raise ValueError("wICI needs n_probes >= 1 and n_neighbours >= n_probes")
@@ -89,14 +99,26 @@ class WiciConfig:
     fraction=0.1,
     estimate_note="difficult probes, which depend on the first round's answers, are "
     "estimated at the longest member of each cluster: an upper bound",
-    reference=(("ifd_form", "ppl"), ("aggregate", "code"), ("prefilter_ifd", True)),
+    reference=(
+        ("ifd_form", "ppl"),
+        ("aggregate", "code"),
+        ("prefilter_ifd", True),
+        ("joint_tokens", True),
+        ("alone_as_text", True),
+        ("code_max_length", 1024),
+    ),
 )
 def rounds(pool: Pool, config: WiciConfig) -> Rounds:
     samples, vectors = pool.samples, pool.instructions()
     n = len(samples)
     style = pool.style("wici")
+    pool.need_reference(
+        "wici", joint_tokens=config.joint_tokens, alone_as_text=config.alone_as_text,
+        code_max_length=config.code_max_length,
+    )  # fmt: skip
+    cuts = code_cuts(config)
     own = yield from ifd_lib.own_ifd(
-        samples, config.ifd_form, "wICI 1/2: IFD of every sample", style
+        samples, config.ifd_form, "wICI 1/2: IFD of every sample", style, cuts
     )
     own_ifd, own_loss, alone_loss = own.ifd, own.loss, own.loss_alone
     probes = choose_probes(vectors, own_ifd if config.difficulty == "ifd" else own_loss, config)
@@ -110,18 +132,18 @@ def rounds(pool: Pool, config: WiciConfig) -> Rounds:
 
     pairs = [(i, b) for i in range(n) if i not in excluded for b in probes[i]]
     answers = yield from ask(
-        probe_requests(samples, pairs, config.denominator, style),
+        probe_requests(samples, pairs, config.denominator, style, cuts),
         "wICI 2/2: probes with each candidate as demo",
     )
 
     ici: dict[int, list[float]] = {i: [] for i in range(n)}
     for i, b in pairs:
         demo = samples[i].turns
-        with_demo = answers[ifd_lib.conditioned(samples[b], demo, style)].loss
+        with_demo = answers[ifd_lib.conditioned(samples[b], demo, style, cuts.conditioned)].loss
         below = (
             alone_loss[b]
             if config.denominator == "alone"
-            else answers[ifd_lib.unconditioned(samples[b], demo, style)].loss
+            else answers[ifd_lib.unconditioned(samples[b], demo, style, cuts.alone)].loss
         )
         ici[i].append(own_ifd[b] - ifd_lib.ratio(with_demo, below, config.ifd_form))
     score = np.full(n, math.nan)
@@ -159,16 +181,23 @@ def probe_requests(
     pairs: list[tuple[int, int]],
     denominator: str = "alone",
     style: str = "",
+    cuts: ifd_lib.Cuts = ifd_lib.PLAIN_CUTS,
 ) -> list[LogprobRequest]:
     """For each (candidate i, probe b): L(y_b | a_i, x_b), then, for denominator="demo" only,
     L(y_b | a_i) (with "alone" the probe's own L(y_b) is the denominator, already asked)."""
     requests = []
     for i, b in pairs:
         demo = samples[i].turns
-        requests.append(ifd_lib.conditioned(samples[b], demo, style))
+        requests.append(ifd_lib.conditioned(samples[b], demo, style, cuts.conditioned))
         if denominator == "demo":
-            requests.append(ifd_lib.unconditioned(samples[b], demo, style))
+            requests.append(ifd_lib.unconditioned(samples[b], demo, style, cuts.alone))
     return requests
+
+
+def code_cuts(config: WiciConfig) -> ifd_lib.Cuts:
+    """L(y | x) and L(y) as the reference code's options in `config` tokenise and cut them."""
+    cut = Cut(joint=config.joint_tokens, max_length=config.code_max_length)
+    return ifd_lib.Cuts(cut, replace(cut, bare=config.alone_as_text))
 
 
 def aggregate(ici: list[float], weights: list[float], how: str) -> float:
