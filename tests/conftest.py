@@ -47,6 +47,7 @@ def cli(*args: str):
 CHEAP = {
     "wici": ["-s", "n_probes=2", "-s", "n_neighbours=3"],
     "nuggets": ["-s", "anchors=2"],
+    "rds": ["-s", "target_size=4"],
 }
 
 

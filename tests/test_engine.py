@@ -205,17 +205,22 @@ def test_the_window_cuts_context_from_the_left_and_knows_when_no_text_is_left():
     assert fit(bare, 2).text_lost is False
 
 
-def test_pooled_states_are_each_sequences_own_mean_whatever_the_padding(lm, requests):
-    """Nuggets' model-space anchors: padding a batch must not move any row's pooled state."""
+@pytest.mark.parametrize("weighting", ["mean", "position"])
+def test_pooled_states_are_each_sequences_own_mean_whatever_the_padding(lm, requests, weighting):
+    """Nuggets' model-space anchors (a plain mean) and RDS+'s states (token t weighs t):
+    padding a batch must not move any row's pooled state."""
     eng = engine(lm, max_length=64)
     chosen = requests[:3] + requests[-3:]
-    pooled = pooled_states(eng, chosen)
+    pooled = pooled_states(eng, chosen, weighting)
     for request, row in zip(chosen, pooled, strict=True):
         enc = eng.template.encode(request)
         cut = fit(enc, 64)
         ids = (enc.context_ids + enc.target_ids)[cut.context_cut :][:64]
         with torch.no_grad():
             last = lm.model(torch.tensor([ids]), output_hidden_states=True).hidden_states[-1]
-        alone = last[0].double().mean(0)
+        weights = torch.ones(len(ids), dtype=torch.float64)
+        if weighting == "position":
+            weights = torch.arange(1, len(ids) + 1, dtype=torch.float64)
+        alone = (last[0].double() * weights[:, None]).sum(0) / weights.sum()
         alone = (alone / alone.norm()).numpy()
         assert abs(row - alone).max() < TOL

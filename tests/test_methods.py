@@ -207,7 +207,8 @@ def test_diversity_is_k_center_greedy(pool200):
 
 def test_every_method_is_registered_with_its_options():
     assert set(METHODS) == {
-        "wici", "miwv", "icon", "ifd", "nuggets", "perplexity", "length", "random", "diversity",
+        "wici", "miwv", "icon", "ifd", "nuggets", "rds", "perplexity", "length", "random",
+        "diversity",
     }  # fmt: skip
     assert get("wici").tau == 0.9 and get("miwv").tau is None
     assert [name for name, _, _ in get("nuggets").options()] == ["anchors", "anchor_space", "seed"]

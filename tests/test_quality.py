@@ -251,3 +251,34 @@ def test_mmlu_choices_in_one_pass_agree_with_one_request_per_choice(lm):
     assert hits == _choice_hits(engine, items, "mmlu")
     answers = engine.loglikelihood([LogprobRequest(i.prompt, i.reference) for i in items])
     assert losses == pytest.approx([a.loss for a in answers], abs=1e-4)
+
+
+def test_dirty_run_reports_planted_rows_and_recovered_shares(tiny_pool, tmp_path):
+    from iclselect.bench.quality.defects import CLEAN, plant
+
+    config = tiny_config(tiny_pool, tmp_path / "dirty")
+    config.overrides["corrupt"] = 0.3
+    summary = run_quality(config).summary
+    rows = json.loads(tiny_pool.read_text())[:12]
+    labels = plant(rows, 0.3, 0).labels  # the same seeded plant the run made
+    planted = summary["planted"]
+    assert planted["pool_share"] == pytest.approx(4 / 12)
+    assert sum(planted["kinds"].values()) == 4
+    for arm in summary["arms"]:
+        if arm["arm"] in planted["subset_share"]:
+            expected = sum(labels[r] != CLEAN for r in arm["pool_rows"]) / len(arm["pool_rows"])
+            assert planted["subset_share"][arm["arm"]] == pytest.approx(expected)
+    assert set(planted["subset_share"]) == {"longest@25%", "random-s0@25%", "random-s1@25%"}
+    assert 0.0 <= planted["auc"]["longest"]["all"] <= 1.0
+    by_arm = {a["arm"]: a["eval"]["pool-heldout"]["nll"] for a in summary["arms"]}
+    (longest,) = [r for r in summary["recovered"]
+                  if r["arm"] == "longest@25%" and r["metric"] == "nll"]  # fmt: skip
+    gained = by_arm["untuned"] - by_arm["longest@25%"]
+    full_gain = by_arm["untuned"] - by_arm["full"]
+    if full_gain > 0:
+        assert longest["share"] == pytest.approx(gained / full_gain)
+    else:  # three steps on 12 rows may not beat the untuned model: no share to speak of
+        assert math.isnan(longest["share"])
+    table = markdown(summary)
+    assert "Planted rows: 33% of the pool" in table
+    assert "Share of the full pool's gain" in table

@@ -155,7 +155,22 @@ def test_the_cpu_preset_runs_the_methods_at_their_own_settings():
     assert cpu.seeds >= 5 and cpu.n_matched == cpu.seeds
     assert cpu.heldout >= 500 and all(rows == 0 for _, rows in cpu.eval_files)
     assert cpu.eval_rows == 0
+    assert cpu.full  # the ceiling the recovered shares are read against
+    arms = {label: (method, fixed) for label, method, fixed in cpu.extra_arms}
+    assert arms["wici-code"] == ("wici", {"ifd_form": "ppl", "aggregate": "code",
+                                          "prefilter_ifd": True, "probes": "topk"})  # fmt: skip
+    assert arms["rds"] == ("rds", {})
     assert PRESETS["cpu-small"].n_matched == 1  # the quick look stays quick
+
+
+def test_the_dirty_preset_plants_defects_and_keeps_the_ceiling():
+    from iclselect.bench.quality.presets import PRESETS, QualityConfig
+
+    dirty = PRESETS["dirty"]
+    assert dirty.corrupt == 0.3 and dirty.full and dirty.pool_rows == PRESETS["cpu"].pool_rows
+    labels = [label for label, _, _ in QualityConfig(out="x").arm_specs(dirty)]
+    assert {"wici", "wici-code", "rds", "ifd", "perplexity", "longest"} <= set(labels)
+    assert QualityConfig(out="x", overrides={"corrupt": 0.2}).resolved().corrupt == 0.2
 
 
 def test_icon_short_assessment_leaves_enough_rows(lm, tmp_path):

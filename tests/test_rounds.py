@@ -239,7 +239,7 @@ def test_the_cost_answerer_picks_the_longest_probe_of_each_cluster():
 def test_registry_lists_every_registered_method_once():
     assert set(METHODS) == set(REGISTERED)
     assert [m for m in METHODS if METHODS[m].uses_model] == [
-        "wici", "miwv", "icon", "ifd", "nuggets", "perplexity",
+        "wici", "miwv", "icon", "ifd", "nuggets", "rds", "perplexity",
     ]  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """The scoring model's last hidden states, mean-pooled over a request's prompt and response
-tokens: the space Nuggets' code picks its anchors in (`nuggets.anchor_space=model`)."""
+tokens: the space Nuggets' code picks its anchors in (`nuggets.anchor_space=model`), and with
+position weights the space RDS+ compares rows in."""
 
 from __future__ import annotations
 
@@ -16,9 +17,14 @@ if TYPE_CHECKING:
 _BATCH = 16
 
 
-def pooled_states(engine: Engine, requests: list[LogprobRequest]) -> np.ndarray:
+def pooled_states(
+    engine: Engine, requests: list[LogprobRequest], weighting: str = "mean"
+) -> np.ndarray:
     """One unit-norm row per request: the mean of the last layer's hidden states over every
-    token of its context and response, fitted to the engine's window as a scored request is."""
+    token of its context and response, fitted to the engine's window as a scored request is.
+    `weighting` "position" weighs token t (from 1) by t instead of 1."""
+    if weighting not in ("mean", "position"):
+        raise ValueError(f"unknown pooling weighting {weighting!r}")
     import torch
 
     jobs = [
@@ -42,7 +48,10 @@ def pooled_states(engine: Engine, requests: list[LogprobRequest]) -> np.ndarray:
                 output_hidden_states=True,
             )
             last = out.hidden_states[-1].float()
-            weights = mask.to(engine.device).unsqueeze(-1).float()
+            weights = mask.float()
+            if weighting == "position":
+                weights = weights * torch.arange(1, width + 1, dtype=torch.float32)
+            weights = weights.to(engine.device).unsqueeze(-1)
             rows.append(((last * weights).sum(1) / weights.sum(1)).cpu().numpy())
     states = np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32)
     return states / np.maximum(np.linalg.norm(states, axis=1, keepdims=True), 1e-12)

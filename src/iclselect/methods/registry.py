@@ -9,11 +9,22 @@ selector.
 
 from __future__ import annotations
 
-from iclselect.methods import baselines, icon, ifd, miwv, nuggets, wici  # noqa: F401  (register)
+from iclselect.methods import baselines, icon, ifd, miwv, nuggets, rds, wici  # noqa: F401  (register)
 from iclselect.methods.method import REGISTERED, Method
 from iclselect.methods.options import did_you_mean
 
-ORDER = ("wici", "miwv", "icon", "ifd", "nuggets", "perplexity", "length", "random", "diversity")
+ORDER = (
+    "wici",
+    "miwv",
+    "icon",
+    "ifd",
+    "nuggets",
+    "rds",
+    "perplexity",
+    "length",
+    "random",
+    "diversity",
+)
 
 if set(ORDER) != set(REGISTERED):
     raise RuntimeError(f"registry ORDER {ORDER} does not list exactly {sorted(REGISTERED)}")

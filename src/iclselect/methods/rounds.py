@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -49,9 +50,11 @@ class CanFitClassifier:
 @dataclass(frozen=True)
 class PooledStates:
     """The scoring model's last hidden states mean-pooled over each request's context and
-    response tokens: answered with one unit-norm row per request."""
+    response tokens: answered with one unit-norm row per request. `weighting` "mean" weighs
+    every token alike (Nuggets); "position" weighs token t of T by t / sum 1..T (RDS+)."""
 
     requests: list[LogprobRequest]
+    weighting: Literal["mean", "position"] = "mean"
 
 
 Answers = Mapping[LogprobRequest, LogprobResult]

@@ -7,6 +7,8 @@ bootstrap intervals; end with a recommendation.
     presets.py   what a run is (presets, config, arm specs)
     data.py      the pool, its held-out split and the shipped eval sets
     matching.py  length-matched random subsets
+    defects.py   planted defects: a dirty pool from a clean one (--corrupt, the dirty preset)
+    junk.py      how each method ranks planted rows against clean ones
     arms.py      the arms and running one (resumable)
     stats.py     paired bootstrap intervals
     verdicts.py  comparisons and the recommendation
@@ -27,9 +29,11 @@ import torch
 
 from iclselect.bench.quality.arms import load_base, plan_arms, run_arm
 from iclselect.bench.quality.data import eval_sets, short_assessment, split_pool
+from iclselect.bench.quality.defects import plant
+from iclselect.bench.quality.junk import planted_summary
 from iclselect.bench.quality.presets import PRESETS, Preset, QualityConfig
 from iclselect.bench.quality.report import append_benchmarks, markdown, write_outputs
-from iclselect.bench.quality.verdicts import comparisons, recommendation
+from iclselect.bench.quality.verdicts import comparisons, recommendation, recovered
 from iclselect.lm.precision import cpu_name
 from iclselect.runconfig import RunConfig
 
@@ -62,18 +66,22 @@ def run_quality(config: QualityConfig) -> Quality:
     )
     model_id, template = load_base(config)
     options = dict(preset.options)
-    if preset.icon_assessment_tokens and any(m == "icon" for _, m, _ in specs):
-        options["icon.assessment"] = str(
-            short_assessment(template, preset.icon_assessment_tokens, out)
-        )
+    # ICon's assessment rows and RDS+'s target rows: the same short rows of the paper's set.
+    for name, key in (("icon", "icon.assessment"), ("rds", "rds.target")):
+        if preset.icon_assessment_tokens and any(m == name for _, m, _ in specs):
+            options[key] = str(short_assessment(template, preset.icon_assessment_tokens, out))
     rows = split.dataset.table([s.row for s in split.train]).to_pylist()
+    planted = plant(rows, preset.corrupt, preset.corrupt_seed) if preset.corrupt else None
+    if planted:
+        rows = planted.rows
+        log(f"planted {sum(planted.mask())} defective rows among {len(rows)} (defects.py)")
     run_config = RunConfig(
         data=rows, out=str(out), model=config.model, template=config.template, dtype="auto",
         device=config.device, options=options, max_length=preset.max_length,
         store=config.store or str(out / "store.sqlite"), report=False, quiet=config.quiet,
     )  # fmt: skip
     started = time.perf_counter()
-    arms, pool, scoring = plan_arms(config, preset, specs, run_config, log)
+    arms, pool, scoring, orders = plan_arms(config, preset, specs, run_config, log)
     scoring_seconds = time.perf_counter() - started
     results = []
     for n, arm in enumerate(arms, start=1):
@@ -105,7 +113,10 @@ def run_quality(config: QualityConfig) -> Quality:
         "arms": results,
         "seconds": time.perf_counter() - begun,
     }
+    if planted:
+        summary["planted"] = planted_summary(planted.labels, orders, results)
     summary["comparisons"] = comparisons(summary)
+    summary["recovered"] = recovered(summary)
     summary["recommendation"] = recommendation(summary)
     table = markdown(summary)
     log("recommendation: " + summary["recommendation"]["text"])

@@ -57,9 +57,10 @@ def plan_arms(
     specs: list[ArmSpec],
     run_config: RunConfig,
     log: Callable[[str], None],
-) -> tuple[list[Arm], list[Sample], dict[str, Any]]:
+) -> tuple[list[Arm], list[Sample], dict[str, Any], dict[str, list[int]]]:
     """Score the pool with every method (through the usual pipeline and store) and turn each
-    method's selection at each budget, and its controls, into arms."""
+    method's selection at each budget, and its controls, into arms. Also each method's
+    ranking of the whole pool, as rows of the pool file (the order it would select them in)."""
     methods = [get(name) for name in dict.fromkeys([m for _, m, _ in specs] + ["random"])]
     with prepare(run_config, methods) as prepared:
         pool = prepared.pool.samples
@@ -98,7 +99,11 @@ def plan_arms(
                                 matched_draw(lengths, rows, seed), seed, of=name))  # fmt: skip
     if preset.full:
         arms.append(Arm("full", "full", 1.0, list(range(len(pool)))))
-    return arms, pool, scoring
+    orders = {
+        name: [pool[i].row for i in ranking(Budget(fraction=1.0))]
+        for name, ranking in rankings.items()
+    }
+    return arms, pool, scoring, orders
 
 
 def ranking_from_file(path: str, pool: list[Sample]) -> Callable[[Budget], list[int]]:

@@ -42,11 +42,25 @@ class Preset:
     # shipped set's rows whose prompt and response fit in this many tokens (data.py).
     icon_assessment_tokens: int = 0
     full: bool = True  # also tune on the whole pool (the ceiling the subsets are read against)
+    # If > 0, this share of the training rows is replaced by planted defects (defects.py), each
+    # labelled, and every method is also judged by how it ranks them (junk.py).
+    corrupt: float = 0.0
+    corrupt_seed: int = 0
 
     @property
     def n_matched(self) -> int:
         return self.seeds if self.matched_seeds < 0 else self.matched_seeds
 
+
+# wICI as its authors' code runs it (the published numbers come from the code): IFD as a
+# perplexity ratio, only helped probes averaged, candidates with IFD > 1 skipped, the K nearest
+# as probes.
+WICI_CODE: ArmSpec = (
+    "wici-code", "wici",
+    {"ifd_form": "ppl", "aggregate": "code", "prefilter_ifd": True, "probes": "topk"},
+)  # fmt: skip
+# RDS+ against the same short assessment rows ICon uses (run_quality points it there).
+RDS: ArmSpec = ("rds", "rds", {})
 
 ICON_TOKENS = 112  # cpu: ICon's assessment rows are the paper's rows that fit in this many tokens
 
@@ -98,8 +112,8 @@ PRESETS = {
     # wICI with 5 difficult probes, MIWV and IFD as published, ICon with 200 exactly scored
     # candidates against 100 assessment rows and its selector ranking the rest; 5 random
     # seeds and 5 length-matched controls per method at one budget, 100 rows (the size of
-    # cpu-small's 5%); every eval set whole. No full-pool arm: the subsets are judged against
-    # random, their length-matched random and longest-response, not against the ceiling.
+    # cpu-small's 5%); every eval set whole; the full pool too, the ceiling every subset's
+    # recovered share is read against (about 4 more minutes of training).
     "cpu": Preset(
         pool_rows=1000,
         budgets=(0.10,),
@@ -118,10 +132,33 @@ PRESETS = {
         },
         max_length=512,
         icon_assessment_tokens=ICON_TOKENS,
-        full=False,
         # MIWV's top 1% are one-word answers: its loss gap over one to three tokens is mostly
         # noise. The same method ranking only responses of 4+ tokens, beside the paper's form.
-        extra_arms=(("miwv-min4", "miwv", {"min_tokens": 4}),),
+        extra_arms=(("miwv-min4", "miwv", {"min_tokens": 4}), WICI_CODE, RDS),
+    ),
+    # Where selection should pay: the cpu pool with 30% of its rows replaced by planted defects
+    # (defects.py), each method judged by the AUC of clean over planted rows and the planted
+    # share of its subset, beside the fine-tune gains and the full pool's ceiling. Cheaper
+    # than cpu so that it fits 4 hours on 2 cores (an estimate from cpu's measured rates, to be
+    # replaced by the run's own): wICI with 2 difficult probes (4 requests a sample, not 7),
+    # ICon with 60 exactly scored candidates against 40 assessment rows (cpu: 200 x 100, 2.5 h),
+    # 3 random seeds and one length-matched control per method, GSM8K and MMLU capped at 200
+    # items (the held-out Alpaca rows and self-instruct whole: the clean sets the gains are
+    # read on).
+    "dirty": Preset(
+        pool_rows=1000,
+        budgets=(0.10,),
+        seeds=3,
+        train=TrainConfig(epochs=1, lr=5e-5, batch_size=4, max_length=512, checkpoint_every=100),
+        heldout=500,
+        eval_files=((GSM8K, 200), (MMLU, 200), (SELF_INSTRUCT, 0)),
+        generate_tokens=0,
+        options={"wici.n_probes": 2, "icon.exact": 60, "icon.assessment_size": 40},
+        max_length=512,
+        matched_seeds=1,
+        icon_assessment_tokens=ICON_TOKENS,
+        corrupt=0.3,
+        extra_arms=(("perplexity", "perplexity", {}), WICI_CODE, RDS),
     ),
     # A 0.5-8B model from a local directory (--model), the whole pool, paper method settings.
     "gpu": Preset(

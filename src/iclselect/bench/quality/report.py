@@ -36,7 +36,60 @@ def markdown(summary: dict[str, Any]) -> str:
     advice = summary["recommendation"]
     evidence = "\n".join(f"- {line}" for line in advice["evidence"])
     closing = f"**Recommendation.** {advice['text']}\n\nEvidence ({advice['unit']}):\n\n{evidence}"
-    return "\n\n".join(["\n".join(lines), gains(summary), closing]) + "\n"
+    parts = ["\n".join(lines), gains(summary), recovered_table(summary),
+             planted_table(summary), closing]  # fmt: skip
+    return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def recovered_table(summary: dict[str, Any]) -> str:
+    """Per arm and eval metric, the share of the full pool's gain over the untuned model that
+    the subset recovers, with its 95% paired bootstrap interval; empty without a full arm."""
+    rows = summary.get("recovered", [])
+    if not rows:
+        return ""
+    columns = list(dict.fromkeys((r["set"], r["metric"]) for r in rows))
+    header = ["arm", *(f"{n} {'NLL' if m == 'nll' else 'acc'}" for n, m in columns)]
+    lines = [
+        "Share of the full pool's gain over the untuned model that each subset recovers "
+        "(100%: as good as tuning on every row), 95% paired bootstrap interval:",
+        "",
+        _row(header),
+        "|" + "---|" * len(header),
+    ]
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        found = {(r["set"], r["metric"]): r for r in rows if r["arm"] == arm}
+        cells = [arm]
+        for key in columns:
+            r = found[key]
+            cells.append(f"{r['share']:.0%} [{r['low']:.0%}, {r['high']:.0%}]")
+        lines.append(_row(cells))
+    return "\n".join(lines)
+
+
+def planted_table(summary: dict[str, Any]) -> str:
+    """The dirty track: each method's AUC of clean over planted rows (overall and per kind)
+    and each arm's share of planted rows, beside the pool's (random's expectation)."""
+    planted = summary.get("planted")
+    if not planted:
+        return ""
+    kinds = [k for k, n in planted["kinds"].items() if n]
+    header = ["method", "AUC clean > planted", *kinds]
+    lines = [
+        f"Planted rows: {planted['pool_share']:.0%} of the pool ("
+        + ", ".join(f"{k} {planted['kinds'][k]}" for k in kinds)
+        + "). AUC of clean over planted rows in each method's ranking (1: every clean row "
+        "first; 0.5: random order; below 0.5: the method prefers junk):",
+        "",
+        _row(header),
+        "|" + "---|" * len(header),
+    ]
+    for method, auc in planted["auc"].items():
+        lines.append(_row([method, f"{auc['all']:.3f}", *(f"{auc[k]:.3f}" for k in kinds)]))
+    expected = f"{planted['pool_share']:.0%}"
+    lines += ["", f"Share of planted rows in each subset (random expects {expected}):", "",
+              _row(["arm", "planted share"]), "|---|---|"]  # fmt: skip
+    lines += [_row([arm, f"{share:.0%}"]) for arm, share in planted["subset_share"].items()]
+    return "\n".join(lines)
 
 
 def gains(summary: dict[str, Any]) -> str:

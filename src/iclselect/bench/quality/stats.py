@@ -16,6 +16,7 @@ verdict says "better" only when the whole interval is above zero, "worse" when i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,3 +80,59 @@ def paired_bootstrap(
     low, high = np.quantile(gains, [0.025, 0.975])
     gain = float(sign * (reference.mean(axis=0) - arm).mean())
     return Interval(gain, float(low), float(high))
+
+
+@dataclass(frozen=True)
+class Share:
+    value: float  # the arm's gain over the untuned model as a share of the full pool's gain
+    low: float  # 95% paired bootstrap interval
+    high: float
+
+    def text(self) -> str:
+        return f"{self.value:.0%} [{self.low:.0%}, {self.high:.0%}]"
+
+
+def recovered_share(
+    arm: np.ndarray,
+    full: np.ndarray,
+    untuned: np.ndarray,
+    lower_is_better: bool,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    items: np.ndarray | None = None,
+    seeds: np.ndarray | None = None,
+) -> Share:
+    """How much of what tuning on the whole pool teaches the arm's subset keeps:
+
+        share = mean_i sign * (untuned[i] - arm[i])  /  mean_i sign * (untuned[i] - full[i])
+
+    sign 1 where lower is better (NLL), -1 for accuracy. `arm` is one value per eval item, or
+    seeds x items (random's subsets: their mean, seeds resampled as in paired_bootstrap). One
+    bootstrap replicate draws the items once for all three models, so the interval is paired.
+    A full pool that does not beat the untuned model leaves the share undefined: nan."""
+    arm = np.atleast_2d(np.asarray(arm, dtype=float))
+    full, untuned = (np.asarray(v, dtype=float) for v in (full, untuned))
+    n_seeds, n_items = arm.shape
+    assert full.shape == untuned.shape == (n_items,), "arm, full and untuned need the same items"
+    rng = np.random.default_rng(seed)
+    if items is None:
+        items = rng.integers(0, n_items, size=(resamples, n_items))
+    if seeds is None:
+        seeds = (
+            rng.integers(0, n_seeds, size=(resamples, n_seeds))
+            if n_seeds > 1
+            else np.zeros((len(items), 1), dtype=int)
+        )
+    sign = 1.0 if lower_is_better else -1.0
+    counts = np.stack([np.bincount(row, minlength=n_seeds) for row in seeds]) / seeds.shape[1]
+    arm_means = counts @ arm  # replicates x items
+    arm_gain = np.take_along_axis(sign * (untuned[None, :] - arm_means), items, axis=1)
+    full_gain = (sign * (untuned - full))[items]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = arm_gain.mean(axis=1) / full_gain.mean(axis=1)
+    total = sign * (untuned - full).mean()
+    value = float(sign * (untuned - arm.mean(axis=0)).mean() / total) if total > 0 else math.nan
+    if not np.all(np.isfinite(shares)):
+        return Share(value, math.nan, math.nan)
+    low, high = np.quantile(shares, [0.025, 0.975])
+    return Share(value, float(low), float(high))

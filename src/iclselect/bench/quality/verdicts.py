@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from iclselect.bench.quality.stats import Interval, paired_bootstrap
+from iclselect.bench.quality.stats import Interval, paired_bootstrap, recovered_share
 
 CONTROLS = ("random", "matched", "full", "untuned")  # arm kinds that are not methods
 REFERENCES = ("random", "length-matched", "longest")
@@ -142,3 +142,32 @@ def recommendation(summary: dict[str, Any]) -> dict[str, Any]:
     )
     return {"text": text, "method": None, "budget": None, "primary": primary, "unit": unit,
             "evidence": lines}  # fmt: skip
+
+
+def recovered(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per method arm and per budget's random seeds, on every metric: the share of the full
+    pool's gain over the untuned model that the subset recovers, with its 95% paired interval
+    (stats.recovered_share). Empty without a full-pool arm."""
+    arms = summary["arms"]
+    full = next((a for a in arms if a["method"] == "full"), None)
+    untuned = next((a for a in arms if a["method"] == "untuned"), None)
+    if full is None or untuned is None:
+        return []
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for arm in arms:
+        if arm["method"] == "random":
+            groups.setdefault(f"random@{arm['budget'] * 100:g}%", []).append(arm)
+        elif arm["method"] not in CONTROLS:
+            groups[arm["arm"]] = [arm]
+    out = []
+    for name, metric in metrics(summary):
+        for label, group in groups.items():
+            share = recovered_share(
+                np.stack([item_values(a, name, metric) for a in group]),
+                item_values(full, name, metric),
+                item_values(untuned, name, metric),
+                lower_is_better=metric == "nll",
+            )
+            out.append({"arm": label, "set": name, "metric": metric, "seeds": len(group),
+                        "share": share.value, "low": share.low, "high": share.high})  # fmt: skip
+    return out
