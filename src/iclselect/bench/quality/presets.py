@@ -153,7 +153,12 @@ PRESETS = {
         heldout=500,
         eval_files=((GSM8K, 200), (MMLU, 200), (SELF_INSTRUCT, 0)),
         generate_tokens=0,
-        options={"wici.n_probes": 2, "icon.exact": 60, "icon.assessment_size": 40},
+        options={
+            "wici.n_probes": 2,
+            "icon.exact": 60,
+            "icon.assessment_size": 40,
+            "icon.trust_selector": True,
+        },
         max_length=512,
         matched_seeds=1,
         icon_assessment_tokens=ICON_TOKENS,
