@@ -98,6 +98,7 @@ INVALID = [
     (["-m", "icon", "-s", "exact=0"], "icon.exact must be >= 1"),
     (["-m", "icon", "-s", "lora_epochs=0"], "icon.lora_epochs and icon.lora_max_tokens"),
     (["-m", "icon", "-s", "assessment=nope.jsonl"], "icon.assessment nope.jsonl: no such file"),
+    (["-m", "ifd", "--model", "./no/such/model"], "--model ./no/such/model: no such directory"),
 ]
 if not torch.cuda.is_available():
     INVALID.append((["-m", "length", "--device", "cuda"], "--device cuda: torch sees no CUDA GPU"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING
 
+from iclselect.runconfig import DEFAULT_MODEL
+
 if TYPE_CHECKING:
     from iclselect.methods.registry import Method
     from iclselect.runconfig import RunConfig
@@ -24,6 +26,12 @@ def check_run(config: RunConfig, methods: list[Method]) -> None:
                 f"--device {config.device}: torch sees no CUDA GPU on this machine; "
                 "use --device cpu (or auto)"
             )
+    if uses_model and config.model != DEFAULT_MODEL:
+        # A missing directory or an unknown hub id is refused here, not after the pool has
+        # been read and embedded.
+        from iclselect.lm.model import resolve
+
+        resolve(config.model)
     if uses_model and config.executor in ("ray", "vllm"):
         _need(config.executor, f"--executor {config.executor}", config.executor)
     if any(method.name == "icon" for method in methods) and _lora_selector(config):
