@@ -61,20 +61,9 @@ def paired_bootstrap(
     n_seeds, n_items = reference.shape
     assert arm.shape == (n_items,), f"arm has {arm.shape} values, reference {reference.shape}"
     assert n_items > 0, "no eval items to compare on"
-    rng = np.random.default_rng(seed)
-    if items is None:
-        items = rng.integers(0, n_items, size=(resamples, n_items))
-    if seeds is None:
-        seeds = (
-            rng.integers(0, n_seeds, size=(resamples, n_seeds))
-            if n_seeds > 1
-            else np.zeros((len(items), 1), dtype=int)
-        )
+    items, seeds = _draws(n_items, n_seeds, resamples, seed, items, seeds)
     sign = 1.0 if lower_is_better else -1.0
-    # Per replicate, the reference's mean over its drawn seeds, item by item: a seed drawn
-    # twice counts twice (counts @ reference), then the item draw picks columns of it.
-    counts = np.stack([np.bincount(row, minlength=n_seeds) for row in seeds]) / seeds.shape[1]
-    reference_means = counts @ reference  # replicates x items
+    reference_means = _seed_means(reference, seeds)  # replicates x items
     per_item = sign * (reference_means - arm[None, :])
     gains = np.take_along_axis(per_item, items, axis=1).mean(axis=1)
     low, high = np.quantile(gains, [0.025, 0.975])
@@ -114,18 +103,9 @@ def recovered_share(
     full, untuned = (np.asarray(v, dtype=float) for v in (full, untuned))
     n_seeds, n_items = arm.shape
     assert full.shape == untuned.shape == (n_items,), "arm, full and untuned need the same items"
-    rng = np.random.default_rng(seed)
-    if items is None:
-        items = rng.integers(0, n_items, size=(resamples, n_items))
-    if seeds is None:
-        seeds = (
-            rng.integers(0, n_seeds, size=(resamples, n_seeds))
-            if n_seeds > 1
-            else np.zeros((len(items), 1), dtype=int)
-        )
+    items, seeds = _draws(n_items, n_seeds, resamples, seed, items, seeds)
     sign = 1.0 if lower_is_better else -1.0
-    counts = np.stack([np.bincount(row, minlength=n_seeds) for row in seeds]) / seeds.shape[1]
-    arm_means = counts @ arm  # replicates x items
+    arm_means = _seed_means(arm, seeds)  # replicates x items
     arm_gain = np.take_along_axis(sign * (untuned[None, :] - arm_means), items, axis=1)
     full_gain = (sign * (untuned - full))[items]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -136,3 +116,32 @@ def recovered_share(
         return Share(value, math.nan, math.nan)
     low, high = np.quantile(shares, [0.025, 0.975])
     return Share(value, float(low), float(high))
+
+
+def _draws(
+    n_items: int,
+    n_seeds: int,
+    resamples: int,
+    seed: int,
+    items: np.ndarray | None,
+    seeds: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstrap's item draws (resamples x n_items) and seed draws (resamples x n_seeds):
+    those given, else seeded random ones."""
+    rng = np.random.default_rng(seed)
+    if items is None:
+        items = rng.integers(0, n_items, size=(resamples, n_items))
+    if seeds is None:
+        seeds = (
+            rng.integers(0, n_seeds, size=(resamples, n_seeds))
+            if n_seeds > 1
+            else np.zeros((len(items), 1), dtype=int)
+        )
+    return items, seeds
+
+
+def _seed_means(values: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Per replicate, the mean of `values` (seeds x items) over its drawn seeds, item by item:
+    a seed drawn twice counts twice."""
+    counts = np.stack([np.bincount(row, minlength=len(values)) for row in seeds]) / seeds.shape[1]
+    return counts @ values
