@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,19 +36,13 @@ class ResultStore:
 
     def get(self, keys: list[str]) -> dict[str, LogprobResult]:
         found: dict[str, LogprobResult] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows = self._db.execute(
-                "SELECT key, logprob, n_tokens, truncated, checksum FROM results "
-                f"WHERE key IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for key, logprob, n_tokens, truncated, checksum in rows:
-                result = LogprobResult(logprob, n_tokens, truncated)
-                if checksum == _checksum(key, result):
-                    found[key] = result
-                else:
-                    self.corrupt += 1
+        select = "SELECT key, logprob, n_tokens, truncated, checksum FROM results"
+        for key, logprob, n_tokens, truncated, checksum in _rows(self._db, select, keys):
+            result = LogprobResult(logprob, n_tokens, truncated)
+            if checksum == _checksum(key, result):
+                found[key] = result
+            else:
+                self.corrupt += 1
         return found
 
     def put(self, items: Iterable[tuple[str, LogprobResult]]) -> None:
@@ -83,18 +77,12 @@ class VectorStore:
 
     def get(self, keys: list[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows = self._db.execute(
-                "SELECT key, vector, checksum FROM vectors "
-                f"WHERE key IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for key, blob, checksum in rows:
-                if checksum == _blob_checksum(key, blob):
-                    found[key] = np.frombuffer(blob, dtype=np.float32)
-                else:
-                    self.corrupt += 1
+        select = "SELECT key, vector, checksum FROM vectors"
+        for key, blob, checksum in _rows(self._db, select, keys):
+            if checksum == _blob_checksum(key, blob):
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+            else:
+                self.corrupt += 1
         return found
 
     def put(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
@@ -119,6 +107,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     # take the last commits back (never corrupting the file).
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+def _rows(db: sqlite3.Connection, select: str, keys: list[str]) -> Iterator[tuple]:
+    """The rows of `select` whose key is in `keys`, 500 keys a query (SQLite's limit on bound
+    parameters is 999 in older builds)."""
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        yield from db.execute(f"{select} WHERE key IN ({','.join('?' * len(chunk))})", chunk)
 
 
 def _blob_checksum(key: str, blob: bytes) -> str:
