@@ -169,7 +169,9 @@ def test_the_dirty_preset_plants_defects_and_keeps_the_ceiling():
     dirty = PRESETS["dirty"]
     assert dirty.corrupt == 0.3 and dirty.full and dirty.pool_rows == PRESETS["cpu"].pool_rows
     labels = [label for label, _, _ in QualityConfig(out="x").arm_specs(dirty)]
-    assert {"wici", "wici-code", "rds", "ifd", "perplexity", "longest"} <= set(labels)
+    assert {"wici", "wici-code", "wici-ifd1", "rds", "ifd", "perplexity", "longest"} <= set(labels)
+    guard = {label: fixed for label, _, fixed in dirty.extra_arms}["wici-ifd1"]
+    assert guard == {"prefilter_ifd": True}  # the paper's wICI and one guard, nothing else
     assert QualityConfig(out="x", overrides={"corrupt": 0.2}).resolved().corrupt == 0.2
 
 

@@ -163,7 +163,12 @@ PRESETS = {
         matched_seeds=1,
         icon_assessment_tokens=ICON_TOKENS,
         corrupt=0.3,
-        extra_arms=(("perplexity", "perplexity", {}), WICI_CODE, RDS),
+        # wici-ifd1: the paper's wICI with one guard, the code's IFD > 1 prefilter (a demo whose
+        # own instruction does not help its response: refusals, mismatched responses).
+        extra_arms=(
+            ("perplexity", "perplexity", {}), WICI_CODE, RDS,
+            ("wici-ifd1", "wici", {"prefilter_ifd": True}),
+        ),
     ),
     # A 0.5-8B model from a local directory (--model), the whole pool, paper method settings.
     "gpu": Preset(
