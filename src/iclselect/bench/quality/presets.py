@@ -166,7 +166,9 @@ PRESETS = {
         # wici-ifd1: the paper's wICI with one guard, the code's IFD > 1 prefilter (a demo whose
         # own instruction does not help its response: refusals, mismatched responses).
         extra_arms=(
-            ("perplexity", "perplexity", {}), WICI_CODE, RDS,
+            ("perplexity", "perplexity", {}),
+            WICI_CODE,
+            RDS,
             ("wici-ifd1", "wici", {"prefilter_ifd": True}),
         ),
     ),
