@@ -104,6 +104,46 @@ def test_near_duplicate_pair_is_never_both_selected(embedder, demo_rows):
         assert len(picked.selected) == 20
 
 
+def plain_greedy(score, limit, vectors, tau):
+    """The near-duplicate walk one candidate at a time against every accepted row: the
+    definition the blocked selector must match."""
+    accepted, reasons, related = [], {}, {}
+    for i in sorted(range(len(score)), key=lambda i: (-score[i], i)):
+        if len(accepted) >= limit:
+            reasons[i] = "below_budget"
+            continue
+        if accepted:
+            similarity = np.array([float(vectors[a] @ vectors[i]) for a in accepted])
+            if similarity.max() >= tau:
+                reasons[i], related[i] = "near_duplicate", accepted[int(similarity.argmax())]
+                continue
+        accepted.append(i)
+        reasons[i] = "selected"
+    return accepted, reasons, related
+
+
+@pytest.mark.parametrize("budget", [Budget(count=150), Budget(fraction=0.5), Budget(fraction=1.0)])
+def test_blocked_near_duplicate_walk_matches_the_plain_one(pool200, monkeypatch, budget):
+    import iclselect.selectors as selectors
+
+    # 200 real rows and a turned copy of each (cosine ~0.99): every copy is a near-duplicate
+    # of its original, and some originals of one another at tau 0.8.
+    vectors = pool200.instructions()
+    turned = vectors + 0.01 * np.random.default_rng(1).normal(size=vectors.shape)
+    vectors = np.vstack([vectors, turned / np.linalg.norm(turned, axis=1, keepdims=True)])
+    vectors = vectors.astype(np.float32)
+    score = np.random.default_rng(2).normal(size=len(vectors))
+    monkeypatch.setattr(selectors, "_BLOCK", 16)  # many block edges, one inside every run
+    picked = select(score, budget, {}, vectors, tau=0.8)
+    accepted, reasons, related = plain_greedy(score, budget.size(len(score)), vectors, 0.8)
+    assert picked.selected == accepted
+    assert {i: picked.reason[i] for i in reasons} == reasons
+    assert {i: picked.near_duplicate_of[i] for i in related} == related
+    for i, j in related.items():
+        assert picked.similarity[i] == pytest.approx(float(vectors[i] @ vectors[j]), abs=1e-5)
+    assert related and len(accepted) < len(score)  # the walk did suppress rows
+
+
 # Every selection path, on ten unique real rows each given twice.
 
 

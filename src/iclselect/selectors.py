@@ -38,6 +38,8 @@ REASONS: dict[str, str] = {
 # Scores this close (relative) to the last kept score are ties in all but rounding: which of
 # them is kept then follows input order, not the method.
 NEAR_TIE = 1e-6
+# Candidates compared with the accepted rows per matrix product (near-duplicate selection).
+_BLOCK = 512
 
 
 @dataclass(frozen=True)
@@ -206,28 +208,52 @@ def select(
     # Ties broken by sample order so that a rerun selects the same rows.
     order = sorted(scored, key=lambda i: (-sign * score[i], i))
     limit = budget.size(len(order))
+    check = vectors is not None and tau is not None
+    # Candidates are taken in blocks: one matrix product gives a block's similarity to every
+    # row accepted before it, another its similarity within itself, so the greedy walk never
+    # recomputes what an earlier candidate already paid for (a row-at-a-time product against
+    # the accepted set was 923 s at 52,000 rows; BENCHMARKS.md "Host side at scale").
+    accepted_vectors = np.empty((limit, vectors.shape[1]), vectors.dtype) if check else None
     accepted: list[int] = []
-    for rank, i in enumerate(order, start=1):
-        if len(accepted) >= limit:
-            decisions[i] = Decision("below_budget", rank)
-            continue
-        if budget.threshold is not None and sign * score[i] < sign * budget.threshold:
-            lower = "" if higher_first else " (lower scores first: kept at or below it)"
-            decisions[i] = Decision(
-                "below_threshold", rank, detail=f"threshold {budget.threshold:g}{lower}"
-            )
-            continue
-        if vectors is not None and tau is not None and accepted:
-            similarity = vectors[accepted] @ vectors[i]
-            closest = int(np.argmax(similarity))
-            if similarity[closest] >= tau:
-                decisions[i] = Decision(
-                    "near_duplicate", rank, accepted[closest], float(similarity[closest]),
-                    f"tau {tau:g}",
-                )  # fmt: skip
+    for start in range(0, len(order), _BLOCK):
+        block = order[start : start + _BLOCK]
+        if check and len(accepted) < limit:
+            block_vectors = vectors[block]
+            before = block_vectors @ accepted_vectors[: len(accepted)].T
+            closest_before = before.argmax(axis=1) if accepted else None
+            within = block_vectors @ block_vectors.T
+        in_block: list[int] = []  # positions in the block of the rows it accepted
+        for j, i in enumerate(block):
+            rank = start + j + 1
+            if len(accepted) >= limit:
+                decisions[i] = Decision("below_budget", rank)
                 continue
-        accepted.append(i)
-        decisions[i] = Decision("selected", rank)
+            if budget.threshold is not None and sign * score[i] < sign * budget.threshold:
+                lower = "" if higher_first else " (lower scores first: kept at or below it)"
+                decisions[i] = Decision(
+                    "below_threshold", rank, detail=f"threshold {budget.threshold:g}{lower}"
+                )
+                continue
+            if check:
+                related, similarity = None, -math.inf
+                if closest_before is not None:
+                    related = accepted[closest_before[j]]
+                    similarity = float(before[j, closest_before[j]])
+                if in_block:
+                    here = within[j, in_block]
+                    best = int(np.argmax(here))
+                    # On a tie the earlier accepted row is named, as the accepted order has it.
+                    if here[best] > similarity:
+                        related, similarity = block[in_block[best]], float(here[best])
+                if related is not None and similarity >= tau:
+                    decisions[i] = Decision(
+                        "near_duplicate", rank, related, similarity, f"tau {tau:g}"
+                    )
+                    continue
+                accepted_vectors[len(accepted)] = vectors[i]
+                in_block.append(j)
+            accepted.append(i)
+            decisions[i] = Decision("selected", rank)
     return Selection(decisions, accepted, _near_ties(score, accepted, decisions))
 
 
