@@ -5,6 +5,9 @@ the run's from above (and equal them with top-k probes, which depend on no answe
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from conftest import pool_of, samples_from, shortest
 
@@ -45,3 +48,28 @@ def test_dry_run_plans_what_the_run_computes(setting, short_assessment, name, op
         assert answerer.stats["tokens"] <= planned.tokens
     else:
         assert answerer.stats["tokens"] == planned.tokens
+
+
+def test_a_large_pool_is_planned_on_a_sample_and_scaled(tmp_path, demo_rows, monkeypatch):
+    import iclselect.estimate as estimate
+    from iclselect.runconfig import RunConfig
+
+    data = tmp_path / "pool.json"
+    data.write_text(json.dumps(shortest(demo_rows, 40)), encoding="utf-8")
+
+    def planned(sample: int) -> dict[str, int]:
+        monkeypatch.setattr(estimate, "PLAN_SAMPLE", sample)
+        config = RunConfig(data=str(data), out=str(tmp_path / "out"), method="ifd", quiet=True,
+                           store=str(tmp_path / f"store{sample}.sqlite"))  # fmt: skip
+        text = estimate.dry_run(config)
+        assert "dry run: 40 samples, method ifd" in text
+        assert ("planned on a seeded sample of 10 of the 40 rows" in text) == (sample == 10)
+        requests = re.search(r"requests: (\d+)", text)
+        tokens = re.search(r"tokens to run: ~([\d,]+)", text)
+        return {"requests": int(requests[1]), "tokens": int(tokens[1].replace(",", ""))}
+
+    whole, sampled = planned(estimate.PLAN_SAMPLE), planned(10)
+    assert sampled["requests"] == whole["requests"] == 80  # IFD: two requests a row, exactly
+    # Tokens are the sample's mean scaled: within 35% of the whole plan on 10 of 40 rows.
+    assert sampled["tokens"] == pytest.approx(whole["tokens"], rel=0.35)
+    assert sampled["tokens"] != whole["tokens"]  # it did plan on the sample

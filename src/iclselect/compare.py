@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from iclselect.estimate import estimate
+from iclselect.estimate import PLAN_SAMPLE, estimate
 from iclselect.io import replace_file
 from iclselect.methods.registry import Method, get
 from iclselect.pipeline import RunResult, choose, prepare, score_together, write
@@ -67,7 +67,7 @@ def dry_run(config: RunConfig, names: list[str]) -> str:
     texts, rate = [], None
     with tempfile.TemporaryDirectory(prefix="iclselect-dry-run-") as scratch:
         config = replace(config, store=str(Path(scratch) / "store.sqlite"))
-        with prepare(config, methods) as prepared:
+        with prepare(config, methods, sample=PLAN_SAMPLE) as prepared:
             for method, method_config in zip(methods, configs, strict=True):
                 text, rate = estimate(prepared, method, method_config, rate)
                 texts.append(text)

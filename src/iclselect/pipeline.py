@@ -58,6 +58,7 @@ class Prepared:
     pool: Pool
     engine: Engine | None
     timings: dict[str, float]
+    rows: int = 0  # valid rows read; more than len(pool) where a dry run planned on a sample
 
     def __enter__(self) -> Prepared:
         return self
@@ -113,11 +114,16 @@ class RunResult:
 
 
 def prepare(
-    config: RunConfig, methods: list[Method], kernel: str = "hf", embedder: Any = None
+    config: RunConfig,
+    methods: list[Method],
+    kernel: str = "hf",
+    embedder: Any = None,
+    sample: int = 0,
 ) -> Prepared:
     """Read, embed and load the model once, for every method in `methods`. `kernel`: "hf",
     or "random" for answers drawn without a model (lm/kernel.py); `embedder`: one to use
-    instead of config.embedder's (both for `bench pipeline`)."""
+    instead of config.embedder's (both for `bench pipeline`); `sample`: if > 0, the pool is a
+    seeded sample of at most this many valid rows (a dry run's plan, its counts scaled)."""
     check_run(config, methods)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -145,6 +151,10 @@ def prepare(
             f"{', '.join(dataset.unused_columns)}"
         )
     timings["read"] = time.perf_counter() - started
+    rows = len(samples)
+    if 0 < sample < rows:
+        keep = np.sort(np.random.default_rng(0).choice(rows, sample, replace=False))
+        samples = [samples[i] for i in keep]
 
     pool = Pool(samples, reference=config.template == "reference")
     if any(m.embeddings or config.tau_for(m) is not None for m in methods):
@@ -179,7 +189,7 @@ def prepare(
     engine = None
     if any(m.uses_model for m in methods):
         engine = _engine(config, kernel)
-    return Prepared(dataset, pool, engine, timings)
+    return Prepared(dataset, pool, engine, timings, rows)
 
 
 def _engine(config: RunConfig, kernel: str) -> Engine:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -49,32 +50,37 @@ MODEL_STAGES = (EMBED, LOAD, FORWARD)
 # The engine's time for wICI on 52,002 Alpaca rows with an 8B model on one H200, 0.53 h: the
 # estimate in BENCHMARKS.md ("On one GPU") from llama-1b's measured engine FLOP rate there.
 H200_8B_SECONDS, H200_8B_ROWS = 0.53 * 3600, 52_002
+_COPY_MARK = re.compile(r" \(#(\d+)\)")  # make_pool's mark on a copy's instruction
 
 
 class CopiesEmbedder:
-    """The real embedder on the first `distinct` texts; a later text (a copy of text i mod
-    `distinct`) gets that text's vector turned slightly, by a seeded draw. A text embedded once
-    is not embedded again (the run, its dry run and a second size share the pool's rows);
-    `texts` and `seconds` count the real embedder's work, for its rate."""
+    """The real embedder on each distinct text; a copy (its instruction marked " (#i)" by
+    make_pool) gets its original's vector turned slightly, by a draw seeded with i. A text is
+    embedded once (the run, its dry run and a second size share the pool's rows); `texts` and
+    `seconds` count the real embedder's work, for its rate."""
 
-    def __init__(self, distinct: int, name: str) -> None:
+    def __init__(self, name: str) -> None:
         self.embedder = Embedder(name)
-        self.distinct = distinct
         self.known: dict[str, np.ndarray] = {}
         self.texts, self.seconds = 0, 0.0
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        first = list(texts[: self.distinct])
-        new = list(dict.fromkeys(t for t in first if t not in self.known))
+        marked = [_COPY_MARK.search(text) for text in texts]
+        originals = [
+            text if mark is None else text[: mark.start()] + text[mark.end() :]
+            for text, mark in zip(texts, marked, strict=True)
+        ]
+        new = list(dict.fromkeys(t for t in originals if t not in self.known))
         if new:
             started = time.perf_counter()
             self.known.update(zip(new, self.embedder.encode(new), strict=True))
             self.seconds += time.perf_counter() - started
             self.texts += len(new)
-        vectors = np.stack([self.known[t] for t in first])[np.arange(len(texts)) % len(first)]
-        copies = vectors[len(first) :]
-        turn = np.random.default_rng(0).normal(size=copies.shape).astype(np.float32)
-        copies += 0.1 * turn / math.sqrt(copies.shape[1])
+        vectors = np.stack([self.known[t] for t in originals])
+        for row, mark in enumerate(marked):
+            if mark is not None:
+                turn = np.random.default_rng(int(mark.group(1))).normal(size=vectors.shape[1])
+                vectors[row] += 0.1 * turn.astype(np.float32) / math.sqrt(vectors.shape[1])
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors
 
@@ -100,22 +106,19 @@ def measure(
     pool: Path,
     method: str,
     workdir: Path,
-    embedders: dict[int, CopiesEmbedder],
+    vectors: CopiesEmbedder,
     dry_run: bool = True,
     embedder: str = DEFAULT_EMBEDDER,
     model: str = DEFAULT_MODEL,
     kernel: str = "random",
 ) -> Measured:
     """One run of `iclselect run` on `rows` rows under the random kernel, and its dry run.
-    `embedders`: by distinct rows, shared between sizes."""
+    `vectors`: the embedder, shared between sizes."""
     from iclselect.estimate import dry_run as estimate
-    from iclselect.io import read_dataset
     from iclselect.pipeline import choose, prepare, score, write
 
     workdir.mkdir(parents=True, exist_ok=True)
     data = make_pool(str(pool), rows, workdir / f"pool_{rows}.jsonl")
-    distinct = min(rows, len(read_dataset(str(pool)).samples))
-    vectors = embedders.setdefault(distinct, CopiesEmbedder(distinct, embedder))
     store = workdir / "store.sqlite"
     store.unlink(missing_ok=True)
     config = RunConfig(
@@ -270,9 +273,9 @@ def run_bench(
     get(method)  # an unknown method fails before any work
     if kernel not in ("random", "hf"):
         raise ValueError(f"--kernel must be random or hf; got {kernel!r}")
-    embedders: dict[int, CopiesEmbedder] = {}
+    vectors = CopiesEmbedder(embedder)
     runs = [
-        measure(n, source, method, workdir / str(n), embedders, dry_run, embedder, model, kernel)
+        measure(n, source, method, workdir / str(n), vectors, dry_run, embedder, model, kernel)
         for n in rows
     ]
     report = render(runs, method, command, source, kernel)
