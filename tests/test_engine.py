@@ -7,6 +7,7 @@ else."""
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 import torch
@@ -124,12 +125,24 @@ def test_cost_is_exactly_the_work_done(lm, requests):
     assert no_reuse.tokens > cost.tokens and no_reuse.flops > cost.flops
 
 
-def test_chunked_scoring_equals_one_pass(lm, requests):
-    """Requests are tokenised and run a chunk at a time (memory stays flat on huge pools);
-    chunk boundaries change batch shapes only."""
+def test_chunked_scoring_equals_one_pass(lm, requests, monkeypatch):
+    """Requests are tokenised and run a chunk at a time (memory stays flat on huge pools), each
+    chunk after the first tokenised on a thread while the one before it runs; chunk boundaries
+    change batch shapes only."""
     whole = engine(lm).loglikelihood(requests)
     chunked_engine = engine(lm, chunk=5)
+    threads = []
+    encode = chunked_engine.template.encode
+
+    def recorded(request):
+        threads.append(threading.current_thread().name)
+        return encode(request)
+
+    monkeypatch.setattr(chunked_engine.template, "encode", recorded)
     chunked = chunked_engine.loglikelihood(requests)
+    # The first chunk is tokenised where it runs; every later one ahead, on the thread.
+    assert threads.count(threading.main_thread().name) == 5
+    assert len(threads) == len({r.key() for r in requests}) > 5
     assert_close(losses(whole), losses(chunked))
     assert [r.n_tokens for r in whole] == [r.n_tokens for r in chunked]
     assert chunked_engine.stats["requests"] == len(requests)

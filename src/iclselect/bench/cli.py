@@ -164,9 +164,16 @@ def bench_pipeline(
             show_default=False,
         ),
     ] = None,
-    method: Annotated[str, typer.Option("--method", "-m", help="Method to run.")] = "wici",
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            "-m",
+            help="Method to run, or several comma-separated (wici,miwv,icon): a table each.",
+        ),
+    ] = "wici",
     workdir: Annotated[
-        Path, typer.Option(help="Where the pool, the store and the run's outputs go.")
+        Path, typer.Option(help="Where the pool, the store and each method's run go.")
     ] = Path("runs/bench_pipeline"),
     embedder: Annotated[str, typer.Option(help="Sentence embedder.")] = "all-minilm-l6-v2",
     model: Model = DEFAULT_MODEL,
@@ -195,8 +202,9 @@ def bench_pipeline(
 
     def go() -> None:
         command = "iclselect " + shlex.join(sys.argv[1:])
+        methods = [name.strip() for name in method.split(",")]
         report, _ = run_bench(
-            rows or [5000], pool, method, workdir, embedder, dry_run,
+            rows or [5000], pool, methods, workdir, embedder, dry_run,
             benchmarks if write else None, command, model, kernel,
         )  # fmt: skip
         typer.echo(report)

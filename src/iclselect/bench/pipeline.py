@@ -260,7 +260,7 @@ def _nlogn(n1: int, n2: int) -> float:
 def run_bench(
     rows: list[int],
     pool: Path | None,
-    method: str,
+    methods: list[str],
     workdir: Path,
     embedder: str,
     dry_run: bool,
@@ -269,17 +269,24 @@ def run_bench(
     model: str = DEFAULT_MODEL,
     kernel: str = "random",
 ) -> tuple[str, list[Measured]]:
+    """One table per method, every size; the embedder's vectors are shared by them all."""
     source = pool or SHIPPED_POOL
-    get(method)  # an unknown method fails before any work
+    for method in methods:
+        get(method)  # an unknown method fails before any work
     if kernel not in ("random", "hf"):
         raise ValueError(f"--kernel must be random or hf; got {kernel!r}")
     vectors = CopiesEmbedder(embedder)
-    runs = [
-        measure(n, source, method, workdir / str(n), vectors, dry_run, embedder, model, kernel)
-        for n in rows
-    ]
-    report = render(runs, method, command, source, kernel)
+    reports, measured = [], []
+    for method in methods:
+        where = workdir / method
+        runs = [
+            measure(n, source, method, where / str(n), vectors, dry_run, embedder, model, kernel)
+            for n in rows
+        ]
+        reports.append(render(runs, method, command, source, kernel))
+        measured += runs
+    report = "\n".join(reports)
     if benchmarks is not None:
         with benchmarks.open("a", encoding="utf-8") as handle:
             handle.write("\n" + report)
-    return report, runs
+    return report, measured

@@ -25,6 +25,7 @@ class Lookup:
     requests: list[LogprobRequest]  # per slot: the first request with that key
     answers: list[LogprobResult | None]  # per slot; filled from the store, then by computing
     store_keys: list[str]  # per slot, when there is a store
+    keys: list[str]  # per slot: the request's content key
 
     @property
     def missing(self) -> int:
@@ -61,7 +62,8 @@ class Cache:
             stored = self.store.get(store_keys)
             for slot, key in enumerate(store_keys):
                 answers[slot] = stored.get(key)
-        return Lookup(order, [firsts[slot] for slot in range(len(unique))], answers, store_keys)
+        requests_ = [firsts[slot] for slot in range(len(unique))]
+        return Lookup(order, requests_, answers, store_keys, list(unique))
 
     def answer(
         self,

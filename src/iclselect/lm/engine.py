@@ -17,6 +17,7 @@ An executor (lm/executors.py) decides where the passes run: this process or Ray 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -32,7 +33,7 @@ from iclselect.lm.packed import bucket
 from iclselect.lm.packer import Unit, pack, pending, to_job
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.lm.store import ResultStore
-from iclselect.lm.templates import Template
+from iclselect.lm.templates import Encoded, Template
 from iclselect.stages import stage
 
 
@@ -111,21 +112,38 @@ class Engine:
     ) -> list[LogprobResult]:
         """One result per request, in the same order; a progress bar in tokens on a terminal.
         Requests are tokenised and run `chunk` at a time, so memory does not grow with the
-        number of requests beyond the requests and answers themselves."""
+        number of requests beyond the requests and answers themselves. While one chunk's
+        passes run, the next chunk is tokenised on a thread: a GPU would otherwise wait for it
+        between chunks."""
         results: list[LogprobResult] = []
-        chunks = range(0, len(requests), self.chunk)
-        for n, start in enumerate(chunks, start=1):
-            label = f"{desc} {n}/{len(chunks)}" if len(chunks) > 1 else desc
-            results += self._run(requests[start : start + self.chunk], label)
+        chunks = [requests[s : s + self.chunk] for s in range(0, len(requests), self.chunk)]
+        with ThreadPoolExecutor(1, thread_name_prefix="iclselect-tokenise") as thread:
+            ahead: Future[dict[str, Encoded]] | None = None
+            for n, chunk in enumerate(chunks, start=1):
+                plan = self._plan(chunk, ahead)
+                ahead = None
+                if n < len(chunks) and plan.units:
+                    ahead = thread.submit(self._encode_distinct, chunks[n])
+                label = f"{desc} {n}/{len(chunks)}" if len(chunks) > 1 else desc
+                results += self._execute(plan, label)
         self.cache.count_truncated(results)
         return results
 
-    def _run(self, requests: Sequence[LogprobRequest], desc: str) -> list[LogprobResult]:
-        plan = self._plan(requests)
+    def _execute(self, plan: _Plan, desc: str) -> list[LogprobResult]:
         self.flops += self._flops(plan.units)
         computed = self.executor.run(self.kernel, plan.units)
         with stage("store"):
             return self.cache.answer(plan.lookup, plan.units, computed, desc)
+
+    def _encode_distinct(self, requests: Sequence[LogprobRequest]) -> dict[str, Encoded]:
+        """Each distinct request tokenised, by content key. It runs on the tokenising thread,
+        so it touches neither the store nor the stage records (iclselect.stages)."""
+        encoded: dict[str, Encoded] = {}
+        for request in requests:
+            key = request.key()
+            if key not in encoded:
+                encoded[key] = self.template.encode(request)
+        return encoded
 
     def cost(self, requests: Sequence[LogprobRequest]) -> Cost:
         """What loglikelihood(requests) would compute, without computing it (chunk by chunk,
@@ -192,20 +210,32 @@ class Engine:
                 flops += self._flop_model.head(len(job.target))
         return flops
 
-    def _plan(self, requests: Sequence[LogprobRequest]) -> _Plan:
+    def _plan(
+        self,
+        requests: Sequence[LogprobRequest],
+        ahead: Future[dict[str, Encoded]] | None = None,
+    ) -> _Plan:
         """Deduplicate, answer what the store holds, and pack the rest into forward passes.
 
         The passes are packed from *all* the distinct requests, answered or not, and then
         reduced to the requests still missing: answers are committed a pass at a time, so a
         run killed and resumed runs exactly the passes the uninterrupted run would have, and
         its numbers are the same to the bit (in fp32 a request's log-prob moves by ~1e-6 with
-        what else shares its row)."""
+        what else shares its row). `ahead`: these requests' tokens, computed on the tokenising
+        thread while the previous chunk ran; waiting for it counts as tokenising."""
         with stage("store"):
             lookup = self.cache.lookup(requests)
+        with stage("tokenise"):
+            # Waited for even when nothing is missing: the template is never used by two
+            # threads at once.
+            prefetched = ahead.result() if ahead is not None else {}
         if not lookup.missing:
             return _Plan(lookup, [])
         with stage("tokenise"):
-            encoded = [self.template.encode(request) for request in lookup.requests]
+            encoded = [
+                prefetched[key] if key in prefetched else self.template.encode(request)
+                for key, request in zip(lookup.keys, lookup.requests, strict=True)
+            ]
         with stage("pack"):
             jobs = [
                 to_job(slot, tokens, self.max_length, self.reuse_prefix)
