@@ -62,7 +62,8 @@ def run(
         bool,
         typer.Option(
             help="Print the requests, tokens, FLOPs and estimated time, then stop (a few "
-            "requests run to measure this machine's speed; their answers are kept).",
+            "requests run to measure this machine's speed; their answers are kept). A pool "
+            "over 5,000 rows is planned on a seeded sample of 5,000 and the counts scaled.",
             rich_help_panel=ENGINE,
         ),
     ] = False,
