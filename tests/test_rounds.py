@@ -345,3 +345,43 @@ def test_icon_ranks_with_a_selector_only_above_chance_unless_insisted(tmp_path, 
             "icon: the lora selector will not rank the 10 rows without an exact score: its "
             "held-out AUC 0.00, Spearman -1.00 is at or below chance (0.5)."
         )
+
+
+def test_loss_outliers_is_hampels_rule_by_hand():
+    from iclselect.methods.ifd import loss_outliers
+
+    # Finite losses 1, 2, 2, 3, 10: median 2, absolute deviations 1, 0, 0, 1, 8, MAD 1, so the
+    # limit is 2 + 3 x 1.4826 x 1 = 6.4478; the NaN is no outlier.
+    found = loss_outliers(np.array([1.0, 2.0, 2.0, 3.0, 10.0, math.nan]))
+    assert list(found) == [4]
+    assert found[4].reason == "prefiltered"
+    assert found[4].detail == "response loss 10.00 > 6.45 (median + 3 MADs)"
+    assert loss_outliers(np.array([math.nan])) == {}
+
+
+class Salad(Fake):
+    """Fake's answers, except that sample 3's own response (after its own prompt, no demo)
+    is word salad to the model: a loss far above every other row's."""
+
+    @staticmethod
+    def result(request: LogprobRequest) -> LogprobResult:
+        answer = Fake.result(request)
+        if request.prompt and request.prompt[0].content.startswith("task 3:") and not request.demos:
+            return LogprobResult(-40.0 * answer.n_tokens, answer.n_tokens)
+        return answer
+
+
+@pytest.mark.parametrize("name", ["ifd", "miwv", "perplexity"])
+def test_loss_outliers_guard_leaves_out_the_salad_row_and_nothing_else(name):
+    p, method = pool(12), get(name)
+    extra = {"drop_above_one": False} if name == "ifd" else {}
+    plain = drive(method, p, method.configure(extra), Salad())
+    guarded = drive(method, p, method.configure({**extra, "loss_outliers": True}), Salad())
+    assert (
+        guarded.excluded[3].reason == "prefiltered"
+        and "median + 3 MADs" in guarded.excluded[3].detail
+    )
+    assert not math.isnan(plain.score[3])  # as published, the salad row is ranked
+    others = [i for i in range(len(p)) if i != 3]
+    assert all(i not in guarded.excluded for i in others if i not in plain.excluded)
+    np.testing.assert_array_equal(guarded.score[others], plain.score[others])

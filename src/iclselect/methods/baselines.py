@@ -13,7 +13,14 @@ from typing import Literal
 
 import numpy as np
 
-from iclselect.methods.ifd import MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP, conditioned, too_short
+from iclselect.methods.ifd import (
+    LOSS_OUTLIERS_HELP,
+    MIN_TOKENS_DEFAULT,
+    MIN_TOKENS_HELP,
+    conditioned,
+    loss_outliers,
+    too_short,
+)
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -27,6 +34,7 @@ class PerplexityConfig:
         "high", "high: keep the responses the model finds hardest; low: the easiest"
     )
     min_tokens: int = option(MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP)
+    loss_outliers: bool = option(False, LOSS_OUTLIERS_HELP)
 
 
 @register(
@@ -44,6 +52,8 @@ def perplexity(pool: Pool, config: PerplexityConfig) -> Rounds:
     results = [answers[r] for r in requests]
     ppl = np.array([a.perplexity for a in results])
     excluded = too_short([a.n_tokens for a in results], config.min_tokens)
+    if config.loss_outliers:
+        excluded = loss_outliers(np.array([a.loss for a in results])) | excluded
     score = ppl.copy()
     score[list(excluded)] = np.nan
     return MethodScores(

@@ -36,6 +36,14 @@ MIN_TOKENS_HELP = (
     "rank only rows whose response has at least this many scored tokens (iclselect; 0: off, "
     "the paper's)"
 )
+LOSS_OUTLIERS_HELP = (
+    "rank only rows whose response loss L(y|x) is at most the pool's median + 3 MADs, which "
+    "leaves out word salad and responses that belong to another row (iclselect's guard on a "
+    "dirty pool; off: the paper's)"
+)
+# Hampel's rule: a loss more than 3 robust standard deviations (1.4826 MAD each) above the
+# pool's median is an outlier whatever the loss's scale.
+_OUTLIER_MADS, _MAD_TO_SD = 3.0, 1.4826
 
 
 # The reference code's quirks (`--template reference` switches them on; docs/METHODS.md).
@@ -54,6 +62,7 @@ class IfdConfig:
     form: IfdForm = option("loss", "loss: L(y|x)/L(y) (Cherry); ppl: PPL(y|x)/PPL(y) (wICI code)")
     drop_above_one: bool = option(True, "exclude samples with IFD > 1, as Cherry does")
     min_tokens: int = option(MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP)
+    loss_outliers: bool = option(False, LOSS_OUTLIERS_HELP)
     joint_tokens: bool = option(False, JOINT_HELP.format("Cherry's data_analysis.py:61-64"))
     code_max_length: int = option(0, CODE_MAX_LENGTH_HELP.format("512, data_analysis.py:34"))
 
@@ -108,6 +117,21 @@ def too_short(tokens: list[int], min_tokens: int) -> dict[int, Excluded]:
         i: Excluded("prefiltered", f"{n} response tokens < min_tokens {min_tokens}")
         for i, n in enumerate(tokens)
         if n < min_tokens
+    }
+
+
+def loss_outliers(losses: np.ndarray) -> dict[int, Excluded]:
+    """Rows whose response loss is above the pool's median + 3 MADs (`losses`, per row; a NaN
+    is no outlier)."""
+    finite = losses[np.isfinite(losses)]
+    if not len(finite):
+        return {}
+    median = float(np.median(finite))
+    limit = median + _OUTLIER_MADS * _MAD_TO_SD * float(np.median(np.abs(finite - median)))
+    return {
+        i: Excluded("prefiltered", f"response loss {loss:.2f} > {limit:.2f} (median + 3 MADs)")
+        for i, loss in enumerate(losses.tolist())
+        if loss > limit
     }
 
 
@@ -169,6 +193,8 @@ def rounds(pool: Pool, config: IfdConfig) -> Rounds:
     )
     values, cond, uncond = own.ifd, own.loss, own.loss_alone
     excluded = too_short(own.tokens, config.min_tokens)
+    if config.loss_outliers:
+        excluded = loss_outliers(cond) | excluded
     for i, value in enumerate(values):
         if math.isnan(value):
             excluded[i] = Excluded("not_scored", "IFD undefined: L(y) = 0")

@@ -19,7 +19,14 @@ import numpy as np
 
 from iclselect.embed import nearest_neighbours
 from iclselect.lm.requests import LogprobRequest
-from iclselect.methods.ifd import MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP, conditioned, too_short
+from iclselect.methods.ifd import (
+    LOSS_OUTLIERS_HELP,
+    MIN_TOKENS_DEFAULT,
+    MIN_TOKENS_HELP,
+    conditioned,
+    loss_outliers,
+    too_short,
+)
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -29,9 +36,10 @@ from iclselect.methods.scores import MethodScores
 
 @dataclass(frozen=True)
 class MiwvConfig:
-    """Retrieval and the score are fixed by the paper; min_tokens is iclselect's option."""
+    """Retrieval and the score are fixed by the paper; the guards are iclselect's options."""
 
     min_tokens: int = option(MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP)
+    loss_outliers: bool = option(False, LOSS_OUTLIERS_HELP)
 
 
 def demos(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
@@ -66,6 +74,8 @@ def rounds(pool: Pool, config: MiwvConfig) -> Rounds:
     own = [answers[conditioned(s, style=style)] for s in samples]
     alone = np.array([a.loss for a in own])
     excluded = too_short([a.n_tokens for a in own], config.min_tokens)
+    if config.loss_outliers:
+        excluded = loss_outliers(alone) | excluded
     with_demo = np.array(
         [answers[conditioned(s, samples[demo[i]].turns, style)].loss for i, s in enumerate(samples)]
     )

@@ -163,13 +163,18 @@ PRESETS = {
         matched_seeds=1,
         icon_assessment_tokens=ICON_TOKENS,
         corrupt=0.3,
-        # wici-ifd1: the paper's wICI with one guard, the code's IFD > 1 prefilter (a demo whose
-        # own instruction does not help its response: refusals, mismatched responses).
+        # The guards, each beside its method as published (docs/METHODS.md, "Guards on a dirty
+        # pool"): wici-ifd1, the code's IFD > 1 prefilter (a demo whose own instruction does not
+        # help its response: refusals, mismatched responses); *-loss, rows whose response
+        # loss is an outlier above the pool's left out (word salad, another row's response).
         extra_arms=(
             ("perplexity", "perplexity", {}),
             WICI_CODE,
             RDS,
             ("wici-ifd1", "wici", {"prefilter_ifd": True}),
+            ("ifd-loss", "ifd", {"loss_outliers": True}),
+            ("miwv-loss", "miwv", {"loss_outliers": True}),
+            ("perplexity-loss", "perplexity", {"loss_outliers": True}),
         ),
     ),
     # A 0.5-8B model from a local directory (--model), the whole pool, paper method settings.
