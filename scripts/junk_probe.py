@@ -29,10 +29,13 @@ ARMS = (
     ("miwv", "miwv", {}),
     ("wici", "wici", {}),
     ("wici-min4", "wici", {"min_tokens": 4}),
-    ("wici-prefilter", "wici", {"prefilter_ifd": True}),
+    ("wici-ifd1", "wici", {"prefilter_ifd": True}),
     ("wici-code", "wici", {"ifd_form": "ppl", "aggregate": "code", "prefilter_ifd": True,
                            "probes": "topk"}),
     ("rds", "rds", {"target_size": 100}),
+    ("ifd-loss", "ifd", {"loss_outliers": True}),
+    ("miwv-loss", "miwv", {"loss_outliers": True}),
+    ("perplexity-loss", "perplexity", {"loss_outliers": True}),
 )  # fmt: skip
 
 
@@ -41,11 +44,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300)
     parser.add_argument("--share", type=float, default=0.3)
     parser.add_argument("--store", default="runs/junk/store.sqlite")
+    parser.add_argument("--only", default="", help="comma-separated arm labels (default: all)")
     args = parser.parse_args()
+    arms = [arm for arm in ARMS if not args.only or arm[0] in args.only.split(",")]
     rows = json.loads(gzip.decompress(asset(POOL_ASSET).read_bytes()))[: args.rows]
     planted = plant(rows, args.share, seed=0)
     labels = planted.labels
-    for label, method, options in ARMS:
+    for label, method, options in arms:
         started = time.perf_counter()
         scores = iclselect.score(
             planted.rows, method=method, store=args.store, quiet=True, **options

@@ -160,6 +160,7 @@ def test_the_cpu_preset_runs_the_methods_at_their_own_settings():
     assert arms["wici-code"] == ("wici", {"ifd_form": "ppl", "aggregate": "code",
                                           "prefilter_ifd": True, "probes": "topk"})  # fmt: skip
     assert arms["rds"] == ("rds", {})
+    assert arms["wici-ifd1"] == ("wici", {"prefilter_ifd": True})
     assert PRESETS["cpu-small"].n_matched == 1  # the quick look stays quick
 
 
@@ -170,8 +171,9 @@ def test_the_dirty_preset_plants_defects_and_keeps_the_ceiling():
     assert dirty.corrupt == 0.3 and dirty.full and dirty.pool_rows == PRESETS["cpu"].pool_rows
     labels = [label for label, _, _ in QualityConfig(out="x").arm_specs(dirty)]
     assert {"wici", "wici-code", "wici-ifd1", "rds", "ifd", "perplexity", "longest"} <= set(labels)
-    guard = {label: fixed for label, _, fixed in dirty.extra_arms}["wici-ifd1"]
-    assert guard == {"prefilter_ifd": True}  # the paper's wICI and one guard, nothing else
+    arms = {label: fixed for label, _, fixed in dirty.extra_arms}
+    assert arms["wici-ifd1"] == {"prefilter_ifd": True}  # the paper's wICI and one guard
+    assert all(arms[f"{m}-loss"] == {"loss_outliers": True} for m in ("ifd", "miwv", "perplexity"))
     assert QualityConfig(out="x", overrides={"corrupt": 0.2}).resolved().corrupt == 0.2
 
 

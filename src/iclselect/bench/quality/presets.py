@@ -59,6 +59,9 @@ WICI_CODE: ArmSpec = (
     "wici-code", "wici",
     {"ifd_form": "ppl", "aggregate": "code", "prefilter_ifd": True, "probes": "topk"},
 )  # fmt: skip
+# The paper's wICI with one guard, the code's IFD > 1 prefilter: the candidate default for a
+# dirty pool, measured on a clean one too.
+WICI_IFD1: ArmSpec = ("wici-ifd1", "wici", {"prefilter_ifd": True})
 # RDS+ against the same short assessment rows ICon uses (run_quality points it there).
 RDS: ArmSpec = ("rds", "rds", {})
 
@@ -134,7 +137,7 @@ PRESETS = {
         icon_assessment_tokens=ICON_TOKENS,
         # MIWV's top 1% are one-word answers: its loss gap over one to three tokens is mostly
         # noise. The same method ranking only responses of 4+ tokens, beside the paper's form.
-        extra_arms=(("miwv-min4", "miwv", {"min_tokens": 4}), WICI_CODE, RDS),
+        extra_arms=(("miwv-min4", "miwv", {"min_tokens": 4}), WICI_CODE, WICI_IFD1, RDS),
     ),
     # Where selection should pay: the cpu pool with 30% of its rows replaced by planted defects
     # (defects.py), each method judged by the AUC of clean over planted rows and the planted
@@ -164,14 +167,14 @@ PRESETS = {
         icon_assessment_tokens=ICON_TOKENS,
         corrupt=0.3,
         # The guards, each beside its method as published (docs/METHODS.md, "Guards on a dirty
-        # pool"): wici-ifd1, the code's IFD > 1 prefilter (a demo whose own instruction does not
-        # help its response: refusals, mismatched responses); *-loss, rows whose response
-        # loss is an outlier above the pool's left out (word salad, another row's response).
+        # pool"): wici-ifd1 adds the code's IFD > 1 prefilter (a demo whose own instruction does
+        # not help its response: refusals, mismatched responses); *-loss leave out rows whose
+        # response loss is an outlier above the pool's (word salad, another row's response).
         extra_arms=(
             ("perplexity", "perplexity", {}),
             WICI_CODE,
             RDS,
-            ("wici-ifd1", "wici", {"prefilter_ifd": True}),
+            WICI_IFD1,
             ("ifd-loss", "ifd", {"loss_outliers": True}),
             ("miwv-loss", "miwv", {"loss_outliers": True}),
             ("perplexity-loss", "perplexity", {"loss_outliers": True}),
