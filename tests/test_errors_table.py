@@ -1,5 +1,5 @@
-"""Every row of the README's error table is produced, word for word, by the case named in it:
-one line, exit code 2, nothing written."""
+"""Every row of the error table in docs/guarantees.md is produced, word for word, by the case
+named in it: one line, exit code 2, nothing written."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GOOD = '{"instruction": "a", "output": "b"}'
 POOL = ["run", "pool.json", "-m", "length", "-q"]
 
-# README row ("you gave" column) -> (files to create, command-line arguments)
+# Table row ("you gave" column) -> (files to create, command-line arguments)
 CASES: dict[str, tuple[dict[str, bytes], list[str]]] = {
     "a line that is not JSON": (
         {"pool.jsonl": f'{GOOD}\n{{"instruction": oops}}\n'.encode()},
@@ -108,18 +108,18 @@ MACHINE: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
 }
 
 
-def readme_rows() -> dict[str, str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def table_rows() -> dict[str, str]:
+    text = (ROOT / "docs" / "guarantees.md").read_text(encoding="utf-8")
     section = text.split("## Errors you can meet")[1].split("\n## ")[0]
     return dict(re.findall(r"^\| (.+?) \| `(error: .+)` \|$", section, re.MULTILINE))
 
 
 def test_the_table_and_the_cases_match():
-    assert set(readme_rows()) == set(CASES)
+    assert set(table_rows()) == set(CASES)
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_each_error_reads_as_the_readme_says(tmp_path, monkeypatch, case):
+def test_each_error_reads_as_the_docs_say(tmp_path, monkeypatch, case):
     files, args = CASES[case]
     monkeypatch.chdir(tmp_path)
     for name, content in files.items():
@@ -129,5 +129,5 @@ def test_each_error_reads_as_the_readme_says(tmp_path, monkeypatch, case):
         MACHINE[case](monkeypatch)
     result = cli(*args, "--out", "out")
     assert result.exit_code == 2, result.output
-    assert result.output.strip() == readme_rows()[case]
+    assert result.output.strip() == table_rows()[case]
     assert {str(path): path.read_bytes() for path in Path().rglob("*") if path.is_file()} == files

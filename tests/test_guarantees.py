@@ -1,6 +1,6 @@
-"""The README's guarantees: odd text is data, over-long samples follow one stated policy in
-every method, every input row is accounted for in every format, and a killed run leaves no
-half-written output and resumes to the same result."""
+"""The guarantees of docs/guarantees.md: odd text is data, over-long samples follow one stated
+policy in every method, every input row is accounted for in every format, and a killed run leaves
+no half-written output and resumes to the same result."""
 
 from __future__ import annotations
 

@@ -50,9 +50,9 @@ def test_an_earlier_run_is_refused_without_overwrite(tmp_path, pool, monkeypatch
     assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == before
 
 
-def test_a_rerun_is_as_the_readme_says_refused_then_answered_by_the_store(tmp_path, pool):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    resume = " ".join(readme.split("- **Resume for free.**")[1].split("\n- **")[0].split())
+def test_a_rerun_is_as_the_docs_say_refused_then_answered_by_the_store(tmp_path, pool):
+    usage = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    resume = " ".join(usage.split("- **Resume for free.**")[1].split("\n- **")[0].split())
     assert "refused on a rerun (`pass --overwrite to replace its outputs`)" in resume
     assert "rerun with `--overwrite` and the store answers every request" in resume
     args = ["run", str(pool), "-m", "ifd", "--count", "2", "--no-report", "-o", str(tmp_path / "o")]

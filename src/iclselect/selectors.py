@@ -21,7 +21,7 @@ Reason = Literal[
     "prefiltered", "not_scored", "invalid",
 ]  # fmt: skip
 
-# What each reason means; README and the report say the same.
+# What each reason means; docs/formats.md and the report say the same.
 REASONS: dict[str, str] = {
     "selected": "kept",
     "below_budget": "scored, but ranked below the budget's cut (see rank)",
