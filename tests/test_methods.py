@@ -206,10 +206,12 @@ def test_diversity_is_k_center_greedy(pool200):
 
 
 def test_every_method_is_registered_with_its_options():
-    assert set(METHODS) == {
+    shipped = [
         "wici", "miwv", "icon", "ifd", "nuggets", "rds", "perplexity", "length", "random",
         "diversity",
-    }  # fmt: skip
+    ]  # fmt: skip
+    # Catches a shipped method gone missing or moved in the listings; a new one may be anywhere.
+    assert [name for name in METHODS if name in shipped] == shipped
     assert get("wici").tau == 0.9 and get("miwv").tau is None
     assert [name for name, _, _ in get("nuggets").options()] == ["anchors", "anchor_space", "seed"]
     with pytest.raises(ValueError, match="unknown method 'nope'"):

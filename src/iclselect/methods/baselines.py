@@ -38,12 +38,16 @@ class PerplexityConfig:
 
 
 @register(
-    "perplexity",
-    "response perplexity PPL(y|x), highest first",
-    "1",
-    "means the model finds the response hard to predict (order=low keeps the lowest first).",
-    PerplexityConfig,
+    name="perplexity",
+    summary="response perplexity PPL(y|x), highest first",
+    cost="1",
+    high_score=(
+        "means the model finds the response hard to predict (order=low keeps the lowest first)."
+    ),
+    config=PerplexityConfig,
+    uses_model=True,
     embeddings=False,
+    rank=70,
 )
 def perplexity(pool: Pool, config: PerplexityConfig) -> Rounds:
     """PPL(y | x) of every sample's response."""
@@ -72,12 +76,14 @@ class LengthConfig:
 
 
 @register(
-    "length",
-    "response length in characters, longest first",
-    "0 (no model)",
-    "means a long response (order=short keeps the shortest first).",
-    LengthConfig,
+    name="length",
+    summary="response length in characters, longest first",
+    cost="0 (no model)",
+    high_score="means a long response (order=short keeps the shortest first).",
+    config=LengthConfig,
+    uses_model=False,
     embeddings=False,
+    rank=80,
 )
 def length(pool: Pool, config: LengthConfig) -> MethodScores:
     """Response length in characters (no model: the cheapest strong baseline on Alpaca)."""
@@ -97,12 +103,14 @@ class RandomConfig:
 
 
 @register(
-    "random",
-    "seeded uniform random scores",
-    "0 (no model)",
-    "means nothing: scores are random, the baseline every method must beat.",
-    RandomConfig,
+    name="random",
+    summary="seeded uniform random scores",
+    cost="0 (no model)",
+    high_score="means nothing: scores are random, the baseline every method must beat.",
+    config=RandomConfig,
+    uses_model=False,
     embeddings=False,
+    rank=90,
 )
 def random(pool: Pool, config: RandomConfig) -> MethodScores:
     """Uniform scores drawn per sample from (seed, content id): the same sample gets the same
@@ -117,11 +125,16 @@ class DiversityConfig:
 
 
 @register(
-    "diversity",
-    "k-center greedy on instruction+response embeddings",
-    "0 (no model; O(n^2) embedding distances)",
-    "means the sample was picked early by k-center greedy: far from everything picked before it.",
-    DiversityConfig,
+    name="diversity",
+    summary="k-center greedy on instruction+response embeddings",
+    cost="0 (no model; O(n^2) embedding distances)",
+    high_score=(
+        "means the sample was picked early by k-center greedy: far from everything picked before "
+        "it."
+    ),
+    config=DiversityConfig,
+    uses_model=False,
+    rank=100,
 )
 def diversity(pool: Pool, config: DiversityConfig) -> MethodScores:
     """k-center greedy on instruction+response embeddings: repeatedly take the sample farthest

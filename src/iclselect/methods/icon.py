@@ -223,15 +223,21 @@ def aggregates(influence: np.ndarray, significance: str = "mean") -> dict[str, f
 
 
 @register(
-    "icon",
-    "in-context contribution to an assessment set against a random-text control, with a "
-    "trained selector for the pool (ICon / RICo)",
-    "2 x assessment rows per exactly scored sample (2,040 by default), 0 for the rest",
-    "means the sample, shown as a one-shot example, helps the model on a varied "
-    "assessment set more than random text of the same length does.",
-    IconConfig,
+    name="icon",
+    summary=(
+        "in-context contribution to an assessment set against a random-text control, with a "
+        "trained selector for the pool (ICon / RICo)"
+    ),
+    cost="2 x assessment rows per exactly scored sample (2,040 by default), 0 for the rest",
+    high_score=(
+        "means the sample, shown as a one-shot example, helps the model on a varied assessment "
+        "set more than random text of the same length does."
+    ),
+    config=IconConfig,
+    uses_model=True,
     fraction=0.15,
     reference=(("code_slices", True), ("skip_tokens", 2), ("code_max_length", 2040)),
+    rank=30,
 )
 def rounds(pool: Pool, config: IconConfig) -> Rounds:
     pool.need_reference(

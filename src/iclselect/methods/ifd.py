@@ -174,15 +174,19 @@ def code_cuts(config: IfdConfig) -> Cuts:
 
 
 @register(
-    "ifd",
-    "instruction-following difficulty L(y|x) / L(y), IFD > 1 dropped (Cherry LLM)",
-    "2",
-    "means the instruction helps the model little in producing the response: a "
-    "hard-to-follow instruction.",
-    IfdConfig,
+    name="ifd",
+    summary="instruction-following difficulty L(y|x) / L(y), IFD > 1 dropped (Cherry LLM)",
+    cost="2",
+    high_score=(
+        "means the instruction helps the model little in producing the response: a "
+        "hard-to-follow instruction."
+    ),
+    config=IfdConfig,
+    uses_model=True,
     embeddings=False,
     fraction=0.05,
     reference=(("joint_tokens", True), ("code_max_length", 512)),
+    rank=40,
 )
 def rounds(pool: Pool, config: IfdConfig) -> Rounds:
     pool.need_reference(

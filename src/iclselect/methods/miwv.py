@@ -56,13 +56,19 @@ def _requests(pool: Pool, demo: np.ndarray, style: str) -> list[LogprobRequest]:
 
 
 @register(
-    "miwv",
-    "instruction weakness: loss with the nearest sample as demo minus loss without (AAAI 2026)",
-    "2",
-    "means the model does worse on the sample even with a closely related example shown "
-    "first: a weakness worth training on.",
-    MiwvConfig,
+    name="miwv",
+    summary=(
+        "instruction weakness: loss with the nearest sample as demo minus loss without (AAAI 2026)"
+    ),
+    cost="2",
+    high_score=(
+        "means the model does worse on the sample even with a closely related example shown "
+        "first: a weakness worth training on."
+    ),
+    config=MiwvConfig,
+    uses_model=True,
     fraction=0.01,
+    rank=20,
 )
 def rounds(pool: Pool, config: MiwvConfig) -> Rounds:
     if len(pool) < 2:

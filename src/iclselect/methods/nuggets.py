@@ -76,14 +76,18 @@ def _requests(pool: Pool, anchors: list[int], style: str) -> list[LogprobRequest
 
 
 @register(
-    "nuggets",
-    "golden score: share of k-means anchor samples the sample helps as a demo (Nuggets)",
-    "anchors (100 by default)",
-    "means the sample, shown as a one-shot example, helps the model on many "
-    "representative anchor samples.",
-    NuggetsConfig,
+    name="nuggets",
+    summary="golden score: share of k-means anchor samples the sample helps as a demo (Nuggets)",
+    cost="anchors (100 by default)",
+    high_score=(
+        "means the sample, shown as a one-shot example, helps the model on many representative "
+        "anchor samples."
+    ),
+    config=NuggetsConfig,
+    uses_model=True,
     fraction=0.01,
     reference=(("anchor_space", "model"),),
+    rank=50,
 )
 def rounds(pool: Pool, config: NuggetsConfig) -> Rounds:
     if len(pool) < 2:

@@ -76,14 +76,20 @@ def _best_untaken(similarity: np.ndarray, taken: np.ndarray, depth: int) -> list
 
 
 @register(
-    "rds",
-    "RDS+: similarity of the model's position-weighted pooled hidden states to a target set, "
-    "taken round-robin over the target rows (Ivison et al. 2025)",
-    "1 forward pass per sample and per target row, no log-likelihood requests",
-    "means the sample looks, to the scoring model, like a target row that fewer other samples "
-    "resemble as closely.",
-    RdsConfig,
+    name="rds",
+    summary=(
+        "RDS+: similarity of the model's position-weighted pooled hidden states to a target set, "
+        "taken round-robin over the target rows (Ivison et al. 2025)"
+    ),
+    cost="1 forward pass per sample and per target row, no log-likelihood requests",
+    high_score=(
+        "means the sample looks, to the scoring model, like a target row that fewer other "
+        "samples resemble as closely."
+    ),
+    config=RdsConfig,
+    uses_model=True,
     embeddings=False,
+    rank=60,
 )
 def rounds(pool: Pool, config: RdsConfig) -> Rounds:
     targets, name = load_assessment(config.target)

@@ -88,17 +88,24 @@ class WiciConfig:
 
 
 @register(
-    "wici",
-    "weighted in-context influence: how much the sample, as a one-shot demo, makes its "
-    "neighbours easier (ACL 2026)",
-    "2 + n_probes (7 by default; 2 + 2 x n_probes with denominator=demo)",
-    "means the sample, shown to the model as a one-shot example, makes similar tasks "
-    "easier for it.",
-    WiciConfig,
+    name="wici",
+    summary=(
+        "weighted in-context influence: how much the sample, as a one-shot demo, makes its "
+        "neighbours easier (ACL 2026)"
+    ),
+    cost="2 + n_probes (7 by default; 2 + 2 x n_probes with denominator=demo)",
+    high_score=(
+        "means the sample, shown to the model as a one-shot example, makes similar tasks easier "
+        "for it."
+    ),
+    config=WiciConfig,
+    uses_model=True,
     tau=0.9,
     fraction=0.1,
-    estimate_note="difficult probes, which depend on the first round's answers, are "
-    "estimated at the longest member of each cluster: an upper bound",
+    estimate_note=(
+        "difficult probes, which depend on the first round's answers, are estimated at the "
+        "longest member of each cluster: an upper bound"
+    ),
     reference=(
         ("ifd_form", "ppl"),
         ("aggregate", "code"),
@@ -107,6 +114,7 @@ class WiciConfig:
         ("alone_as_text", True),
         ("code_max_length", 1024),
     ),
+    rank=10,
 )
 def rounds(pool: Pool, config: WiciConfig) -> Rounds:
     samples, vectors = pool.samples, pool.instructions()
