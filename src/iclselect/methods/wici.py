@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 
 from iclselect.embed import nearest_neighbours
+from iclselect.errors import UsageError
 from iclselect.lm.requests import Cut, LogprobRequest
 from iclselect.methods import ifd as ifd_lib
 from iclselect.methods.kmeans import kmeans_labels
@@ -84,7 +85,7 @@ class WiciConfig:
 
     def __post_init__(self) -> None:
         if self.n_probes < 1 or self.n_neighbours < self.n_probes:
-            raise ValueError("wICI needs n_probes >= 1 and n_neighbours >= n_probes")
+            raise UsageError("wICI needs n_probes >= 1 and n_neighbours >= n_probes")
 
 
 @register(
