@@ -9,6 +9,7 @@ selector.
 
 from __future__ import annotations
 
+from iclselect.errors import UsageError
 from iclselect.methods import baselines, icon, ifd, miwv, nuggets, rds, wici  # noqa: F401  (register)
 from iclselect.methods.method import REGISTERED, Method
 from iclselect.methods.options import did_you_mean
@@ -34,7 +35,7 @@ METHODS: dict[str, Method] = {name: REGISTERED[name] for name in ORDER}
 
 def get(name: str) -> Method:
     if name not in METHODS:
-        raise ValueError(
+        raise UsageError(
             f"unknown method {name!r}{did_you_mean(name, METHODS)}; choose one of "
             f"{', '.join(METHODS)}"
         )
