@@ -97,9 +97,9 @@ def ratio(cond_loss: float, uncond_loss: float, form: IfdForm = "loss") -> float
     """IFD from the two mean losses L(y | context) and L(y) (NaN where L(y) is 0)."""
     if form == "ppl":
         return math.exp(cond_loss - uncond_loss)
-    if uncond_loss == 0.0:
-        return math.nan
-    return cond_loss / uncond_loss
+    if form == "loss":
+        return math.nan if uncond_loss == 0.0 else cond_loss / uncond_loss
+    raise ValueError(f"IFD form must be loss or ppl; got {form!r}")
 
 
 def too_short(tokens: list[int], min_tokens: int) -> dict[int, Excluded]:

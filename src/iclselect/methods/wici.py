@@ -46,6 +46,8 @@ from iclselect.records import Sample
 from iclselect.selectors import Excluded
 from iclselect.stages import stage
 
+Aggregate = Literal["paper", "code"]
+
 
 @dataclass(frozen=True)
 class WiciConfig:
@@ -61,7 +63,7 @@ class WiciConfig:
     )
     seed: int = option(42, "k-means seed")
     ifd_form: ifd_lib.IfdForm = option("loss", "IFD as a loss ratio (paper) or ppl ratio (code)")
-    aggregate: Literal["paper", "code"] = option(
+    aggregate: Aggregate = option(
         "paper",
         "paper: sum of (1-cos)/(2|B|) * ICI; code: mean of (1-cos) * ICI over helped probes",
     )
@@ -201,12 +203,14 @@ def code_cuts(config: WiciConfig) -> ifd_lib.Cuts:
     return ifd_lib.Cuts(cut, replace(cut, bare=config.alone_as_text))
 
 
-def aggregate(ici: list[float], weights: list[float], how: str) -> float:
+def aggregate(ici: list[float], weights: list[float], how: Aggregate) -> float:
     """Combine per-probe influences into wICI (see the module docstring for both forms)."""
     if how == "paper":
         return sum(w * term for w, term in zip(weights, ici, strict=True)) / (2 * len(ici))
-    helped = [w * term for w, term in zip(weights, ici, strict=True) if term > 0]
-    return sum(helped) / len(helped) if helped else 0.0
+    if how == "code":
+        helped = [w * term for w, term in zip(weights, ici, strict=True) if term > 0]
+        return sum(helped) / len(helped) if helped else 0.0
+    raise ValueError(f"wICI aggregate must be paper or code; got {how!r}")
 
 
 def choose_probes(
