@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from iclselect.lm.requests import PLAIN, Cut, LogprobRequest, LogprobResult
+from iclselect.lm.requests import PLAIN, Cut, LogprobRequest
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -84,17 +84,12 @@ class Cuts:
 PLAIN_CUTS = Cuts()
 
 
-def ifd(cond: LogprobResult, uncond: LogprobResult, form: IfdForm = "loss") -> float:
-    """IFD of one sample from its two answers.
+def ratio(cond_loss: float, uncond_loss: float, form: IfdForm = "loss") -> float:
+    """IFD from the two mean losses L(y | context) and L(y).
 
     NaN where L(y) is exactly 0 (every response token certain without the instruction): the
     ratio is undefined there, and callers report that sample rather than score it.
     """
-    return ratio(cond.loss, uncond.loss, form)
-
-
-def ratio(cond_loss: float, uncond_loss: float, form: IfdForm = "loss") -> float:
-    """IFD from the two mean losses L(y | context) and L(y) (NaN where L(y) is 0)."""
     if form == "ppl":
         return math.exp(cond_loss - uncond_loss)
     if form == "loss":
