@@ -160,7 +160,7 @@ def rounds(pool: Pool, config: IfdConfig) -> Rounds:
         "ifd", joint_tokens=config.joint_tokens, code_max_length=config.code_max_length
     )
     own = yield from own_ifd(
-        pool.samples, config.form, "IFD", pool.style("cherry"), code_cuts(config)
+        pool.samples, config.form, "IFD", pool.style("alpaca"), code_cuts(config)
     )
     values, cond, uncond = own.ifd, own.loss, own.loss_alone
     excluded = too_short(own.tokens, config.min_tokens)
