@@ -71,15 +71,20 @@ def test_hub_helper_is_neutral():
     assert graph()["iclselect.hub"] == set()
 
 
+def test_the_user_error_type_is_neutral():
+    """Every layer raises UsageError, io/ too: its module imports nothing of iclselect."""
+    assert graph()["iclselect.errors"] == set()
+
+
 def test_io_has_no_import_cycle():
     edges = graph()
     io = {name for name in edges if name.startswith("iclselect.io.")}
     assert "iclselect.io.llamafactory" in io and "iclselect.io.write" in io
     found = cycles({name: edges[name] & io for name in io})
     assert not found, f"import cycles in io/: {found}"
-    # io/ is a bottom layer: it imports only itself and records.
+    # io/ is a bottom layer: it imports only itself, records and the user error type.
     outside = {m for name in io for m in edges[name] if not m.startswith("iclselect.io")}
-    assert outside <= {"iclselect.records"}, outside
+    assert outside <= {"iclselect.records", "iclselect.errors"}, outside
 
 
 def test_write_writes_subsets_only():

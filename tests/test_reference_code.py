@@ -138,7 +138,7 @@ def ours(method: str, engine: Engine, samples, assessment, config, keys) -> dict
     """iclselect's mean losses for the requests named `keys`, cut as `config`'s options say."""
     asked: dict[str, object] = {}
     if method in ("ifd", "wici"):
-        style = "cherry" if method == "ifd" else "wici"
+        style = "alpaca" if method == "ifd" else "wici"
         cuts = (ifd if method == "ifd" else wici).code_cuts(config)
         for name, s in samples.items():
             asked[f"cond {name}"] = conditioned(s, style=style, cut=cuts.conditioned)

@@ -42,7 +42,6 @@ ALPACA_PROMPT = PREAMBLE + ASKS + "### Instruction:\nName a colour.\n\n### Respo
 # (style, demo text, prompt text, L(y)'s text before the response)
 EXPECTED = {
     "wici": ("Add the numbers.\n2 and 3\n5", "Name a colour.\n", ""),
-    "cherry": (ALPACA_DEMO, ALPACA_PROMPT, "### Response:"),
     "rico": (
         "### Instruction:\nAdd the numbers.\n\n### Input: 2 and 3\n\n### Response:5\n\n\n",
         "### Instruction:\nName a colour.\n\n### Response:",
@@ -136,7 +135,7 @@ def test_the_reference_template_switches_on_the_codes_options():
 
 @pytest.mark.parametrize(
     "name,style",
-    [("wici", "wici"), ("ifd", "cherry"), ("icon", "rico"), ("miwv", "alpaca"),
+    [("wici", "wici"), ("ifd", "alpaca"), ("icon", "rico"), ("miwv", "alpaca"),
      ("nuggets", "alpaca"), ("perplexity", "alpaca")],
 )  # fmt: skip
 def test_every_request_of_a_reference_run_is_in_its_methods_style(

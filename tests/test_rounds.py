@@ -108,11 +108,9 @@ def test_miwv_is_the_loss_gap_with_the_nearest_other_sample_as_demo():
         assert scores.score[i] == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("denominator", ["alone", "demo"])
-def test_wici_is_the_weighted_in_context_ifd_drop(denominator):
+def test_wici_is_the_weighted_in_context_ifd_drop():
     p = pool()
-    scores, fake = run("wici", p, probes="topk", n_probes=3, n_neighbours=3,
-                       denominator=denominator)  # fmt: skip
+    scores, fake = run("wici", p, probes="topk", n_probes=3, n_neighbours=3)
     vectors = p.instruction_vectors
     own = [fake.loss(conditioned(s)) / fake.loss(unconditioned(s)) for s in p.samples]
     for i, candidate in enumerate(p.samples):
@@ -121,14 +119,14 @@ def test_wici_is_the_weighted_in_context_ifd_drop(denominator):
         total = 0.0
         for b in probes:
             probe = p.samples[b]
-            below = unconditioned(probe) if denominator == "alone" else unconditioned(
-                probe, candidate.turns)  # fmt: skip
-            in_context = fake.loss(conditioned(probe, candidate.turns)) / fake.loss(below)
+            in_context = fake.loss(conditioned(probe, candidate.turns)) / fake.loss(
+                unconditioned(probe)
+            )
             total += (1 - float(vectors[i] @ vectors[b])) / (2 * 3) * (own[b] - in_context)
         assert scores.score[i] == pytest.approx(total, rel=1e-9, abs=1e-12)
     # Two rounds: every sample's own IFD, then the probes (which depend on it).
     assert len(fake.calls) == 2 and len(fake.calls[0]) == 2 * len(p)
-    assert len(fake.calls[1]) == len(p) * 3 * (1 if denominator == "alone" else 2)
+    assert len(fake.calls[1]) == len(p) * 3
 
 
 def test_wici_reference_code_variant_averages_the_helped_probes_and_prefilters():

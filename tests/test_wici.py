@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from iclselect.methods.ifd import ratio
 from iclselect.methods.wici import WiciConfig, aggregate, choose_probes
 
 
@@ -12,6 +13,14 @@ def test_aggregate_forms():
     assert aggregate([0.2, -0.4], [0.5, 1.0], "paper") == pytest.approx((0.1 - 0.4) / 4)
     assert aggregate([0.2, -0.4], [0.5, 1.0], "code") == pytest.approx(0.1)
     assert aggregate([-0.2, -0.4], [0.5, 1.0], "code") == 0.0
+
+
+def test_an_unknown_mode_is_refused_not_taken_for_the_other():
+    with pytest.raises(ValueError, match="aggregate must be paper or code; got 'mean'"):
+        aggregate([0.2], [0.5], "mean")  # type: ignore[arg-type]
+    assert ratio(1.0, 2.0, "loss") == 0.5
+    with pytest.raises(ValueError, match="IFD form must be loss or ppl; got 'perplexity'"):
+        ratio(1.0, 2.0, "perplexity")  # type: ignore[arg-type]
 
 
 def test_difficult_probes_take_the_hardest_member_of_each_cluster():

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from iclselect.errors import UsageError
 from iclselect.lm.model import cache_dir
 from iclselect.methods.options import did_you_mean
 from iclselect.methods.registry import get
@@ -199,7 +200,7 @@ def select(
         else scored.config.budget(scored.method)
     )
     if tau is not None and scored.pool.full_vectors is None:
-        raise ValueError(
+        raise UsageError(
             f"tau= needs embeddings, which {scores.method} does not compute: "
             "pass tau= to score() instead"
         )
@@ -233,7 +234,7 @@ def config_for(call: str, settings: dict[str, Any]) -> RunConfig:
     for key in extra:
         if key not in known:
             hint = did_you_mean(key, (*FIELDS, *known))
-            raise ValueError(
+            raise UsageError(
                 f"{call}(): unknown keyword {key!r}{hint}: not a setting of a run (RunConfig: "
                 f"{', '.join(FIELDS)}) and {chosen.name} has no option {key!r} (its options: "
                 f"{', '.join(known) or 'none'})"

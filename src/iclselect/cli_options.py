@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 import typer.core
 
+from iclselect.errors import UsageError
 from iclselect.runconfig import FIELDS, RunConfig, help_text
 
 # Settings whose command-line form is not their type: parsed into it by _PARSERS.
@@ -60,7 +61,7 @@ def parse_settings(
     for item in items or []:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} {example}")
+            raise UsageError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} {example}")
         settings[key.strip()] = value.strip()
     return settings
 

@@ -1,5 +1,5 @@
-"""What the `iclselect` commands print: the summary of a run, and a failure as one line
-naming what to do (exit code 2, 130 for Ctrl-C), never a traceback."""
+"""What the `iclselect` commands print: the summary of a run; the user's mistake as one line
+naming what to do (exit code 2, 130 for Ctrl-C); anything else, a bug, with its traceback."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import logging
 import os
 import sqlite3
 import sys
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import typer
 
+from iclselect.errors import UsageError
 from iclselect.words import counted
 
 if TYPE_CHECKING:
@@ -20,14 +22,17 @@ if TYPE_CHECKING:
 
 
 def guarded(action: Callable[[], None]) -> None:
-    """Run `action`; a failure becomes one line on stderr naming what to do, and exit code 2
-    (130 for Ctrl-C), no traceback."""
+    """Run `action`; a failure the user can fix (bad input or options, the file system, the
+    store) becomes one line on stderr naming what to do, and exit code 2 (130 for Ctrl-C).
+    Anything else is iclselect's bug: its traceback, a line asking for a report, exit code 1."""
     from iclselect.io import InputError
     from iclselect.progress import Interrupted
 
     try:
         action()
-    except (InputError, ValueError) as error:
+    except (typer.Exit, typer.Abort):
+        raise  # the command's own exit code
+    except (InputError, UsageError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     except OSError as error:
@@ -43,6 +48,12 @@ def guarded(action: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted; rerun the same command to resume", err=True)
         raise typer.Exit(130) from None
+    except Exception:
+        traceback.print_exc()
+        typer.echo(
+            "iclselect: unexpected error; please report it with the traceback above", err=True
+        )
+        raise typer.Exit(1) from None
 
 
 _OS_FIXES = {

@@ -8,13 +8,15 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from iclselect.errors import UsageError
+
 
 def connect(address: str | None, num_cpus: int) -> Any:
     """The ray module, connected: to `address`, or to a local cluster of `num_cpus` CPUs."""
     try:
         import ray
     except ImportError:
-        raise ValueError("--executor ray needs Ray: pip install 'iclselect[ray]'") from None
+        raise UsageError("--executor ray needs Ray: pip install 'iclselect[ray]'") from None
     if not ray.is_initialized():
         local = {"num_cpus": max(num_cpus, 1)} if address is None else {}
         ray.init(

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from iclselect.errors import UsageError
 from iclselect.estimate import PLAN_SAMPLE, estimate
 from iclselect.io import replace_file
 from iclselect.methods.registry import Method, get
@@ -36,10 +37,10 @@ def compare(config: RunConfig, names: list[str], overwrite: bool = False) -> Com
     budget = config.budget()  # one budget for all: a comparison at equal size
     out = Path(config.out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: is a file; --out names a directory")
+        raise UsageError(f"--out {out}: is a file; --out names a directory")
     if (out / "manifest.json").exists():
         # compare.md and report.html would land beside that run's own report.
-        raise ValueError(f"--out {out}: holds a single run (manifest.json); choose another --out")
+        raise UsageError(f"--out {out}: holds a single run (manifest.json); choose another --out")
     for name in names:
         check_out(out / name, overwrite)
     with prepare(config, methods) as prepared:
@@ -77,7 +78,7 @@ def dry_run(config: RunConfig, names: list[str]) -> str:
 def _methods(config: RunConfig, names: list[str]) -> tuple[list[Method], list[Any]]:
     """The methods named, each with its options (which must name their method)."""
     if len(names) < 2 or len(set(names)) != len(names):
-        raise ValueError("--methods needs two or more different methods, e.g. wici,ifd,random")
+        raise UsageError("--methods needs two or more different methods, e.g. wici,ifd,random")
     methods = [get(name) for name in names]
     return methods, config.configs_for(methods)
 
@@ -163,7 +164,7 @@ def read_comparison(
     expected = [n.replace(" ", "_") for n in COST_HEADER]
     expected += [f"spearman_{m}" for m in names] + [f"overlap_{m}" for m in names]
     if header != expected:
-        raise ValueError(f"{out / 'compare.csv'}: not the table iclselect compare writes")
+        raise UsageError(f"{out / 'compare.csv'}: not the table iclselect compare writes")
     k = len(names)
     spearman = np.array([[float(v) for v in row[width : width + k]] for row in body])
     overlap = np.array([[float(v) for v in row[width + k :]] for row in body])

@@ -24,6 +24,7 @@ from iclselect import overlong, runner, stages
 from iclselect.embed import Embedder
 from iclselect.embed.sharded import SHARD, ShardedEmbedder
 from iclselect.embedding import embed_texts
+from iclselect.errors import UsageError
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
 from iclselect.lm import Engine, Template, load_model, reference
 from iclselect.lm.executors import Executor, RayExecutor, WorkerSpec
@@ -233,7 +234,7 @@ def vllm_dtype(requested: str) -> str:
     import torch
 
     if not torch.cuda.is_available():
-        raise ValueError("--executor vllm needs a CUDA GPU; none is visible")
+        raise UsageError("--executor vllm needs a CUDA GPU; none is visible")
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
@@ -283,7 +284,7 @@ def score_together(
         methods, all_scores, answerers, strict=True
     ):
         if scores.refusal:
-            raise ValueError(scores.refusal)
+            raise UsageError(scores.refusal)
         for warning in scores.warnings:
             log.warning(f"warning: {warning}")
         stats: dict[str, int] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING
 
+from iclselect.errors import UsageError
 from iclselect.runconfig import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def check_run(config: RunConfig, methods: list[Method]) -> None:
-    """Raise ValueError, one line naming the fix, for what this machine lacks (the values of
+    """Raise UsageError, one line naming the fix, for what this machine lacks (the values of
     the settings themselves are checked by RunConfig). --device cuda is checked for every
     method, those without a model too: the user asked for a GPU this machine does not have."""
     uses_model = any(method.uses_model for method in methods)
@@ -22,7 +23,7 @@ def check_run(config: RunConfig, methods: list[Method]) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise UsageError(
                 f"--device {config.device}: torch sees no CUDA GPU on this machine; "
                 "use --device cpu (or auto)"
             )
@@ -47,7 +48,7 @@ def _lora_selector(config: RunConfig) -> bool:
 
 def _need(module: str, what: str, extra: str) -> None:
     if importlib.util.find_spec(module) is None:
-        raise ValueError(
+        raise UsageError(
             f"{what} needs the package {module!r}, which is not installed: "
             f"pip install 'iclselect[{extra}]'"
         )

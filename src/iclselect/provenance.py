@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from iclselect.errors import UsageError
 from iclselect.io import Dataset, InputError, read_input
 
 
 def read_run_input(out: Path) -> tuple[Dataset | None, str]:
     """The input of the run in `out`, read again as the run read it, and "" ; or None and why
     it cannot be read (moved or deleted, standard input, rows the Python API held in memory).
-    Raises ValueError naming the first row whose content is not what scores.parquet scored."""
+    Raises UsageError naming the first row whose content is not what scores.parquet scored."""
     config = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["config"]
     if config["data"] == "-":
         return None, "the run read its rows from standard input"
@@ -30,10 +31,10 @@ def read_run_input(out: Path) -> tuple[Dataset | None, str]:
     where = f"{dataset.path} has changed since the run in {out}"
     fix = "rerun iclselect run to score it as it is now"
     if dataset.n_rows != len(scored):
-        raise ValueError(f"{where}: {dataset.n_rows} rows, the run scored {len(scored)}; {fix}")
+        raise UsageError(f"{where}: {dataset.n_rows} rows, the run scored {len(scored)}; {fix}")
     for entry in scored:
         if now.get(entry["row"]) != entry["id"]:
-            raise ValueError(
+            raise UsageError(
                 f"{where}: row {entry['row']} is not the row scored (content id "
                 f"{now.get(entry['row'])}, scores.parquet has {entry['id']}); {fix}"
             )

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iclselect.errors import UsageError
 from iclselect.selectors import Budget, check_tau
 
 if TYPE_CHECKING:
@@ -281,15 +282,15 @@ class RunConfig:
                 and not (name == "device" and _gpu_by_number(value))
             ):
                 numbered = " or cuda:N" if name == "device" else ""
-                raise ValueError(
+                raise UsageError(
                     f"{_flag(name)} must be one of {', '.join(choices)}{numbered}; got {value!r}"
                 )
         for name, least in (("workers", 1), ("max_length", 1), ("max_batch_tokens", 1)):
             value = getattr(self, name)
             if value is not None and value < least:
-                raise ValueError(f"{_flag(name)} must be at least {least}; got {value}")
+                raise UsageError(f"{_flag(name)} must be at least {least}; got {value}")
         if self.gpus_per_worker < 0:
-            raise ValueError(f"--gpus-per-worker must be 0 or more; got {self.gpus_per_worker}")
+            raise UsageError(f"--gpus-per-worker must be 0 or more; got {self.gpus_per_worker}")
         if self.tau is not None:
             check_tau(self.tau)
         if self.fraction is not None or self.count is not None or self.threshold is not None:
@@ -313,7 +314,7 @@ class RunConfig:
                 chosen[name] = value
             elif not dot:
                 if prefixed_only:
-                    raise ValueError(
+                    raise UsageError(
                         f"--set {key}: with several methods, name the method: METHOD.{key}"
                     )
                 chosen[key] = value
@@ -326,7 +327,7 @@ class RunConfig:
         for key in self.options:
             owner = key.rpartition(".")[0]
             if owner and owner not in names:
-                raise ValueError(f"--set {key}: {owner!r} is not among --methods {','.join(names)}")
+                raise UsageError(f"--set {key}: {owner!r} is not among --methods {','.join(names)}")
         several = len(methods) > 1
         return [m.configure(self.options_for(m, prefixed_only=several)) for m in methods]
 
@@ -366,9 +367,9 @@ def build(settings: dict[str, Any]) -> RunConfig:
     DATA is required; --out defaults to runs/<data name>; paths become strings."""
     unknown = sorted(set(settings) - set(FIELDS))
     if unknown:
-        raise ValueError(unknown_key(unknown[0], "settings") + f"; keys: {', '.join(FIELDS)}")
+        raise UsageError(unknown_key(unknown[0], "settings") + f"; keys: {', '.join(FIELDS)}")
     if settings.get("data") is None:
-        raise ValueError("give DATA, or a --config file with a 'data' key")
+        raise UsageError("give DATA, or a --config file with a 'data' key")
     values = dict(settings)
     if values.get("options") is None:
         values.pop("options", None)
@@ -376,7 +377,7 @@ def build(settings: dict[str, Any]) -> RunConfig:
         values["data"] = os.fspath(values["data"])
     if values.get("out") is None:
         if not isinstance(values["data"], str):
-            raise ValueError("give out=, the directory to write to")
+            raise UsageError("give out=, the directory to write to")
         name = "stdin" if values["data"] == "-" else Path(values["data"]).name.split(".")[0]
         values["out"] = str(Path("runs") / name)
     values["out"] = str(values["out"])
@@ -405,7 +406,7 @@ def _check_type(name: str, value: Any) -> None:
     if isinstance(value, os.PathLike) and str in plain:
         return
     if not any(_fits(value, k) for k in plain):
-        raise ValueError(f"{name} must be {_WHAT[plain[0]]}; got {value!r}")
+        raise UsageError(f"{name} must be {_WHAT[plain[0]]}; got {value!r}")
 
 
 def _fits(value: Any, kind: type) -> bool:

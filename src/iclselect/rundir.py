@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from iclselect.errors import UsageError
+
 MANIFEST = "manifest.json"
 _MARKER = ".iclselect-publishing.tmp"
 _STAGE_PREFIX = ".iclselect-staging-"
@@ -30,24 +32,24 @@ _OWN = re.compile(
 
 
 def check_out(out: Path, overwrite: bool, api: bool = False) -> None:
-    """Raise ValueError (one line, what to do) unless `out` can take a run's outputs: it is
+    """Raise UsageError (one line, what to do) unless `out` can take a run's outputs: it is
     new, empty of run outputs, the leftovers of a run killed while publishing, or, with
     `overwrite`, a finished run. The error names the settings as the caller wrote them:
     --out and --overwrite on the command line, out and overwrite=True in Python (`api`)."""
     where, replace = ("out", "overwrite=True") if api else ("--out", "--overwrite")
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{where} {out}: is a file; {where} names a directory")
+        raise UsageError(f"{where} {out}: is a file; {where} names a directory")
     if not out.is_dir():
         return
     manifest = out / MANIFEST
     if manifest.exists():
         if not _is_run_manifest(manifest):
-            raise ValueError(
+            raise UsageError(
                 f"{where} {out}: holds a manifest.json iclselect did not write; choose another "
                 f"{where}"
             )
         if not overwrite:
-            raise ValueError(
+            raise UsageError(
                 f"{where} {out}: holds an earlier iclselect run (manifest.json); pass {replace} "
                 f"to replace its outputs, or choose another {where}"
             )
@@ -56,7 +58,7 @@ def check_out(out: Path, overwrite: bool, api: bool = False) -> None:
         return
     foreign = sorted(path.name for path in out.iterdir() if _OWN.fullmatch(path.name))
     if foreign:
-        raise ValueError(
+        raise UsageError(
             f"{where} {out}: holds {', '.join(foreign)} but no manifest.json of an iclselect "
             f"run; move them away or choose another {where}"
         )

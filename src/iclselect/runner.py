@@ -22,7 +22,7 @@ from iclselect import stages
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.methods.method import Method
 from iclselect.methods.pool import Pool
-from iclselect.methods.rounds import FitClassifier, PooledStates, Round, Rounds
+from iclselect.methods.rounds import CanFitClassifier, FitClassifier, PooledStates, Round, Rounds
 from iclselect.methods.scores import MethodScores
 
 if TYPE_CHECKING:
@@ -89,8 +89,12 @@ def drive_together(
                     replies[k] = answerer.fit_classifier(question)
                 elif isinstance(question, PooledStates):
                     replies[k] = answerer.pooled_states(question)
-                else:
+                elif isinstance(question, CanFitClassifier):
                     replies[k] = answerer.can_fit_classifier()
+                else:
+                    raise TypeError(
+                        f"{methods[k][0].name} asked {question!r}, not a question a runner answers"
+                    )
             seconds[k] += time.perf_counter() - started
     return [(r, s) for r, s in zip(results, seconds, strict=True) if r is not None]
 

@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from iclselect.errors import UsageError
 from iclselect.words import counted
 
 Reason = Literal[
@@ -68,15 +69,15 @@ class Budget:
 
         given = [v for v in (self.fraction, self.count, self.threshold) if v is not None]
         if len(given) != 1:
-            raise ValueError(
+            raise UsageError(
                 f"give exactly one of {name('fraction')}, {name('count')} or {name('threshold')}"
             )
         if self.fraction is not None and not 0 < self.fraction <= 1:
-            raise ValueError(f"{name('fraction')} must be in (0, 1], got {self.fraction}")
+            raise UsageError(f"{name('fraction')} must be in (0, 1], got {self.fraction}")
         if self.count is not None and self.count < 1:
-            raise ValueError(f"{name('count')} must be at least 1, got {self.count}")
+            raise UsageError(f"{name('count')} must be at least 1, got {self.count}")
         if self.threshold is not None and not math.isfinite(self.threshold):
-            raise ValueError(f"{name('threshold')} must be a finite number, got {self.threshold}")
+            raise UsageError(f"{name('threshold')} must be a finite number, got {self.threshold}")
 
     def size(self, n: int) -> int:
         """Most samples to keep out of n candidates (a threshold has no size cap)."""
@@ -91,7 +92,7 @@ def check_tau(tau: float, name: str = "--tau") -> None:
     """Refuse a near-duplicate threshold that is no cosine similarity worth having (0 or less:
     every row would be a near-duplicate of the first kept; NaN)."""
     if not (math.isfinite(tau) and tau > 0):
-        raise ValueError(
+        raise UsageError(
             f"{name} must be a number above 0 (a cosine similarity; 1 or more turns the "
             f"near-duplicate step off); got {tau}"
         )

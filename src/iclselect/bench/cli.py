@@ -74,6 +74,7 @@ def bench_speed(
         )  # fmt: skip
         return
     from iclselect.bench.speed import run_speed
+    from iclselect.errors import UsageError
     from iclselect.io import InputError
 
     try:
@@ -81,7 +82,7 @@ def bench_speed(
             str(data), rows, n_probes, template, dtype, max_batch_tokens,
             benchmarks if write else None, command, executor, workers,
         )  # fmt: skip
-    except (InputError, ValueError) as error:
+    except (InputError, UsageError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(report)
@@ -101,12 +102,13 @@ def _bench_synthetic(
     import json
 
     from iclselect.bench.speed_synthetic import run_synthetic
+    from iclselect.errors import UsageError
 
     try:
         report, summary = run_synthetic(
             configs, rows, n_probes, dtype, device, max_batch_tokens, command
         )
-    except ValueError as error:
+    except UsageError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     if benchmarks is not None:

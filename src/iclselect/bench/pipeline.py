@@ -30,6 +30,7 @@ from iclselect import stages
 from iclselect.bench.memory import make_pool
 from iclselect.embed import Embedder
 from iclselect.embed.embedder import DEFAULT_EMBEDDER
+from iclselect.errors import UsageError
 from iclselect.lm.model import DEFAULT_MODEL
 from iclselect.methods.registry import get
 from iclselect.runconfig import RunConfig
@@ -274,7 +275,7 @@ def run_bench(
     for method in methods:
         get(method)  # an unknown method fails before any work
     if kernel not in ("random", "hf"):
-        raise ValueError(f"--kernel must be random or hf; got {kernel!r}")
+        raise UsageError(f"--kernel must be random or hf; got {kernel!r}")
     vectors = CopiesEmbedder(embedder)
     reports, measured = [], []
     for method in methods:

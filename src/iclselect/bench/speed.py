@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from iclselect.errors import UsageError
 from iclselect.lm import Engine, LogprobRequest, Template, load_model
 from iclselect.lm.flops import FlopModel
 from iclselect.lm.packed import KERNELS, default_kernel
@@ -51,7 +52,7 @@ def wici_workload(data: str, rows: int, n_probes: int) -> list[LogprobRequest]:
 
     samples = read_dataset(data).samples
     if rows > len(samples):
-        raise ValueError(f"--rows {rows}: {data} has only {len(samples)} valid rows")
+        raise UsageError(f"--rows {rows}: {data} has only {len(samples)} valid rows")
     samples = samples[:rows]
     vectors = Embedder().encode([s.instruction_text for s in samples])
     config = wici.WiciConfig(probes="topk", n_probes=n_probes, n_neighbours=n_probes)

@@ -27,6 +27,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from iclselect.errors import UsageError
 from iclselect.lm.requests import LogprobRequest
 from iclselect.lm.templates import Encoded
 from iclselect.records import Turn
@@ -140,7 +141,7 @@ def random_model(config_name: str, dtype: Any, device: Any) -> Any:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if config_name not in CONFIGS:
-        raise ValueError(f"--model-config must be one of {', '.join(CONFIGS)}; got {config_name!r}")
+        raise UsageError(f"--model-config must be one of {', '.join(CONFIGS)}; got {config_name!r}")
     text = resources.files("iclselect").joinpath(f"assets/configs/{config_name}.json").read_text()
     config = AutoConfig.for_model(**json.loads(text))
     torch.manual_seed(0)

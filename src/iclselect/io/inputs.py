@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from iclselect.errors import UsageError
 from iclselect.io.dataset import Dataset
 from iclselect.io.errors import InputError
 from iclselect.io.llamafactory import INFO_FILE, is_info_file, read_entry
@@ -26,7 +27,7 @@ def read_input(
     one split of a DatasetDict directory."""
     if not isinstance(data, (str, Path)):
         if dataset is not None:
-            raise ValueError("dataset names a LLaMA-Factory entry: give its dataset_info.json")
+            raise UsageError("dataset names a LLaMA-Factory entry: give its dataset_info.json")
         return read_records(data, format, fields, skip_invalid)
     path = Path(data)
     if dataset is None and not is_info_file(path):

@@ -35,6 +35,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from iclselect.errors import UsageError
 from iclselect.io.errors import RowError
 from iclselect.records import Role, Turn
 
@@ -87,12 +88,12 @@ ROLES: dict[str, Role] = {
 
 
 def field_names(fields: Mapping[str, str] | None) -> dict[str, str]:
-    """Our key name -> the user's key name; raises ValueError naming an unknown key."""
+    """Our key name -> the user's key name; raises UsageError naming an unknown key."""
     fields = dict(fields or {})
     known = FIELD_NAMES + TURN_FIELD_NAMES
     unknown = sorted(set(fields) - set(known))
     if unknown:
-        raise ValueError(f"unknown field name(s) {unknown} in fields; expected {list(known)}")
+        raise UsageError(f"unknown field name(s) {unknown} in fields; expected {list(known)}")
     names = {name: fields.get(name, name) for name in FIELD_NAMES}
     names.update({name: fields[name] for name in TURN_FIELD_NAMES if name in fields})
     return names

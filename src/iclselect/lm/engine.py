@@ -103,10 +103,6 @@ class Engine:
     def store(self) -> ResultStore | None:
         return self.cache.store
 
-    @property
-    def show_progress(self) -> bool:
-        return self.cache.show_progress
-
     def loglikelihood(
         self, requests: Sequence[LogprobRequest], desc: str = "scoring"
     ) -> list[LogprobResult]:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from iclselect.errors import UsageError
 from iclselect.lm.packed import KERNELS, Row, Segment, check_all_layers, default_kernel, packed
 from iclselect.lm.packed import to_device as _to_device
 from iclselect.lm.packer import Unit, halves, layout
@@ -86,7 +87,7 @@ def make_kernel(
     if spec.backend == "random":
         return RandomKernel()
     if spec.backend != "hf":
-        raise ValueError(f"kernel backend must be hf, vllm or random; got {spec.backend!r}")
+        raise UsageError(f"kernel backend must be hf, vllm or random; got {spec.backend!r}")
     if loaded is None:
         from iclselect.lm.model import load_model
 
@@ -118,7 +119,7 @@ class ForwardKernel:
         self.max_batch_tokens = max_batch_tokens or row_tokens(self.device)
         self._head_chunk = _HEAD_CHUNK_CPU if self.device.type == "cpu" else _HEAD_CHUNK_GPU
         if attention not in ("auto", *KERNELS):
-            raise ValueError(f"attention must be auto, {' or '.join(KERNELS)}; got {attention!r}")
+            raise UsageError(f"attention must be auto, {' or '.join(KERNELS)}; got {attention!r}")
         # The kernels agree to float rounding (tests/test_packed.py), as two devices do: the
         # store key does not name the kernel.
         self.attention = default_kernel(self.device) if attention == "auto" else attention

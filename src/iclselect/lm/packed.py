@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from transformers import AttentionInterface
 
+from iclselect.errors import UsageError
+
 NAME = "iclselect-packed"
 FLEX_NAME = "iclselect-packed-flex"
 KERNELS = {"loop": NAME, "flex": FLEX_NAME}
@@ -177,7 +179,7 @@ def flex_attention(
 def _refuse_unsupported(module: torch.nn.Module, kwargs: dict[str, Any]) -> None:
     for unsupported in ("softcap", "s_aux"):
         if kwargs.get(unsupported) is not None:
-            raise ValueError(
+            raise UsageError(
                 f"{type(module).__name__} uses attention {unsupported!r}, which iclselect's "
                 "packed scoring does not implement"
             )

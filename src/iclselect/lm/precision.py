@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from iclselect.errors import UsageError
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 CHOICES = ("auto", *DTYPES)
 
@@ -28,7 +30,7 @@ def resolve_device(requested: str = "auto") -> torch.device:
 def resolve_dtype(requested: str, device: torch.device, cache: Path) -> torch.dtype:
     if requested != "auto":
         if requested not in DTYPES:
-            raise ValueError(f"--dtype must be one of {', '.join(CHOICES)}; got {requested!r}")
+            raise UsageError(f"--dtype must be one of {', '.join(CHOICES)}; got {requested!r}")
         return DTYPES[requested]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -5,13 +5,13 @@ write their strings.
 - wici:   "{instruction}\\n{input}\\n" (the input line only where the input is not blank), the
           response right after it; a demo is its prompt and response, the next prompt right
           after. L(y) is the response alone.
-- cherry: the Stanford Alpaca prompt, preamble included, ending "### Response:", the response
-          right after it; L(y) is the response after "### Response:" alone (Cherry's IFD).
 - rico:   "### Instruction:\\n{instruction}\\n\\n### Input: {input}\\n\\n### Response:" (no Input
           block without an input); a demo is its prompt and response, then "\\n\\n\\n". An ICon
           assessment row's prompt is its own `inputs` text, verbatim.
-- alpaca: the Stanford Alpaca prompt as cherry's; a demo is its prompt and response and a blank
-          line (MIWV's paper; Nuggets and perplexity, whose code has no format of its own here).
+- alpaca: the Stanford Alpaca prompt, preamble included, ending "### Response:", the response
+          right after it; L(y) is the response after "### Response:" alone; a demo is its prompt
+          and response and a blank line (Cherry's IFD; MIWV's paper; Nuggets and perplexity,
+          whose code has no format of its own here).
 
 The reference code reads Alpaca rows. A conversation row has no input: its instruction is the
 text of its turns before the response, system prompt and earlier turns first, one per line. A
@@ -61,7 +61,6 @@ class Style:
 
 STYLES: dict[str, Style] = {
     "wici": Style(_wici, "", ""),
-    "cherry": Style(_alpaca, "### Response:", "\n\n"),
     # compute_context_ppl.py:40-43: prompt 1024 tokens, response 1024, separator 10.
     "rico": Style(_rico, "", "\n\n\n", verbatim="inputs", part_lengths=(10, 1024, 1024)),
     "alpaca": Style(_alpaca, "### Response:", "\n\n"),

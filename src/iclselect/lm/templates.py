@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
+from iclselect.errors import UsageError
 from iclselect.lm import reference
 from iclselect.lm.requests import Cut, LogprobRequest
 from iclselect.records import Turn
@@ -70,9 +71,9 @@ class Template:
 
     def __init__(self, name: str, tokenizer: Any) -> None:
         if name not in TEMPLATES:
-            raise ValueError(f"unknown template {name!r}; choose one of {', '.join(TEMPLATES)}")
+            raise UsageError(f"unknown template {name!r}; choose one of {', '.join(TEMPLATES)}")
         if name == "chat" and not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
+            raise UsageError(
                 "the model's tokenizer has no chat template; use --template alpaca or plain"
             )
         self.name = name

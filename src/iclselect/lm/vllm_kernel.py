@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from iclselect.errors import UsageError
+
 if TYPE_CHECKING:
     from iclselect.lm.packer import Unit
 
@@ -36,7 +38,7 @@ class VllmKernel:
         try:
             from vllm import LLM, SamplingParams
         except ImportError:
-            raise ValueError(
+            raise UsageError(
                 "--executor vllm needs vLLM and a CUDA GPU: pip install 'iclselect[vllm]'"
             ) from None
         self.llm = LLM(

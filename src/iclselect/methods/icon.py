@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from iclselect.errors import UsageError
 from iclselect.lm import reference
 from iclselect.lm.requests import Cut, LogprobRequest
 from iclselect.methods.assessment import load_assessment
@@ -113,13 +114,13 @@ class IconConfig:
 
     def __post_init__(self) -> None:
         if self.exact < 1 or self.assessment_size < 0:
-            raise ValueError("icon.exact must be >= 1 and icon.assessment_size >= 0")
+            raise UsageError("icon.exact must be >= 1 and icon.assessment_size >= 0")
         if not 0 < self.label_fraction < 1:
-            raise ValueError("icon.label_fraction must be in (0, 1)")
+            raise UsageError("icon.label_fraction must be in (0, 1)")
         if self.lora_epochs < 1 or self.lora_max_tokens < 1:
-            raise ValueError("icon.lora_epochs and icon.lora_max_tokens must be at least 1")
+            raise UsageError("icon.lora_epochs and icon.lora_max_tokens must be at least 1")
         if self.assessment is not None and not Path(self.assessment).exists():
-            raise ValueError(f"icon.assessment {self.assessment}: no such file or directory")
+            raise UsageError(f"icon.assessment {self.assessment}: no such file or directory")
 
 
 @dataclass
@@ -132,7 +133,7 @@ class _Setup:
 def _setup(pool: Pool, config: IconConfig) -> _Setup:
     assessment, name = load_assessment(config.assessment)
     if not assessment:
-        raise ValueError(f"{name}: the assessment set is empty")
+        raise UsageError(f"{name}: the assessment set is empty")
     rng = np.random.default_rng(config.seed)
     if 0 < config.assessment_size < len(assessment):
         keep = sorted(rng.choice(len(assessment), config.assessment_size, replace=False))
@@ -332,13 +333,13 @@ def _check_selector_size(exact: int, n: int, config: IconConfig) -> None:
     """Refuse, before any request, a selector too small to train, or to judge unless the user
     insists: what its scores would show is known from the sizes alone."""
     if exact < MIN_EXACT:
-        raise ValueError(
+        raise UsageError(
             f"icon: {exact} exactly scored candidates are too few to train a selector "
             f"(need {MIN_EXACT}); raise icon.exact or set icon.selector=none"
         )
     small = too_few_to_judge(exact)
     if small and not config.trust_selector:
-        raise ValueError(
+        raise UsageError(
             f"icon: a selector would rank the {n - exact} of {n} rows without an exact score, "
             f"but {small}. {_FIXES}"
         )

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from iclselect.methods.pool import Pool
 from iclselect.methods.rounds import FitClassifier
+
+Classifier = Literal["embedding", "lora"]
 
 MIN_EXACT = 10  # exactly scored candidates a selector is trained on, at the least
 # Held-out candidates needed to judge a selector (held_out_size: icon.exact >= 50): with fewer,
@@ -40,7 +42,7 @@ def held_out_size(exact: int) -> int:
 
 
 def train_classifier(
-    kind: str,
+    kind: Classifier,
     pool: Pool,
     exact: list[int],
     significance: np.ndarray,
@@ -112,11 +114,18 @@ def top_labels(values: np.ndarray, fraction: float, how: str) -> np.ndarray:
 
 
 def _fit(
-    kind: str, pool: Pool, train: np.ndarray, labels: np.ndarray, score: np.ndarray, config: Any
+    kind: Classifier,
+    pool: Pool,
+    train: np.ndarray,
+    labels: np.ndarray,
+    score: np.ndarray,
+    config: Any,
 ) -> Generator[FitClassifier, np.ndarray, np.ndarray]:
     """P(top candidate) for the samples `score`, from a classifier fitted on `train`."""
     if kind == "embedding":
         return _logistic(pool, train, labels, score, config.seed)
+    if kind != "lora":
+        raise ValueError(f"ICon's selector must be embedding or lora; got {kind!r}")
     texts = [text(pool.samples[i]) for i in range(len(pool))]
     probabilities = yield FitClassifier(
         [texts[i] for i in train], labels, [texts[i] for i in score], config.seed,

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from iclselect.lm.requests import PLAIN, Cut, LogprobRequest, LogprobResult
+from iclselect.lm.requests import PLAIN, Cut, LogprobRequest
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -93,22 +93,17 @@ class Cuts:
 PLAIN_CUTS = Cuts()
 
 
-def ifd(cond: LogprobResult, uncond: LogprobResult, form: IfdForm = "loss") -> float:
-    """IFD of one sample from its two answers.
+def ratio(cond_loss: float, uncond_loss: float, form: IfdForm = "loss") -> float:
+    """IFD from the two mean losses L(y | context) and L(y).
 
     NaN where L(y) is exactly 0 (every response token certain without the instruction): the
     ratio is undefined there, and callers report that sample rather than score it.
     """
-    return ratio(cond.loss, uncond.loss, form)
-
-
-def ratio(cond_loss: float, uncond_loss: float, form: IfdForm = "loss") -> float:
-    """IFD from the two mean losses L(y | context) and L(y) (NaN where L(y) is 0)."""
     if form == "ppl":
         return math.exp(cond_loss - uncond_loss)
-    if uncond_loss == 0.0:
-        return math.nan
-    return cond_loss / uncond_loss
+    if form == "loss":
+        return math.nan if uncond_loss == 0.0 else cond_loss / uncond_loss
+    raise ValueError(f"IFD form must be loss or ppl; got {form!r}")
 
 
 def too_short(tokens: list[int], min_tokens: int) -> dict[int, Excluded]:
@@ -193,7 +188,7 @@ def rounds(pool: Pool, config: IfdConfig) -> Rounds:
         "ifd", joint_tokens=config.joint_tokens, code_max_length=config.code_max_length
     )
     own = yield from own_ifd(
-        pool.samples, config.form, "IFD", pool.style("cherry"), code_cuts(config)
+        pool.samples, config.form, "IFD", pool.style("alpaca"), code_cuts(config)
     )
     values, cond, uncond = own.ifd, own.loss, own.loss_alone
     excluded = too_short(own.tokens, config.min_tokens)

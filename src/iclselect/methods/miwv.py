@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from iclselect.embed import nearest_neighbours
+from iclselect.errors import UsageError
 from iclselect.lm.requests import LogprobRequest
 from iclselect.methods.ifd import (
     LOSS_OUTLIERS_HELP,
@@ -72,7 +73,7 @@ def _requests(pool: Pool, demo: np.ndarray, style: str) -> list[LogprobRequest]:
 )
 def rounds(pool: Pool, config: MiwvConfig) -> Rounds:
     if len(pool) < 2:
-        raise ValueError("MIWV needs at least 2 samples: each one's demo is another sample")
+        raise UsageError("MIWV needs at least 2 samples: each one's demo is another sample")
     samples = pool.samples
     demo, similarity = demos(pool)
     style = pool.style("alpaca")

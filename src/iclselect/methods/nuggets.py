@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from iclselect.errors import UsageError
 from iclselect.lm.requests import LogprobRequest
 from iclselect.methods.ifd import conditioned
 from iclselect.methods.method import register
@@ -43,7 +44,7 @@ class NuggetsConfig:
 
     def __post_init__(self) -> None:
         if self.anchors < 1:
-            raise ValueError("nuggets.anchors must be at least 1")
+            raise UsageError("nuggets.anchors must be at least 1")
 
 
 def choose_anchors(vectors: np.ndarray, config: NuggetsConfig) -> list[int]:
@@ -91,7 +92,7 @@ def _requests(pool: Pool, anchors: list[int], style: str) -> list[LogprobRequest
 )
 def rounds(pool: Pool, config: NuggetsConfig) -> Rounds:
     if len(pool) < 2:
-        raise ValueError("Nuggets needs at least 2 samples: a candidate and an anchor")
+        raise UsageError("Nuggets needs at least 2 samples: a candidate and an anchor")
     samples, n = pool.samples, len(pool)
     style = pool.style("alpaca")
     if config.anchor_space == "model":

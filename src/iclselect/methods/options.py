@@ -11,6 +11,8 @@ import typing
 from collections.abc import Iterable
 from typing import Any, Literal, TypeVar
 
+from iclselect.errors import UsageError
+
 T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -24,12 +26,12 @@ def option(default: Any, help: str) -> Any:
 
 def make(config_type: type[T], values: dict[str, Any], method: str) -> T:
     """Build `config_type` from `values`; strings (from the command line) are converted to the
-    field's type. Unknown keys and bad values raise ValueError naming the method and option."""
+    field's type. Unknown keys and bad values raise UsageError naming the method and option."""
     hints = typing.get_type_hints(config_type)
     known = {f.name for f in dataclasses.fields(config_type)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"{method} has no option {unknown[0]!r}{did_you_mean(unknown[0], known)}; its "
             f"options: {', '.join(sorted(known))} (iclselect methods {method} describes them)"
         )
@@ -59,7 +61,7 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin is Literal:
         if value not in args:
-            raise ValueError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
+            raise UsageError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
         if value.lower() in ("none", "null", ""):
@@ -68,13 +70,13 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
     if kind is bool:
         if value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
-        raise ValueError(f"{name} must be true or false; got {value!r}")
+        raise UsageError(f"{name} must be true or false; got {value!r}")
     if kind in (int, float):
         try:
             return kind(value)
         except ValueError:
             what = "an integer" if kind is int else "a number"
-            raise ValueError(f"{name} must be {what}; got {value!r}") from None
+            raise UsageError(f"{name} must be {what}; got {value!r}") from None
     return value
 
 
@@ -87,7 +89,7 @@ def _checked(value: Any, kind: Any, name: str) -> Any:
         return _checked(value, next(a for a in args if a is not type(None)), name)
     if origin is Literal:
         if value not in args:
-            raise ValueError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
+            raise UsageError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
         return value
     # bool is an int to Python, never to a user; an int is a fine float.
     fits = {
@@ -96,7 +98,7 @@ def _checked(value: Any, kind: Any, name: str) -> Any:
         float: isinstance(value, (int, float)) and not isinstance(value, bool),
     }.get(kind, True)
     if not fits:
-        raise ValueError(f"{name} must be {kind.__name__}; got {value!r}")
+        raise UsageError(f"{name} must be {kind.__name__}; got {value!r}")
     return float(value) if kind is float else value
 
 

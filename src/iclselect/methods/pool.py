@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from iclselect.embed.atlas import Atlas, atlas
+from iclselect.errors import UsageError
 from iclselect.records import Sample
 
 
@@ -39,7 +40,7 @@ class Pool:
         write the reference formats: it applies to their text only."""
         on = [name for name, value in quirks.items() if value]
         if on and not self.reference:
-            raise ValueError(
+            raise UsageError(
                 f"{method}.{on[0]} reproduces the reference code's tokenisation: it needs "
                 "--template reference"
             )

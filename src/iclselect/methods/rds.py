@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from iclselect.errors import UsageError
 from iclselect.methods.assessment import load_assessment
 from iclselect.methods.ifd import conditioned
 from iclselect.methods.method import register
@@ -40,7 +41,7 @@ class RdsConfig:
 
     def __post_init__(self) -> None:
         if self.target_size < 0:
-            raise ValueError("rds.target_size must be >= 0")
+            raise UsageError("rds.target_size must be >= 0")
 
 
 def round_robin(similarity: np.ndarray) -> list[int]:
@@ -94,7 +95,7 @@ def _best_untaken(similarity: np.ndarray, taken: np.ndarray, depth: int) -> list
 def rounds(pool: Pool, config: RdsConfig) -> Rounds:
     targets, name = load_assessment(config.target)
     if not targets:
-        raise ValueError(f"{name}: the target set is empty")
+        raise UsageError(f"{name}: the target set is empty")
     if 0 < config.target_size < len(targets):
         rng = np.random.default_rng(config.seed)
         keep = sorted(rng.choice(len(targets), config.target_size, replace=False))

@@ -14,6 +14,7 @@ import importlib
 import pkgutil
 
 import iclselect.methods
+from iclselect.errors import UsageError
 from iclselect.methods.method import METHODS, Method
 from iclselect.methods.options import did_you_mean
 
@@ -29,7 +30,7 @@ def discover() -> None:
 
 def get(name: str) -> Method:
     if name not in METHODS:
-        raise ValueError(
+        raise UsageError(
             f"unknown method {name!r}{did_you_mean(name, METHODS)}; choose one of "
             f"{', '.join(METHODS)}"
         )

@@ -9,8 +9,7 @@ probes B_i) easier for the model:
 IFD(y_b | a_i, x_b) is IFD with the demo as part of the probe's instruction, as the reference
 code computes it: L(y_b | a_i, x_b) / L(y_b), the denominator being the probe's response alone,
 the same L(y_b) as in the probe's own IFD. So a sample costs 2 requests for its own IFD and 1
-per probe: 2 + |B_i| (7 at the defaults). `denominator="demo"` divides by L(y_b | a_i) instead,
-with the demo on both sides: iclselect's earlier variant, not the paper's, at 2 + 2|B_i|.
+per probe: 2 + |B_i| (7 at the defaults).
 
 Paper-vs-reference-code choices are options; the paper's value is the default:
 - probes: "difficult" (paper: N=32 neighbours, k-means into K=5 clusters with seed 42, the most
@@ -33,6 +32,7 @@ from typing import Literal
 import numpy as np
 
 from iclselect.embed import nearest_neighbours
+from iclselect.errors import UsageError
 from iclselect.lm.requests import Cut, LogprobRequest
 from iclselect.methods import ifd as ifd_lib
 from iclselect.methods.kmeans import kmeans_labels
@@ -44,6 +44,8 @@ from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample
 from iclselect.selectors import Excluded
 from iclselect.stages import stage
+
+Aggregate = Literal["paper", "code"]
 
 
 @dataclass(frozen=True)
@@ -60,18 +62,12 @@ class WiciConfig:
     )
     seed: int = option(42, "k-means seed")
     ifd_form: ifd_lib.IfdForm = option("loss", "IFD as a loss ratio (paper) or ppl ratio (code)")
-    aggregate: Literal["paper", "code"] = option(
+    aggregate: Aggregate = option(
         "paper",
         "paper: sum of (1-cos)/(2|B|) * ICI; code: mean of (1-cos) * ICI over helped probes",
     )
     prefilter_ifd: bool = option(False, "skip candidates whose own IFD > 1 (code; paper: off)")
     min_tokens: int = option(ifd_lib.MIN_TOKENS_DEFAULT, ifd_lib.MIN_TOKENS_HELP)
-    denominator: Literal["alone", "demo"] = option(
-        "alone",
-        "in-context IFD's denominator: alone: L(y_b), the probe's response alone (reference "
-        "code); demo: L(y_b | demo), iclselect's earlier variant (1 more request per probe)",
-    )
-
     joint_tokens: bool = option(False, ifd_lib.JOINT_HELP.format("ICL-influence-new.py:57-71"))
     alone_as_text: bool = option(
         False,
@@ -84,7 +80,7 @@ class WiciConfig:
 
     def __post_init__(self) -> None:
         if self.n_probes < 1 or self.n_neighbours < self.n_probes:
-            raise ValueError("wICI needs n_probes >= 1 and n_neighbours >= n_probes")
+            raise UsageError("wICI needs n_probes >= 1 and n_neighbours >= n_probes")
 
 
 @register(
@@ -93,7 +89,7 @@ class WiciConfig:
         "weighted in-context influence: how much the sample, as a one-shot demo, makes its "
         "neighbours easier (ACL 2026)"
     ),
-    cost="2 + n_probes (7 by default; 2 + 2 x n_probes with denominator=demo)",
+    cost="2 + n_probes (7 by default)",
     high_score=(
         "means the sample, shown to the model as a one-shot example, makes similar tasks easier "
         "for it."
@@ -140,7 +136,7 @@ def rounds(pool: Pool, config: WiciConfig) -> Rounds:
 
     pairs = [(i, b) for i in range(n) if i not in excluded for b in probes[i]]
     answers = yield from ask(
-        probe_requests(samples, pairs, config.denominator, style, cuts),
+        probe_requests(samples, pairs, style, cuts),
         "wICI 2/2: probes with each candidate as demo",
     )
 
@@ -148,12 +144,7 @@ def rounds(pool: Pool, config: WiciConfig) -> Rounds:
     for i, b in pairs:
         demo = samples[i].turns
         with_demo = answers[ifd_lib.conditioned(samples[b], demo, style, cuts.conditioned)].loss
-        below = (
-            alone_loss[b]
-            if config.denominator == "alone"
-            else answers[ifd_lib.unconditioned(samples[b], demo, style, cuts.alone)].loss
-        )
-        ici[i].append(own_ifd[b] - ifd_lib.ratio(with_demo, below, config.ifd_form))
+        ici[i].append(own_ifd[b] - ifd_lib.ratio(with_demo, alone_loss[b], config.ifd_form))
     score = np.full(n, math.nan)
     weights: dict[int, list[float]] = {i: [] for i in range(n)}
     for i in range(n):
@@ -187,19 +178,14 @@ def rounds(pool: Pool, config: WiciConfig) -> Rounds:
 def probe_requests(
     samples: list[Sample],
     pairs: list[tuple[int, int]],
-    denominator: str = "alone",
     style: str = "",
     cuts: ifd_lib.Cuts = ifd_lib.PLAIN_CUTS,
 ) -> list[LogprobRequest]:
-    """For each (candidate i, probe b): L(y_b | a_i, x_b), then, for denominator="demo" only,
-    L(y_b | a_i) (with "alone" the probe's own L(y_b) is the denominator, already asked)."""
-    requests = []
-    for i, b in pairs:
-        demo = samples[i].turns
-        requests.append(ifd_lib.conditioned(samples[b], demo, style, cuts.conditioned))
-        if denominator == "demo":
-            requests.append(ifd_lib.unconditioned(samples[b], demo, style, cuts.alone))
-    return requests
+    """For each (candidate i, probe b): L(y_b | a_i, x_b). Its denominator is the probe's own
+    L(y_b), asked in the first round."""
+    return [
+        ifd_lib.conditioned(samples[b], samples[i].turns, style, cuts.conditioned) for i, b in pairs
+    ]
 
 
 def code_cuts(config: WiciConfig) -> ifd_lib.Cuts:
@@ -208,12 +194,14 @@ def code_cuts(config: WiciConfig) -> ifd_lib.Cuts:
     return ifd_lib.Cuts(cut, replace(cut, bare=config.alone_as_text))
 
 
-def aggregate(ici: list[float], weights: list[float], how: str) -> float:
+def aggregate(ici: list[float], weights: list[float], how: Aggregate) -> float:
     """Combine per-probe influences into wICI (see the module docstring for both forms)."""
     if how == "paper":
         return sum(w * term for w, term in zip(weights, ici, strict=True)) / (2 * len(ici))
-    helped = [w * term for w, term in zip(weights, ici, strict=True) if term > 0]
-    return sum(helped) / len(helped) if helped else 0.0
+    if how == "code":
+        helped = [w * term for w, term in zip(weights, ici, strict=True) if term > 0]
+        return sum(helped) / len(helped) if helped else 0.0
+    raise ValueError(f"wICI aggregate must be paper or code; got {how!r}")
 
 
 def choose_probes(

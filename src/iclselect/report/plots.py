@@ -106,7 +106,3 @@ def heatmap(matrix: np.ndarray, labels: Sequence[str], title: str) -> bytes:
     axes.set_title(title, fontsize=9)
     figure.colorbar(image, ax=axes, shrink=0.8)
     return _png(figure)
-
-
-def _metric(arm: dict, name: str, metric: str) -> float:
-    return arm["eval"][name][metric]

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from iclselect.errors import UsageError
 from iclselect.lm import precision
 from iclselect.lm.model import cache_dir
 from iclselect.lm.requests import LogprobRequest
@@ -82,7 +83,7 @@ def examples(samples: list[Sample], template: Template, max_length: int) -> list
 def training_dtype(requested: str, device: torch.device) -> torch.dtype:
     """fp32, or bf16 autocast over fp32 weights. fp16 needs loss scaling, which is not built."""
     if requested == "fp16":
-        raise ValueError("training in fp16 is not supported: use --precision bf16 or fp32")
+        raise UsageError("training in fp16 is not supported: use --precision bf16 or fp32")
     dtype = precision.resolve_dtype(requested, device, cache_dir())
     return torch.float32 if dtype == torch.float16 else dtype
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from iclselect.errors import UsageError
 from iclselect.methods.rounds import FitClassifier
 
 _LORA = {"r": 8, "alpha": 8, "dropout": 0.05, "lr": 5e-5, "batch": 8, "accumulate": 16}
@@ -26,7 +27,7 @@ def fit_predict(job: FitClassifier, causal: Any, tokenizer: Any, device: Any) ->
     try:
         from peft import LoraConfig, get_peft_model
     except ModuleNotFoundError:
-        raise ValueError("icon.selector=lora needs peft: pip install 'iclselect[lora]'") from None
+        raise UsageError("icon.selector=lora needs peft: pip install 'iclselect[lora]'") from None
     from transformers import AutoModelForSequenceClassification, get_cosine_schedule_with_warmup
 
     torch.manual_seed(job.seed)

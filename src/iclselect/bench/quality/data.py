@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from iclselect.bench.quality.presets import Preset, QualityConfig
+from iclselect.errors import UsageError
 from iclselect.io import read_input, replace_file
 from iclselect.io.dataset import Dataset
 from iclselect.lm.templates import Template
@@ -71,7 +72,7 @@ def eval_sets(config: QualityConfig, preset: Preset, split: PoolSplit) -> list[E
         check_disjoint(eval_set, split.train)
     names = [s.name for s in sets]
     if len(set(names)) != len(names):
-        raise ValueError(f"eval sets need distinct names; got {', '.join(names)}")
+        raise UsageError(f"eval sets need distinct names; got {', '.join(names)}")
     return sets
 
 

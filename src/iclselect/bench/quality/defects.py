@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from iclselect.errors import UsageError
+
 KINDS = ("mismatched", "truncated", "refusal", "shuffled", "wrong_number", "near_duplicate")
 CLEAN = "clean"
 DEFAULT_SHARE = 0.30
@@ -63,10 +65,10 @@ class Planted:
 def plant(rows: list[dict[str, Any]], share: float = DEFAULT_SHARE, seed: int = 0) -> Planted:
     """The pool with round(share * len(rows)) rows replaced by planted ones."""
     if not 0 < share < 1:
-        raise ValueError(f"--corrupt must be in (0, 1); got {share}")
+        raise UsageError(f"--corrupt must be in (0, 1); got {share}")
     for i, row in enumerate(rows):
         if not isinstance(row.get("instruction"), str) or not isinstance(row.get("output"), str):
-            raise ValueError(
+            raise UsageError(
                 f"--corrupt plants defects in Alpaca rows (instruction, input, output); row {i} "
                 f"has fields {', '.join(sorted(row))}"
             )
@@ -82,7 +84,7 @@ def plant(rows: list[dict[str, Any]], share: float = DEFAULT_SHARE, seed: int = 
     def take(kind: str, count: int, eligible: Any) -> list[int]:
         chosen = list(itertools.islice((i for i in free if eligible(rows[i]["output"])), count))
         if len(chosen) < count:
-            raise ValueError(
+            raise UsageError(
                 f"--corrupt: {count} rows of kind {kind} asked, but only {len(chosen)} clean "
                 "rows qualify; lower the share or use a larger pool"
             )
@@ -155,4 +157,4 @@ def _donor(i: int, rows: list[dict[str, Any]], rng: random.Random) -> int:
         j = rng.randrange(len(rows))
         if rows[j]["output"] != rows[i]["output"]:
             return j
-    raise ValueError(f"--corrupt: no row found whose response differs from row {i}'s")
+    raise UsageError(f"--corrupt: no row found whose response differs from row {i}'s")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from iclselect.errors import UsageError
 from iclselect.lm.model import DEFAULT_MODEL
 from iclselect.tune.finetune import TrainConfig
 
@@ -210,13 +211,13 @@ class QualityConfig:
 
     def resolved(self) -> Preset:
         if self.preset not in PRESETS:
-            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}; got {self.preset!r}")
+            raise UsageError(f"--preset must be one of {', '.join(PRESETS)}; got {self.preset!r}")
         preset = PRESETS[self.preset]
         train_keys = set(asdict(preset.train))
         preset_keys = {k for k in asdict(preset) if k != "train"}
         unknown = set(self.overrides) - train_keys - preset_keys
         if unknown:
-            raise ValueError(f"unknown bench quality setting(s): {', '.join(sorted(unknown))}")
+            raise UsageError(f"unknown bench quality setting(s): {', '.join(sorted(unknown))}")
         train = {k: v for k, v in self.overrides.items() if k in train_keys}
         rest = {k: v for k, v in self.overrides.items() if k not in train_keys}
         return replace(preset, train=replace(preset.train, **train), **rest)
@@ -224,12 +225,12 @@ class QualityConfig:
     def arm_specs(self, preset: Preset) -> list[ArmSpec]:
         """The methods whose subsets are tuned on: --methods, then the preset's extra arms."""
         if "random" in self.methods:
-            raise ValueError(
+            raise UsageError(
                 "--methods: random always runs, as the baseline (--seeds sets how often)"
             )
         specs = [ALIASES.get(name, (name, name, {})) for name in self.methods]
         specs += [spec for spec in preset.extra_arms if spec[0] not in self.methods]
         labels = [label for label, _, _ in specs] + list(self.scores)
         if len(set(labels)) != len(labels):
-            raise ValueError(f"--methods: each arm once; got {', '.join(labels)}")
+            raise UsageError(f"--methods: each arm once; got {', '.join(labels)}")
         return specs
