@@ -286,8 +286,8 @@ def run_bench(
         ]
         reports.append(render(runs, method, command, source, kernel))
         measured += runs
-    report = "\n".join(reports)
-    if benchmarks is not None:
-        with benchmarks.open("a", encoding="utf-8") as handle:
-            handle.write("\n" + report)
-    return report, measured
+        # Each method's table is kept as soon as it is measured: a later method may run long.
+        if benchmarks is not None:
+            with benchmarks.open("a", encoding="utf-8") as handle:
+                handle.write("\n" + reports[-1])
+    return "\n".join(reports), measured
