@@ -43,7 +43,7 @@ def estimate(
     """What scoring `prepared` with `method` would cost, and the model FLOP/s it is estimated
     at: `rate`, or else measured on a few of the method's own requests."""
     pool, engine = prepared.pool, prepared.engine
-    rows = max(prepared.rows, len(pool))
+    rows = len(prepared.dataset.samples)  # more than len(pool) where the plan is on a sample
     head = f"dry run: {rows} samples, method {method.name}"
     if engine is None or not method.uses_model:
         return f"{head}: no model requests; it runs in seconds", rate

@@ -59,7 +59,6 @@ class Prepared:
     pool: Pool
     engine: Engine | None
     timings: dict[str, float]
-    rows: int = 0  # valid rows read; more than len(pool) where a dry run planned on a sample
 
     def __enter__(self) -> Prepared:
         return self
@@ -190,7 +189,7 @@ def prepare(
     engine = None
     if any(m.uses_model for m in methods):
         engine = _engine(config, kernel)
-    return Prepared(dataset, pool, engine, timings, rows)
+    return Prepared(dataset, pool, engine, timings)
 
 
 def _engine(config: RunConfig, kernel: str) -> Engine:
