@@ -17,7 +17,7 @@ from iclselect.lm import Engine, LogprobRequest, Template
 from iclselect.lm.pooled import pooled_states
 from iclselect.lm.templates import Encoded
 from iclselect.lm.window import Fit, fit
-from iclselect.methods.ifd import conditioned, unconditioned
+from iclselect.methods.loss_requests import conditioned, unconditioned
 from iclselect.records import Turn
 
 TOL = 1e-4

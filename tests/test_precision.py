@@ -14,13 +14,14 @@ from conftest import samples_from
 from scipy.stats import spearmanr
 
 from iclselect.lm import Engine, Template, load_model, precision
-from iclselect.methods.ifd import pair_requests
+from iclselect.methods.loss_requests import pair_requests
 from iclselect.methods.wici import probe_requests
 
 
 def test_bf16_agrees_with_fp32_on_a_real_slice(lm, demo_rows):
     samples = samples_from(demo_rows[:6])
-    requests = pair_requests(samples) + probe_requests(samples, [(0, 1), (2, 3)])
+    own = pair_requests(samples)
+    requests = [*own["with_instruction"], *own["alone"], *probe_requests(samples, [(0, 1), (2, 3)])]
     bf16 = load_model(dtype="bf16")
     assert bf16.model.dtype == torch.bfloat16
     exact = Engine(lm, Template("chat", lm.tokenizer), show_progress=False).loglikelihood(requests)

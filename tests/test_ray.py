@@ -15,7 +15,7 @@ from conftest import POOL_DATA, samples_from
 from iclselect.lm import Engine, Template
 from iclselect.lm.executors import RayExecutor, WorkerSpec
 from iclselect.lm.precision import dtype_name
-from iclselect.methods.ifd import conditioned
+from iclselect.methods.loss_requests import conditioned
 
 ray = pytest.importorskip("ray", reason="--executor ray needs the ray extra")
 # Small batches make ~20 units of work, so a worker can be killed with work still to do.

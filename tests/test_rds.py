@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_rounds import Fake, pool
 
-from iclselect.methods.ifd import conditioned
+from iclselect.methods.loss_requests import conditioned
 from iclselect.methods.rds import round_robin
 from iclselect.methods.registry import get
 from iclselect.methods.rounds import PooledStates

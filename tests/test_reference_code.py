@@ -25,7 +25,7 @@ from iclselect.io import read_dataset
 from iclselect.lm import Engine, Template
 from iclselect.methods import icon, ifd, wici
 from iclselect.methods.assessment import SHIPPED, load_assessment
-from iclselect.methods.ifd import conditioned, unconditioned
+from iclselect.methods.loss_requests import conditioned, unconditioned
 from iclselect.methods.registry import get
 from iclselect.runconfig import RunConfig
 

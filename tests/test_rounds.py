@@ -14,7 +14,7 @@ import pytest
 
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.methods import Pool, icon, nuggets, wici
-from iclselect.methods.ifd import conditioned, unconditioned
+from iclselect.methods.loss_requests import conditioned, unconditioned
 from iclselect.methods.registry import METHODS, get
 from iclselect.methods.rounds import FitClassifier, PooledStates
 from iclselect.records import Sample, Turn
@@ -344,7 +344,7 @@ def test_icon_ranks_with_a_selector_only_above_chance_unless_insisted(tmp_path, 
 
 
 def test_loss_outliers_is_hampels_rule_by_hand():
-    from iclselect.methods.ifd import loss_outliers
+    from iclselect.methods.guards import loss_outliers
 
     # Finite losses 1, 2, 2, 3, 10: median 2, absolute deviations 1, 0, 0, 1, 8, MAD 1, so the
     # limit is 2 + 3 x 1.4826 x 1 = 6.4478; the NaN is no outlier.

@@ -20,7 +20,7 @@ from iclselect.cli import app
 from iclselect.lm import Engine, Template
 from iclselect.lm.requests import LogprobResult
 from iclselect.lm.store import ResultStore
-from iclselect.methods.ifd import conditioned, unconditioned
+from iclselect.methods.loss_requests import conditioned, unconditioned
 
 
 def test_store_round_trip_and_checksum(tmp_path):

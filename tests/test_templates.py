@@ -12,7 +12,7 @@ from conftest import POOL_DATA, write_json
 
 from iclselect.io import read_dataset
 from iclselect.lm import Engine, LogprobRequest, Template
-from iclselect.methods.ifd import conditioned, unconditioned
+from iclselect.methods.loss_requests import conditioned, unconditioned
 from iclselect.records import Turn
 
 SYSTEM = Turn("system", "You are terse.")

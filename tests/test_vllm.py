@@ -10,7 +10,7 @@ import torch
 from conftest import POOL_DATA, samples_from
 
 from iclselect.lm import Engine, Template, load_model
-from iclselect.methods.ifd import conditioned
+from iclselect.methods.loss_requests import conditioned
 
 if not torch.cuda.is_available():
     pytest.skip("the vLLM backend needs a CUDA GPU; none is visible", allow_module_level=True)

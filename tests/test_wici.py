@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iclselect.methods.ifd import ratio
+from iclselect.methods.loss_requests import ratio
 from iclselect.methods.wici import WiciConfig, aggregate, choose_probes
 
 

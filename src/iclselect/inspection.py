@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from iclselect.estimate import calibrate, estimated_time, planned_cost, token_counter
-from iclselect.methods.ifd import conditioned
+from iclselect.methods.loss_requests import conditioned
 from iclselect.methods.registry import get
 from iclselect.pipeline import prepare
 from iclselect.runconfig import RunConfig

@@ -18,7 +18,7 @@ import numpy as np
 from iclselect.lm import Engine
 from iclselect.lm.window import Fit, fit
 from iclselect.methods import MethodScores, Pool
-from iclselect.methods.ifd import conditioned
+from iclselect.methods.loss_requests import conditioned
 from iclselect.selectors import Excluded
 
 CUT_COLUMNS = ("context_cut_tokens", "response_cut_tokens")

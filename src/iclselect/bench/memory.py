@@ -51,10 +51,10 @@ def phase(name: str, data: str, out: str) -> Phase:
     if name == "read":
         read_dataset(data)
     elif name == "plan":
-        from iclselect.methods import ifd
+        from iclselect.methods.loss_requests import pair_requests
 
-        requests = ifd.pair_requests(read_dataset(data).samples)
-        assert len(requests) > 0
+        requests = pair_requests(read_dataset(data).samples)
+        assert len(requests["alone"]) > 0
     else:
         from iclselect.api import run
         from iclselect.runconfig import RunConfig

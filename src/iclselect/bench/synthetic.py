@@ -51,7 +51,7 @@ def lengths() -> Lengths:
 
 def lengths_of(samples: list[Any], template: Any) -> Lengths:
     """The token counts of `samples` (two or more) under `template`, as the asset stores them."""
-    from iclselect.methods.ifd import conditioned, unconditioned
+    from iclselect.methods.loss_requests import conditioned, unconditioned
 
     # The system turn: what row 1's own context holds beyond what follows a demo in it.
     behind_demo = template.encode(conditioned(samples[1], samples[0].turns))

@@ -13,14 +13,14 @@ from typing import Literal
 
 import numpy as np
 
-from iclselect.methods.ifd import (
+from iclselect.methods.guards import (
     LOSS_OUTLIERS_HELP,
     MIN_TOKENS_DEFAULT,
     MIN_TOKENS_HELP,
-    conditioned,
     loss_outliers,
     too_short,
 )
+from iclselect.methods.loss_requests import conditioned
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -52,8 +52,7 @@ class PerplexityConfig:
 def perplexity(pool: Pool, config: PerplexityConfig) -> Rounds:
     """PPL(y | x) of every sample's response."""
     requests = [conditioned(s, style=pool.style("alpaca")) for s in pool.samples]
-    answers = yield from ask(requests, "perplexity")
-    results = [answers[r] for r in requests]
+    results = (yield from ask("perplexity", responses=requests))["responses"]
     ppl = np.array([a.perplexity for a in results])
     excluded = too_short([a.n_tokens for a in results], config.min_tokens)
     if config.loss_outliers:

@@ -46,7 +46,7 @@ from iclselect.methods.icon_classifier import (
     too_few_to_judge,
     train_classifier,
 )
-from iclselect.methods.ifd import conditioned
+from iclselect.methods.loss_requests import conditioned
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -184,24 +184,20 @@ def code_cuts(config: IconConfig) -> tuple[Cut, Cut]:
     return alone, replace(alone, skip=config.skip_tokens)
 
 
-def _requests(
-    pool: Pool, setup: _Setup, config: IconConfig
-) -> dict[int, tuple[list[LogprobRequest], list[LogprobRequest]]]:
-    """For each exactly scored candidate: every assessment row with it as the demo, and with
-    its random-text control as the demo (each control drawn once, here)."""
+def _requests(pool: Pool, setup: _Setup, config: IconConfig) -> list[LogprobRequest]:
+    """For each exactly scored candidate in turn: every assessment row with it as the demo,
+    then with its random-text control as the demo (each control drawn once, here)."""
     style = pool.style("rico")
     cut = code_cuts(config)[1]
-    pairs = {}
+    requests = []
     for c in setup.exact:
         candidate = pool.samples[c]
-        pairs[c] = (
-            [conditioned(s, candidate.turns, style, cut) for s in setup.assessment],
-            [
-                conditioned(s, control_for(candidate, s, config, style), style, cut)
-                for s in setup.assessment
-            ],
-        )
-    return pairs
+        requests += [conditioned(s, candidate.turns, style, cut) for s in setup.assessment]
+        requests += [
+            conditioned(s, control_for(candidate, s, config, style), style, cut)
+            for s in setup.assessment
+        ]
+    return requests
 
 
 def influences(base: np.ndarray, with_t: np.ndarray, with_rand: np.ndarray) -> np.ndarray:
@@ -253,24 +249,20 @@ def rounds(pool: Pool, config: IconConfig) -> Rounds:
     m = len(setup.assessment)
     baseline = code_cuts(config)[0]
     alone = [conditioned(s, style=pool.style("rico"), cut=baseline) for s in setup.assessment]
-    pairs = _requests(pool, setup, config)
-    answers = yield from ask(
-        alone + [r for with_t, control in pairs.values() for r in (*with_t, *control)],
+    got = yield from ask(
         f"ICon: {m} assessment rows with each of {len(setup.exact)} candidates",
+        alone=alone,
+        with_candidate=_requests(pool, setup, config),
     )
-
-    def perplexities(requests: list[LogprobRequest]) -> np.ndarray:
-        return np.array([answers[r].perplexity for r in requests])
-
-    base = perplexities(alone)
+    base = np.array([a.perplexity for a in got["alone"]])
+    # One (demo, control) pair of m perplexities per candidate, in setup.exact's order.
+    shifted = np.array([a.perplexity for a in got["with_candidate"]]).reshape(-1, 2, m)
     columns: dict[str, list[Any]] = {
         name: [None] * n for name in ("significance", "consistency", "stability", "coverage")
     }
     exact_significance = np.full(n, math.nan)
-    for c, (with_t, control) in pairs.items():
-        values = aggregates(
-            influences(base, perplexities(with_t), perplexities(control)), config.significance
-        )
+    for c, (with_t, control) in zip(setup.exact, shifted, strict=True):
+        values = aggregates(influences(base, with_t, control), config.significance)
         for name, value in values.items():
             columns[name][c] = value
         exact_significance[c] = values["significance"]

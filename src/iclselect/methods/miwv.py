@@ -20,14 +20,14 @@ import numpy as np
 from iclselect.embed import nearest_neighbours
 from iclselect.errors import UsageError
 from iclselect.lm.requests import LogprobRequest
-from iclselect.methods.ifd import (
+from iclselect.methods.guards import (
     LOSS_OUTLIERS_HELP,
     MIN_TOKENS_DEFAULT,
     MIN_TOKENS_HELP,
-    conditioned,
     loss_outliers,
     too_short,
 )
+from iclselect.methods.loss_requests import conditioned, losses
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -49,11 +49,13 @@ def demos(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
     return found[:, 0], similarity[:, 0]
 
 
-def _requests(pool: Pool, demo: np.ndarray, style: str) -> list[LogprobRequest]:
-    """L(y|x) of every sample, then L(y | its demo, x)."""
+def _requests(pool: Pool, demo: np.ndarray, style: str) -> dict[str, list[LogprobRequest]]:
+    """L(y|x) of every sample ("alone": without a demo), then L(y | its demo, x)."""
     samples = pool.samples
-    with_demo = [conditioned(s, samples[demo[i]].turns, style) for i, s in enumerate(samples)]
-    return [conditioned(s, style=style) for s in samples] + with_demo
+    return {
+        "alone": [conditioned(s, style=style) for s in samples],
+        "with_demo": [conditioned(s, samples[demo[i]].turns, style) for i, s in enumerate(samples)],
+    }
 
 
 @register(
@@ -74,18 +76,15 @@ def _requests(pool: Pool, demo: np.ndarray, style: str) -> list[LogprobRequest]:
 def rounds(pool: Pool, config: MiwvConfig) -> Rounds:
     if len(pool) < 2:
         raise UsageError("MIWV needs at least 2 samples: each one's demo is another sample")
-    samples = pool.samples
     demo, similarity = demos(pool)
-    style = pool.style("alpaca")
-    answers = yield from ask(_requests(pool, demo, style), "MIWV: with and without the demo")
-    own = [answers[conditioned(s, style=style)] for s in samples]
-    alone = np.array([a.loss for a in own])
-    excluded = too_short([a.n_tokens for a in own], config.min_tokens)
+    got = yield from ask(
+        "MIWV: with and without the demo", **_requests(pool, demo, pool.style("alpaca"))
+    )
+    alone = losses(got["alone"])
+    excluded = too_short([a.n_tokens for a in got["alone"]], config.min_tokens)
     if config.loss_outliers:
         excluded = loss_outliers(alone) | excluded
-    with_demo = np.array(
-        [answers[conditioned(s, samples[demo[i]].turns, style)].loss for i, s in enumerate(samples)]
-    )
+    with_demo = losses(got["with_demo"])
     score = with_demo - alone
     score[list(excluded)] = np.nan
     return MethodScores(

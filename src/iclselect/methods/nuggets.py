@@ -22,7 +22,7 @@ import numpy as np
 
 from iclselect.errors import UsageError
 from iclselect.lm.requests import LogprobRequest
-from iclselect.methods.ifd import conditioned
+from iclselect.methods.loss_requests import conditioned
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -68,12 +68,15 @@ def _pairs(n: int, anchors: list[int]) -> list[tuple[int, int]]:
     return [(c, a) for c in range(n) for a in anchors if a != c]
 
 
-def _requests(pool: Pool, anchors: list[int], style: str) -> list[LogprobRequest]:
+def _requests(
+    pool: Pool, anchors: list[int], pairs: list[tuple[int, int]], style: str
+) -> dict[str, list[LogprobRequest]]:
+    """Each anchor zero-shot, then each (candidate, anchor) pair with the candidate as demo."""
     samples = pool.samples
-    zero_shot = [conditioned(samples[a], style=style) for a in anchors]
-    return zero_shot + [
-        conditioned(samples[a], samples[c].turns, style) for c, a in _pairs(len(samples), anchors)
-    ]
+    return {
+        "zero_shot": [conditioned(samples[a], style=style) for a in anchors],
+        "with_demo": [conditioned(samples[a], samples[c].turns, style) for c, a in pairs],
+    }
 
 
 @register(
@@ -100,14 +103,14 @@ def rounds(pool: Pool, config: NuggetsConfig) -> Rounds:
     else:
         space = pool.instructions()
     anchors = choose_anchors(space, config)
-    answers = yield from ask(
-        _requests(pool, anchors, style), "Nuggets: anchors with each candidate as demo"
+    pairs = _pairs(n, anchors)
+    got = yield from ask(
+        "Nuggets: anchors with each candidate as demo", **_requests(pool, anchors, pairs, style)
     )
-    zero_shot = {a: answers[conditioned(samples[a], style=style)].logprob for a in anchors}
+    zero_shot = {a: answer.logprob for a, answer in zip(anchors, got["zero_shot"], strict=True)}
     wins = np.zeros(n)
     counted = np.zeros(n)
-    for c, a in _pairs(n, anchors):
-        with_demo = answers[conditioned(samples[a], samples[c].turns, style)]
+    for (c, a), with_demo in zip(pairs, got["with_demo"], strict=True):
         wins[c] += with_demo.logprob > zero_shot[a]
         counted[c] += 1
     anchor_rows = [pool.samples[a].row for a in anchors]

@@ -23,7 +23,7 @@ import numpy as np
 
 from iclselect.errors import UsageError
 from iclselect.methods.assessment import load_assessment
-from iclselect.methods.ifd import conditioned
+from iclselect.methods.loss_requests import conditioned
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool

@@ -58,11 +58,15 @@ class PooledStates:
 
 
 Answers = Mapping[LogprobRequest, LogprobResult]
+Answered = dict[str, list[LogprobResult]]
 Question = Round | FitClassifier | CanFitClassifier | PooledStates
 Rounds = Generator[Question, "Answers | np.ndarray | bool", MethodScores]
 
 
-def ask(requests: list[LogprobRequest], desc: str) -> Generator[Round, Answers, Answers]:
-    """`answers = yield from ask(requests, desc)`: one round, typed for the caller."""
-    answers = yield Round(requests, desc)
-    return answers
+def ask(desc: str, **groups: list[LogprobRequest]) -> Generator[Round, Answers, Answered]:
+    """`got = yield from ask(desc, alone=a, with_demo=b)`: one round of every group's requests,
+    in the order given, and each group's answers in its requests' order (got["alone"][j]
+    answers a[j]). A method keeps what it asked this way; it never rebuilds a request to find
+    its answer."""
+    answers = yield Round([r for requests in groups.values() for r in requests], desc)
+    return {name: [answers[r] for r in requests] for name, requests in groups.items()}

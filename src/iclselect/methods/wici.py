@@ -34,7 +34,8 @@ import numpy as np
 from iclselect.embed import nearest_neighbours
 from iclselect.errors import UsageError
 from iclselect.lm.requests import Cut, LogprobRequest
-from iclselect.methods import ifd as ifd_lib
+from iclselect.methods import loss_requests
+from iclselect.methods.guards import MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP, too_short
 from iclselect.methods.kmeans import kmeans_labels
 from iclselect.methods.method import register
 from iclselect.methods.options import option
@@ -61,21 +62,25 @@ class WiciConfig:
         "ifd", "stand-in for the paper's DEITA complexity: the probe's own IFD or loss"
     )
     seed: int = option(42, "k-means seed")
-    ifd_form: ifd_lib.IfdForm = option("loss", "IFD as a loss ratio (paper) or ppl ratio (code)")
+    ifd_form: loss_requests.IfdForm = option(
+        "loss", "IFD as a loss ratio (paper) or ppl ratio (code)"
+    )
     aggregate: Aggregate = option(
         "paper",
         "paper: sum of (1-cos)/(2|B|) * ICI; code: mean of (1-cos) * ICI over helped probes",
     )
     prefilter_ifd: bool = option(False, "skip candidates whose own IFD > 1 (code; paper: off)")
-    min_tokens: int = option(ifd_lib.MIN_TOKENS_DEFAULT, ifd_lib.MIN_TOKENS_HELP)
-    joint_tokens: bool = option(False, ifd_lib.JOINT_HELP.format("ICL-influence-new.py:57-71"))
+    min_tokens: int = option(MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP)
+    joint_tokens: bool = option(
+        False, loss_requests.JOINT_HELP.format("ICL-influence-new.py:57-71")
+    )
     alone_as_text: bool = option(
         False,
         "L(y) is the response as a text of its own, so its first token goes unscored where "
         "the tokenizer adds no BOS (ICL-influence-new.py:38-44; reference only)",
     )
     code_max_length: int = option(
-        0, ifd_lib.CODE_MAX_LENGTH_HELP.format("1024, ICL-influence-new.py:116")
+        0, loss_requests.CODE_MAX_LENGTH_HELP.format("1024, ICL-influence-new.py:116")
     )
 
     def __post_init__(self) -> None:
@@ -121,12 +126,12 @@ def rounds(pool: Pool, config: WiciConfig) -> Rounds:
         code_max_length=config.code_max_length,
     )  # fmt: skip
     cuts = code_cuts(config)
-    own = yield from ifd_lib.own_ifd(
+    own = yield from loss_requests.own_ifd(
         samples, config.ifd_form, "wICI 1/2: IFD of every sample", style, cuts
     )
     own_ifd, own_loss, alone_loss = own.ifd, own.loss, own.loss_alone
     probes = choose_probes(vectors, own_ifd if config.difficulty == "ifd" else own_loss, config)
-    excluded = ifd_lib.too_short(own.tokens, config.min_tokens)
+    excluded = too_short(own.tokens, config.min_tokens)
     if config.prefilter_ifd:
         prefiltered = Excluded("prefiltered", "IFD > 1")
         excluded.update({i: prefiltered for i in range(n) if own_ifd[i] > 1 and i not in excluded})
@@ -135,16 +140,16 @@ def rounds(pool: Pool, config: WiciConfig) -> Rounds:
             excluded[i] = Excluded("not_scored", "no probe: no other sample with a defined IFD")
 
     pairs = [(i, b) for i in range(n) if i not in excluded for b in probes[i]]
-    answers = yield from ask(
-        probe_requests(samples, pairs, style, cuts),
+    got = yield from ask(
         "wICI 2/2: probes with each candidate as demo",
+        probes=probe_requests(samples, pairs, style, cuts),
     )
 
     ici: dict[int, list[float]] = {i: [] for i in range(n)}
-    for i, b in pairs:
-        demo = samples[i].turns
-        with_demo = answers[ifd_lib.conditioned(samples[b], demo, style, cuts.conditioned)].loss
-        ici[i].append(own_ifd[b] - ifd_lib.ratio(with_demo, alone_loss[b], config.ifd_form))
+    for (i, b), with_demo in zip(pairs, got["probes"], strict=True):
+        ici[i].append(
+            own_ifd[b] - loss_requests.ratio(with_demo.loss, alone_loss[b], config.ifd_form)
+        )
     score = np.full(n, math.nan)
     weights: dict[int, list[float]] = {i: [] for i in range(n)}
     for i in range(n):
@@ -179,19 +184,20 @@ def probe_requests(
     samples: list[Sample],
     pairs: list[tuple[int, int]],
     style: str = "",
-    cuts: ifd_lib.Cuts = ifd_lib.PLAIN_CUTS,
+    cuts: loss_requests.Cuts = loss_requests.PLAIN_CUTS,
 ) -> list[LogprobRequest]:
     """For each (candidate i, probe b): L(y_b | a_i, x_b). Its denominator is the probe's own
     L(y_b), asked in the first round."""
     return [
-        ifd_lib.conditioned(samples[b], samples[i].turns, style, cuts.conditioned) for i, b in pairs
+        loss_requests.conditioned(samples[b], samples[i].turns, style, cuts.conditioned)
+        for i, b in pairs
     ]
 
 
-def code_cuts(config: WiciConfig) -> ifd_lib.Cuts:
+def code_cuts(config: WiciConfig) -> loss_requests.Cuts:
     """L(y | x) and L(y) as the reference code's options in `config` tokenise and cut them."""
     cut = Cut(joint=config.joint_tokens, max_length=config.code_max_length)
-    return ifd_lib.Cuts(cut, replace(cut, bare=config.alone_as_text))
+    return loss_requests.Cuts(cut, replace(cut, bare=config.alone_as_text))
 
 
 def aggregate(ici: list[float], weights: list[float], how: Aggregate) -> float:
