@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -189,14 +190,22 @@ def write_scores(path: Path, table: pa.Table) -> None:
     replace_file(path, lambda temp: pq.write_table(table, temp))
 
 
+@dataclass(frozen=True)
+class ModelUsed:
+    """What scored a run's rows; None each for a method without a model."""
+
+    id: str | None = None
+    template: str | None = None  # the template's fingerprint
+    dtype: str | None = None  # as --dtype names it: what auto resolved to
+
+
 def manifest(
     dataset: Dataset,
     table: pa.Table,
     scores: MethodScores,
+    *,
     config: dict[str, Any],
-    model_id: str | None,
-    template: str | None,
-    dtype: str | None,
+    model: ModelUsed,
     files: list[Path],
     timings: dict[str, float],
     engine_stats: dict[str, int],
@@ -242,9 +251,9 @@ def manifest(
             "higher_first": scores.higher_first,
         },
         "warnings": scores.warnings,
-        "model": model_id,
-        "template": template,
-        "dtype": dtype,  # the one the model ran in (config.dtype may say auto)
+        "model": model.id,
+        "template": model.template,
+        "dtype": model.dtype,  # the one the model ran in (config.dtype may say auto)
         "config": config,
         "outputs": [path.name for path in files] + ["manifest.json"],
         "versions": {name: _version(name) for name in _PACKAGES},

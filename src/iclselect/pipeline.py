@@ -33,6 +33,7 @@ from iclselect.lm.precision import dtype_name
 from iclselect.methods import MethodScores, Pool
 from iclselect.methods.registry import Method
 from iclselect.outputs import (
+    ModelUsed,
     manifest,
     scores_table,
     with_atlas,
@@ -69,7 +70,7 @@ class Prepared:
             self.engine.close()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Scored:
     """One method's scores on a prepared pool, and what produced them."""
 
@@ -78,9 +79,7 @@ class Scored:
     dataset: Dataset
     pool: Pool
     scores: MethodScores
-    model_id: str | None
-    template: str | None  # template fingerprint
-    dtype: str | None  # the model's, as --dtype names it: what auto resolved to
+    model: ModelUsed
     engine_stats: dict[str, int]  # requests asked, answered from the store, computed; tokens
     timings: dict[str, float]
 
@@ -92,7 +91,7 @@ class Choice:
     tau: float | None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunResult:
     method: str
     out: Path
@@ -295,15 +294,25 @@ def score_together(
             cuts = overlong.describe(fits, prepared.pool.rows, engine.max_length)
             if cuts:
                 log.info(f"{method.name}: {cuts}")
-        timings = {**prepared.timings, "score": seconds + fitting}
-        model_id = engine.model_id if engine else None
-        template = engine.template.fingerprint if engine else None
-        dtype = dtype_name(engine.model.dtype) if engine else None
-        scored.append(Scored(
-            config, method, prepared.dataset, prepared.pool, scores, model_id, template, dtype,
-            stats, timings,
-        ))  # fmt: skip
+        scored.append(
+            Scored(
+                config=config,
+                method=method,
+                dataset=prepared.dataset,
+                pool=prepared.pool,
+                scores=scores,
+                model=_model_used(engine),
+                engine_stats=stats,
+                timings={**prepared.timings, "score": seconds + fitting},
+            )
+        )
     return scored
+
+
+def _model_used(engine: Engine | None) -> ModelUsed:
+    if engine is None:
+        return ModelUsed()
+    return ModelUsed(engine.model_id, engine.template.fingerprint, dtype_name(engine.model.dtype))
 
 
 def _log_engine(name: str, stats: dict[str, int], max_length: int) -> None:
@@ -390,10 +399,16 @@ def write(
         timings["total"] = sum(timings.values())
         with stages.stage("write manifest"):
             content = manifest(
-                dataset, table, scores, effective_config(scored, choice, out),
-                scored.model_id, scored.template, scored.dtype, files, timings,
-                scored.engine_stats, cut_of(scored, choice),
-            )  # fmt: skip
+                dataset,
+                table,
+                scores,
+                config=effective_config(scored, choice, out),
+                model=scored.model,
+                files=files,
+                timings=timings,
+                engine_stats=scored.engine_stats,
+                cut=cut_of(scored, choice),
+            )
             write_manifest(stage / "manifest.json", content)
         if scored.config.report:
             with stages.stage("report"):
@@ -405,12 +420,26 @@ def write(
         for i in selection.selected[:5]
     ]
     return RunResult(
-        method.name, out, out / subset.name, out / "scores.parquet", out / "manifest.json",
-        dataset.n_rows, content["kept"], content["dropped_by_reason"], best,
-        float(np.mean([len(samples[i].response) for i in selection.selected] or [0])),
-        timings["score"], scored.engine_stats, scores, selection, files, selection.warning(),
-        content["cut"]["near_ties"],
-    )  # fmt: skip
+        method=method.name,
+        out=out,
+        subset=out / subset.name,
+        scores=out / "scores.parquet",
+        manifest=out / "manifest.json",
+        rows=dataset.n_rows,
+        kept=content["kept"],
+        dropped_by_reason=content["dropped_by_reason"],
+        best=best,
+        kept_response_chars=float(
+            np.mean([len(samples[i].response) for i in selection.selected] or [0])
+        ),
+        seconds=timings["score"],
+        engine=scored.engine_stats,
+        scores_data=scores,
+        selection=selection,
+        files=files,
+        warning=selection.warning(),
+        near_ties=content["cut"]["near_ties"],
+    )
 
 
 def cut_of(scored: Scored, choice: Choice) -> dict[str, Any]:
