@@ -38,7 +38,7 @@ def cli(*args: str):
     """Run the iclselect command in-process; the result has exit_code and output."""
     from typer.testing import CliRunner
 
-    from iclselect.cli import app
+    from iclselect.cli.main import app
 
     return CliRunner().invoke(app, list(args))
 
@@ -95,7 +95,7 @@ def pool200(embedder) -> Pool:
 def scored_by(name: str, pool: Pool, engine: Engine | None, config):
     """Method `name`'s scores, its rounds answered by `engine` as a run answers them."""
     from iclselect.methods.registry import get
-    from iclselect.runner import EngineAnswerer, drive
+    from iclselect.run.runner import EngineAnswerer, drive
 
     return drive(get(name), pool, config, EngineAnswerer(engine) if engine else None)
 

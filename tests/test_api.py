@@ -14,7 +14,7 @@ from conftest import DEMO_DATA, write_json
 from typer.testing import CliRunner
 
 import iclselect
-from iclselect.cli import app
+from iclselect.cli.main import app
 from iclselect.io import InputError
 
 

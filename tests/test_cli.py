@@ -13,7 +13,7 @@ import pytest
 from conftest import cli, write_json
 from typer.testing import CliRunner
 
-from iclselect.cli import app
+from iclselect.cli.main import app
 
 FAST = ["--set", "n_probes=2", "--set", "n_neighbours=4", "--quiet"]
 

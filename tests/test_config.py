@@ -11,9 +11,9 @@ import pytest
 from conftest import cli, shortest, write_json
 from typer.main import get_command
 
-from iclselect.cli import app
-from iclselect.config import ACTION_KEYS, KEYS
-from iclselect.runconfig import DEFAULT_FRACTION, FIELDS, RunConfig, help_text
+from iclselect.cli.main import app
+from iclselect.run.config import DEFAULT_FRACTION, FIELDS, RunConfig, help_text
+from iclselect.run.config_files import ACTION_KEYS, KEYS
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_every_setting_is_a_run_option_a_config_key_and_an_api_keyword():
     """RunConfig's fields are the one list: each is set by its own option of `iclselect run`,
     is a config-file key, and is a keyword of iclselect.score."""
     from iclselect.api import config_for
-    from iclselect.cli_options import given_settings, run_settings
+    from iclselect.cli.options import given_settings, run_settings
 
     assert set(KEYS) == set(FIELDS)
     command = get_command(app).commands["run"]  # type: ignore[attr-defined]
@@ -172,7 +172,7 @@ def test_budget_and_method_help_come_from_the_registry():
 
 
 def test_defaults_named_twice_agree():
-    """runconfig spells the default model and embedder out, so --help need not load torch."""
+    """RunConfig spells the default model and embedder out, so --help need not load torch."""
     from iclselect.embed import DEFAULT_EMBEDDER
     from iclselect.lm import DEFAULT_MODEL
 

@@ -11,10 +11,10 @@ import re
 import pytest
 from conftest import pool_of, samples_from, shortest
 
-from iclselect.estimate import planned_cost, token_counter
 from iclselect.lm import Engine, Template
 from iclselect.methods.registry import get
-from iclselect.runner import EngineAnswerer, drive, planned_rounds
+from iclselect.run.estimate import planned_cost, token_counter
+from iclselect.run.runner import EngineAnswerer, drive, planned_rounds
 
 CASES = [
     ("wici", {}),
@@ -51,8 +51,8 @@ def test_dry_run_plans_what_the_run_computes(setting, short_assessment, name, op
 
 
 def test_a_large_pool_is_planned_on_a_sample_and_scaled(tmp_path, demo_rows, monkeypatch):
-    import iclselect.estimate as estimate
-    from iclselect.runconfig import RunConfig
+    import iclselect.run.estimate as estimate
+    from iclselect.run.config import RunConfig
 
     data = tmp_path / "pool.json"
     data.write_text(json.dumps(shortest(demo_rows, 40)), encoding="utf-8")

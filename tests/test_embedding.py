@@ -8,7 +8,7 @@ import pytest
 from conftest import cli, shortest, write_json
 
 from iclselect.embed import Embedder
-from iclselect.embedding import embed_texts
+from iclselect.run.embedding import embed_texts
 
 
 @pytest.fixture

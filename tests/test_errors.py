@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from conftest import cli, shortest, write_json
 
-from iclselect import pipeline
+from iclselect.run import pipeline
 
 
 def test_an_unexpected_value_error_in_a_run_shows_its_traceback_and_exits_1(

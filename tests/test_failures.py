@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import cli, shortest, write_json
 
-import iclselect.outputs
-import iclselect.pipeline
+import iclselect.run.outputs
+import iclselect.run.pipeline
 from iclselect.lm.caching import Cache
 
 
@@ -58,7 +58,7 @@ def test_a_missing_optional_package_stops_the_run_before_it_starts(
     tmp_path, pool, monkeypatch, module, args, expected
 ):
     _without(monkeypatch, module)
-    monkeypatch.setattr(iclselect.pipeline, "read_input", pytest.fail)
+    monkeypatch.setattr(iclselect.run.pipeline, "read_input", pytest.fail)
     line = _one_line(cli("run", str(pool), *args, "-o", str(tmp_path / "o"), "-q"))
     assert expected in line and "pip install" in line
 
@@ -67,7 +67,7 @@ def test_a_write_the_disk_refuses_is_one_line_and_leaves_no_outputs(tmp_path, po
     def full(path, table):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(iclselect.pipeline, "write_scores", full)
+    monkeypatch.setattr(iclselect.run.pipeline, "write_scores", full)
     out = tmp_path / "out"
     line = _one_line(cli("run", str(pool), "-m", "length", "--count", "2", "-o", str(out), "-q"))
     assert line.startswith(f"error: {out}/.iclselect-staging-")
@@ -82,7 +82,7 @@ def test_a_full_disk_inside_a_write_names_the_file_and_the_fix(tmp_path, pool, m
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(iclselect.outputs.pq, "write_table", full)
+    monkeypatch.setattr(iclselect.run.outputs.pq, "write_table", full)
     out = tmp_path / "out"
     line = _one_line(cli("run", str(pool), "-m", "length", "--count", "2", "-o", str(out), "-q"))
     assert line.startswith(f"error: {out}/.iclselect-staging-"), line

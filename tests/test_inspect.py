@@ -34,7 +34,7 @@ def test_inspect_reports_format_lengths_and_the_cost_a_run_then_has(tmp_path, de
 def test_inspect_states_time_in_hours_and_keeps_its_table_aligned_for_wide_numbers():
     import numpy as np
 
-    from iclselect.inspection import Inspection, MethodCost
+    from iclselect.run.inspection import Inspection, MethodCost
 
     costs = [
         MethodCost("wici", 123_456_789, 1, 98_765_432_109, 9.07e17),
@@ -56,9 +56,9 @@ def test_inspect_states_time_in_hours_and_keeps_its_table_aligned_for_wide_numbe
 
 
 def test_inspect_no_timing_runs_no_request(tmp_path, demo_rows, monkeypatch):
-    import iclselect.inspection
+    import iclselect.run.inspection
 
-    monkeypatch.setattr(iclselect.inspection, "calibrate", lambda *a: pytest.fail("timed"))
+    monkeypatch.setattr(iclselect.run.inspection, "calibrate", lambda *a: pytest.fail("timed"))
     data = write_json(tmp_path / "pool.json", demo_rows[:4])
     result = cli("inspect", str(data), "--methods", "ifd", "--no-timing", "-q")
     assert result.exit_code == 0, result.output

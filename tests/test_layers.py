@@ -21,7 +21,7 @@ PACKAGE = SRC / "iclselect"
 
 def test_imports_are_read_from_function_bodies_too(tmp_path):
     edges = graph()
-    assert "iclselect.hub" in edges["iclselect.embed.embedder"]
+    assert "iclselect.infra.hub" in edges["iclselect.embed.embedder"]
     # io/tables.py imports datasets inside a function; not ours.
     assert all(m.startswith("iclselect.io") for m in edges["iclselect.io.tables"])
 
@@ -57,7 +57,7 @@ def test_methods_never_see_the_engine_or_the_model():
             allowed = {"iclselect.lm.requests", "iclselect.lm.reference"}
             assert set(lm) <= allowed, f"{name} imports {lm}"
     code = (
-        "import sys, iclselect.methods.registry, iclselect.runner; "
+        "import sys, iclselect.methods.registry, iclselect.run.runner; "
         "print(sorted(m for m in sys.modules if m.startswith(('iclselect.lm.engine', "
         "'iclselect.lm.kernel', 'iclselect.lm.model', 'torch', 'transformers'))))"
     )
@@ -68,7 +68,27 @@ def test_methods_never_see_the_engine_or_the_model():
 
 
 def test_hub_helper_is_neutral():
-    assert graph()["iclselect.hub"] == set()
+    assert graph()["iclselect.infra.hub"] == set()
+
+
+def test_the_top_level_shows_the_layers():
+    """At most 8 modules sit loose at the package's top level; the rest live in their layer's
+    package (docs/layout.md)."""
+    loose = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert len(loose) <= 8, loose
+
+
+def test_the_shared_helpers_import_nothing_above_them():
+    """infra/ serves every layer, so it imports nothing of iclselect's but itself and errors."""
+    edges = graph()
+    for name in sorted(edges):
+        if name.startswith("iclselect.infra"):
+            above = sorted(
+                m
+                for m in edges[name]
+                if not m.startswith("iclselect.infra") and m != "iclselect.errors"
+            )
+            assert not above, f"{name} imports {above}"
 
 
 def test_the_user_error_type_is_neutral():

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import iclselect
-from iclselect.cli import app
+from iclselect.cli.main import app
 
 WARNING = "[iclselect] warning: columns not scored (carried into the subset as they are): source"
 

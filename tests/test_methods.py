@@ -14,7 +14,7 @@ from iclselect.methods.assessment import SHIPPED, load_assessment
 from iclselect.methods.icon_classifier import train_classifier
 from iclselect.methods.options import make
 from iclselect.methods.registry import METHODS, get
-from iclselect.runner import EngineAnswerer
+from iclselect.run.runner import EngineAnswerer
 
 # IFD (Cherry) ---------------------------------------------------------------------------------
 
@@ -240,10 +240,10 @@ def test_options_given_typed_are_checked():
     assert config == wici.WiciConfig(n_probes=3, prefilter_ifd=True)
     assert make(icon.IconConfig, {"assessment": None}, "icon").assessment is None
     for values, message in (
-        ({"n_probes": 2.5}, "wici.n_probes must be int"),
-        ({"n_probes": True}, "wici.n_probes must be int"),
+        ({"n_probes": 2.5}, "wici.n_probes must be an integer"),
+        ({"n_probes": True}, "wici.n_probes must be an integer"),
         ({"probes": 5}, "wici.probes must be one of difficult, topk"),
-        ({"prefilter_ifd": 1}, "wici.prefilter_ifd must be bool"),
+        ({"prefilter_ifd": 1}, "wici.prefilter_ifd must be true or false"),
     ):
         with pytest.raises(ValueError, match=message):
             make(wici.WiciConfig, values, "wici")

@@ -9,7 +9,7 @@ import pytest
 from conftest import write_json
 from typer.testing import CliRunner
 
-from iclselect.cli import app
+from iclselect.cli.main import app
 from iclselect.lm import Engine, LogprobRequest, Template, load_model
 from iclselect.records import Turn
 

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from iclselect.progress import Interrupted, Progress, duration
+from iclselect.infra.progress import Interrupted, Progress, duration
 
 
 class Clock:

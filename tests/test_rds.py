@@ -13,7 +13,7 @@ from iclselect.methods.loss_requests import conditioned
 from iclselect.methods.rds import round_robin
 from iclselect.methods.registry import get
 from iclselect.methods.rounds import PooledStates
-from iclselect.runner import drive
+from iclselect.run.runner import drive
 
 
 class Recording(Fake):

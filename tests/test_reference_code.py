@@ -27,7 +27,7 @@ from iclselect.methods import icon, ifd, wici
 from iclselect.methods.assessment import SHIPPED, load_assessment
 from iclselect.methods.loss_requests import conditioned, unconditioned
 from iclselect.methods.registry import get
-from iclselect.runconfig import RunConfig
+from iclselect.run.config import RunConfig
 
 TOL = 1e-4
 ORDINARY, STRADDLE, MERGING = [0, 1], 36, 366
@@ -206,7 +206,7 @@ def test_every_quirk_is_tested_and_switched_on_by_the_reference_template():
 
 def test_a_quirk_needs_the_reference_template(samples):
     from iclselect.methods import Pool
-    from iclselect.runner import CostAnswerer, drive
+    from iclselect.run.runner import CostAnswerer, drive
 
     pool = Pool(list(samples.values())[:3])
     with pytest.raises(ValueError, match=r"ifd.joint_tokens .* needs --template reference"):

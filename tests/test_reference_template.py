@@ -24,8 +24,8 @@ from iclselect.methods import Pool, icon
 from iclselect.methods.assessment import SHIPPED, load_assessment
 from iclselect.methods.registry import get
 from iclselect.records import Turn
-from iclselect.runconfig import RunConfig
-from iclselect.runner import CostAnswerer, drive
+from iclselect.run.config import RunConfig
+from iclselect.run.runner import CostAnswerer, drive
 
 ROWS = [
     {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"},

@@ -54,7 +54,7 @@ def test_row_references_are_read_from_the_schema(report):
     the columns that go with it), not from the column's name."""
     import pyarrow.parquet as pq
 
-    from iclselect.outputs import row_columns
+    from iclselect.run.outputs import row_columns
 
     schema = pq.read_schema(report.parent / "scores.parquet")
     assert row_columns(schema) == {"probe_rows": ["probe_ici", "probe_weight"]}

@@ -18,7 +18,7 @@ from iclselect.methods.loss_requests import conditioned, unconditioned
 from iclselect.methods.registry import METHODS, get
 from iclselect.methods.rounds import FitClassifier, PooledStates
 from iclselect.records import Sample, Turn
-from iclselect.runner import CostAnswerer, drive, drive_together
+from iclselect.run.runner import CostAnswerer, drive, drive_together
 
 
 class Fake:

@@ -16,7 +16,7 @@ import pytest
 from conftest import samples_from, write_json
 from typer.testing import CliRunner
 
-from iclselect.cli import app
+from iclselect.cli.main import app
 from iclselect.lm import Engine, Template
 from iclselect.lm.requests import LogprobResult
 from iclselect.lm.store import ResultStore
@@ -128,7 +128,8 @@ def test_closing_the_engine_closes_its_store(lm, demo_rows, tmp_path):
 
 def test_a_run_closes_its_store(tmp_path, demo_rows, monkeypatch):
     """`iclselect run` (api.run): when it returns, the engine it built has closed its store."""
-    from iclselect import api, pipeline
+    from iclselect import api
+    from iclselect.run import pipeline
 
     engines = []
 

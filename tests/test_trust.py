@@ -15,7 +15,7 @@ import torch
 from conftest import cli, shortest, write_json
 
 import iclselect
-from iclselect import pipeline
+from iclselect.run import pipeline
 from iclselect.selectors import Budget, select
 
 
@@ -288,7 +288,7 @@ def test_a_second_write_names_overwrite_true_and_score_refuses_a_budget(tmp_path
 
 
 def test_counts_agree_with_their_nouns(tmp_path, demo_rows):
-    from iclselect.words import counted
+    from iclselect.infra.words import counted
 
     assert [counted(1, "row"), counted(2, "row"), counted(0, "exact duplicate")] == [
         "1 row", "2 rows", "0 exact duplicates",

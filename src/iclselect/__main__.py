@@ -1,3 +1,3 @@
-from iclselect.cli import app
+from iclselect.cli.main import app
 
 app(prog_name="iclselect")

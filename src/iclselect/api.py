@@ -25,8 +25,9 @@ from iclselect.errors import UsageError
 from iclselect.lm.model import cache_dir
 from iclselect.methods.options import did_you_mean
 from iclselect.methods.registry import get
-from iclselect.outputs import scores_table, to_pandas, with_scores
-from iclselect.pipeline import (
+from iclselect.run.config import FIELDS, RunConfig, build, help_text
+from iclselect.run.outputs import scores_table, to_pandas, with_scores
+from iclselect.run.pipeline import (
     Choice,
     RunResult,
     Scored,
@@ -34,9 +35,8 @@ from iclselect.pipeline import (
     prepare,
     write,
 )
-from iclselect.pipeline import score as score_prepared
-from iclselect.runconfig import FIELDS, RunConfig, build, help_text
-from iclselect.rundir import check_out
+from iclselect.run.pipeline import score as score_prepared
+from iclselect.run.rundir import check_out
 from iclselect.selectors import Budget, check_tau
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from iclselect.errors import UsageError
-from iclselect.words import counted
+from iclselect.infra.words import counted
 
 Reason = Literal[
     "selected", "below_budget", "below_threshold", "near_duplicate", "duplicate", "too_long",

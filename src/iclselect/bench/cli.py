@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from iclselect.cli_options import option, parse_settings
-from iclselect.cli_output import guarded
-from iclselect.runconfig import DEFAULT_MODEL
+from iclselect.cli.options import option, parse_settings
+from iclselect.cli.output import guarded
+from iclselect.run.config import DEFAULT_MODEL
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks; figures go to BENCHMARKS.md.")
 
@@ -300,7 +300,7 @@ def bench_quality(
     import sys
 
     from iclselect.bench.quality import QualityConfig, append_benchmarks, run_quality
-    from iclselect.cli_output import log_to_stderr
+    from iclselect.cli.output import log_to_stderr
 
     def go() -> None:
         log_to_stderr(quiet)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from iclselect.infra.stages import peak_rss_kb
 from iclselect.io import read_dataset
-from iclselect.stages import peak_rss_kb
 
 PHASES = ("read", "plan", "run")
 
@@ -57,7 +57,7 @@ def phase(name: str, data: str, out: str) -> Phase:
         assert len(requests["alone"]) > 0
     else:
         from iclselect.api import run
-        from iclselect.runconfig import RunConfig
+        from iclselect.run.config import RunConfig
 
         # The benchmark's own scratch directory: an earlier measurement there is replaced.
         config = RunConfig(data=data, out=out, method="length", fraction=0.1, quiet=True)

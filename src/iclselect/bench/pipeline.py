@@ -1,5 +1,5 @@
 """`iclselect bench pipeline`: the whole `iclselect run` path on N rows of real text, every host
-stage timed (iclselect.stages), with the engine's kernel drawing its answers at random
+stage timed (iclselect.infra.stages), with the engine's kernel drawing its answers at random
 (lm/kernel.py, backend "random"): what is left is what the host must do to keep a GPU fed.
 
 The rows are the shipped pool's (or --pool's) valid rows, then copies of them, each marked
@@ -26,15 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from iclselect import stages
 from iclselect.bench.memory import make_pool
 from iclselect.embed import Embedder
 from iclselect.embed.embedder import DEFAULT_EMBEDDER
 from iclselect.errors import UsageError
+from iclselect.infra import stages
 from iclselect.lm.model import DEFAULT_MODEL
 from iclselect.methods.registry import get
-from iclselect.runconfig import RunConfig
-from iclselect.runner import REQUESTS
+from iclselect.run.config import RunConfig
+from iclselect.run.runner import REQUESTS
 
 SHIPPED_POOL = Path(__file__).resolve().parents[1] / "assets" / "pool" / "alpaca_pool_2600.json.gz"
 EMBED, LOAD, FORWARD = "embed (model)", "load model", "model forward"
@@ -115,8 +115,8 @@ def measure(
 ) -> Measured:
     """One run of `iclselect run` on `rows` rows under the random kernel, and its dry run.
     `vectors`: the embedder, shared between sizes."""
-    from iclselect.estimate import dry_run as estimate
-    from iclselect.pipeline import choose, prepare, score, write
+    from iclselect.run.estimate import dry_run as estimate
+    from iclselect.run.pipeline import choose, prepare, score, write
 
     workdir.mkdir(parents=True, exist_ok=True)
     data = make_pool(str(pool), rows, workdir / f"pool_{rows}.jsonl")

@@ -48,7 +48,7 @@ def wici_workload(data: str, rows: int, n_probes: int) -> list[LogprobRequest]:
     from iclselect.io import read_dataset
     from iclselect.methods import Pool, wici
     from iclselect.methods.registry import get
-    from iclselect.runner import planned_rounds
+    from iclselect.run.runner import planned_rounds
 
     samples = read_dataset(data).samples
     if rows > len(samples):
@@ -297,8 +297,8 @@ def _ray_arm(
 ) -> Arm:
     import ray
 
-    from iclselect.pipeline import executor_for
-    from iclselect.runconfig import RunConfig
+    from iclselect.run.config import RunConfig
+    from iclselect.run.pipeline import executor_for
 
     config = RunConfig(
         data="", out="", executor="ray", workers=workers, template=template_name,

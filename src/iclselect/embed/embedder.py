@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iclselect.hub import quiet_loading
+from iclselect.infra.hub import quiet_loading
 
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 

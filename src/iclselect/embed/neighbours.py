@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from iclselect.stages import stage
+from iclselect.infra.stages import stage
 
 # Above this many rows, "auto" switches from exact search to IVF.
 EXACT_UP_TO = 200_000

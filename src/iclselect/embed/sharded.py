@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from iclselect.cluster import Actor, ActorPool
 from iclselect.embed.embedder import Embedder
+from iclselect.infra.cluster import Actor, ActorPool
 
 SHARD = 8192  # texts per unit of work: a few seconds of encoding, small next to actor start-up
 

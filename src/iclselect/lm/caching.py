@@ -13,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from iclselect.infra.progress import Progress
 from iclselect.lm.packer import Job, Unit
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.lm.store import ResultStore
-from iclselect.progress import Progress
 
 
 @dataclass

@@ -24,6 +24,7 @@ from types import TracebackType
 
 import torch
 
+from iclselect.infra.stages import stage
 from iclselect.lm.caching import Cache, Lookup
 from iclselect.lm.executors import Executor, LocalExecutor
 from iclselect.lm.flops import FlopModel
@@ -34,7 +35,6 @@ from iclselect.lm.packer import Unit, pack, pending, to_job
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.lm.store import ResultStore
 from iclselect.lm.templates import Encoded, Template
-from iclselect.stages import stage
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ class Engine:
 
     def _encode_distinct(self, requests: Sequence[LogprobRequest]) -> dict[str, Encoded]:
         """Each distinct request tokenised, by content key. It runs on the tokenising thread,
-        so it touches neither the store nor the stage records (iclselect.stages)."""
+        so it touches neither the store nor the stage records (iclselect.infra.stages)."""
         encoded: dict[str, Encoded] = {}
         for request in requests:
             key = request.key()

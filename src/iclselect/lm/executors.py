@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from iclselect.cluster import Actor, ActorPool
+from iclselect.infra.cluster import Actor, ActorPool
 
 if TYPE_CHECKING:
     from iclselect.lm.kernel import Kernel, KernelSpec

@@ -24,10 +24,10 @@ import torch
 from tqdm import tqdm
 
 from iclselect.errors import UsageError
+from iclselect.infra.stages import stage
 from iclselect.lm.packed import KERNELS, Row, Segment, check_all_layers, default_kernel, packed
 from iclselect.lm.packed import to_device as _to_device
 from iclselect.lm.packer import Unit, halves, layout
-from iclselect.stages import stage
 
 if TYPE_CHECKING:
     from iclselect.lm.model import LoadedModel

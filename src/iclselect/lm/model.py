@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iclselect import hub
-from iclselect.hub import quiet_loading
+from iclselect.infra import hub
+from iclselect.infra.hub import quiet_loading
 from iclselect.lm import precision
 from iclselect.lm.fingerprint import weights_fingerprint
 

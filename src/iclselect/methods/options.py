@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
 import typing
 from collections.abc import Iterable
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from iclselect.errors import UsageError
+from iclselect.infra.values import checked, parsed
 
 T = TypeVar("T")
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 def option(default: Any, help: str) -> Any:
@@ -36,7 +33,10 @@ def make(config_type: type[T], values: dict[str, Any], method: str) -> T:
             f"options: {', '.join(sorted(known))} (iclselect methods {method} describes them)"
         )
     typed = {
-        name: _convert(value, hints[name], f"{method}.{name}") for name, value in values.items()
+        name: (parsed if isinstance(value, str) else checked)(
+            value, hints[name], f"{method}.{name}"
+        )
+        for name, value in values.items()
     }
     return config_type(**typed)
 
@@ -53,53 +53,6 @@ def describe(config_type: type) -> list[tuple[str, str, str]]:
         (f.name, _show(f.default), f.metadata.get("help", ""))
         for f in dataclasses.fields(config_type)
     ]
-
-
-def _convert(value: Any, kind: Any, name: str) -> Any:
-    if not isinstance(value, str):
-        return _checked(value, kind, name)
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin is Literal:
-        if value not in args:
-            raise UsageError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value.lower() in ("none", "null", ""):
-            return None
-        return _convert(value, next(a for a in args if a is not type(None)), name)
-    if kind is bool:
-        if value.lower() in _TRUE | _FALSE:
-            return value.lower() in _TRUE
-        raise UsageError(f"{name} must be true or false; got {value!r}")
-    if kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            what = "an integer" if kind is int else "a number"
-            raise UsageError(f"{name} must be {what}; got {value!r}") from None
-    return value
-
-
-def _checked(value: Any, kind: Any, name: str) -> Any:
-    """A value given already typed (Python API, YAML): refused unless it has the option's type."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        return _checked(value, next(a for a in args if a is not type(None)), name)
-    if origin is Literal:
-        if value not in args:
-            raise UsageError(f"{name} must be one of {', '.join(map(str, args))}; got {value!r}")
-        return value
-    # bool is an int to Python, never to a user; an int is a fine float.
-    fits = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-    }.get(kind, True)
-    if not fits:
-        raise UsageError(f"{name} must be {kind.__name__}; got {value!r}")
-    return float(value) if kind is float else value
 
 
 def _show(default: Any) -> str:

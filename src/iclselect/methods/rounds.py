@@ -3,7 +3,7 @@
 A model method is a generator. It yields a `Round` (requests and a progress label), is sent
 back the answers keyed by request (never by position), may yield again with requests that
 depend on those answers (wICI: every sample's own IFD first, then its difficult probes), and
-returns its `MethodScores`. It never sees the engine: the runner (iclselect.runner) answers
+returns its `MethodScores`. It never sees the engine: the runner (iclselect.run.runner) answers
 rounds with the engine for a run, or with a cost-only answerer for a dry run, so the estimate
 and the run come from the same code. Two other questions go to the model: ICon's LoRA selector
 (`FitClassifier`, answered with a probability per row) and Nuggets' model-space anchors

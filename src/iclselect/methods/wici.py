@@ -33,6 +33,7 @@ import numpy as np
 
 from iclselect.embed import nearest_neighbours
 from iclselect.errors import UsageError
+from iclselect.infra.stages import stage
 from iclselect.lm.requests import Cut, LogprobRequest
 from iclselect.methods import loss_requests
 from iclselect.methods.guards import MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP, too_short
@@ -44,7 +45,6 @@ from iclselect.methods.rounds import Rounds, ask
 from iclselect.methods.scores import MethodScores
 from iclselect.records import Sample
 from iclselect.selectors import Excluded
-from iclselect.stages import stage
 
 Aggregate = Literal["paper", "code"]
 

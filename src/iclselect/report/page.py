@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from iclselect.io import Dataset, replace_file
 from iclselect.methods.registry import get
-from iclselect.outputs import higher_first, row_columns
 from iclselect.report import plots
+from iclselect.run.outputs import higher_first, row_columns
 from iclselect.selectors import REASONS
 
 MAP_POINTS = 50_000  # most points drawn on the map; larger pools are sampled (and say so)

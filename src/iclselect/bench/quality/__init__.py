@@ -35,7 +35,7 @@ from iclselect.bench.quality.presets import PRESETS, Preset, QualityConfig
 from iclselect.bench.quality.report import append_benchmarks, markdown, write_outputs
 from iclselect.bench.quality.verdicts import comparisons, recommendation, recovered
 from iclselect.lm.precision import cpu_name
-from iclselect.runconfig import RunConfig
+from iclselect.run.config import RunConfig
 
 __all__ = [
     "PRESETS", "Preset", "Quality", "QualityConfig", "append_benchmarks", "markdown",

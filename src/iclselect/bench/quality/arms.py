@@ -29,10 +29,10 @@ from iclselect.io.errors import InputError
 from iclselect.lm.model import LoadedModel, load_model
 from iclselect.lm.templates import Template
 from iclselect.methods.registry import get
-from iclselect.outputs import higher_first
-from iclselect.pipeline import choose, prepare, score
 from iclselect.records import Sample
-from iclselect.runconfig import RunConfig
+from iclselect.run.config import RunConfig
+from iclselect.run.outputs import higher_first
+from iclselect.run.pipeline import choose, prepare, score
 from iclselect.selectors import Budget, select
 from iclselect.tune.evalsets import EvalSet
 from iclselect.tune.evaluate import evaluate

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from iclselect import stages
+from iclselect.infra import stages
 from iclselect.lm.requests import LogprobRequest, LogprobResult
 from iclselect.methods.method import Method
 from iclselect.methods.pool import Pool

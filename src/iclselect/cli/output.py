@@ -15,18 +15,18 @@ from typing import TYPE_CHECKING
 import typer
 
 from iclselect.errors import UsageError
-from iclselect.words import counted
+from iclselect.infra.words import counted
 
 if TYPE_CHECKING:
-    from iclselect.pipeline import RunResult
+    from iclselect.run.pipeline import RunResult
 
 
 def guarded(action: Callable[[], None]) -> None:
     """Run `action`; a failure the user can fix (bad input or options, the file system, the
     store) becomes one line on stderr naming what to do, and exit code 2 (130 for Ctrl-C).
     Anything else is iclselect's bug: its traceback, a line asking for a report, exit code 1."""
+    from iclselect.infra.progress import Interrupted
     from iclselect.io import InputError
-    from iclselect.progress import Interrupted
 
     try:
         action()

@@ -19,7 +19,7 @@ from iclselect.embed.atlas import Atlas
 from iclselect.io import Dataset, replace_dir, replace_file
 from iclselect.io.tables import save_quietly
 from iclselect.methods import MethodScores
-from iclselect.overlong import CUT_COLUMNS
+from iclselect.run.overlong import CUT_COLUMNS
 from iclselect.selectors import Selection, first_copies
 
 if TYPE_CHECKING:

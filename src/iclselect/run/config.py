@@ -1,8 +1,8 @@
 """RunConfig: every setting of a run, each field carrying its own help.
 
 One list of fields serves every way in: the options of `iclselect run`, `compare` and `inspect`
-are generated from it (iclselect.cli_options), a --config file's keys are its names
-(iclselect.config), and iclselect.score() takes them as keywords. A field's metadata holds
+are generated from it (iclselect.cli.options), a --config file's keys are its names
+(iclselect.run.config_files), and iclselect.score() takes them as keywords. A field's metadata holds
 
     help    one paragraph for --help and the API's docstring; a callable when it is read from
             the method registry (called only when the help is shown, so no import cost)
@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iclselect.errors import UsageError
+from iclselect.infra.values import checked
 from iclselect.selectors import Budget, check_tau
 
 if TYPE_CHECKING:
@@ -272,7 +272,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         """Every setting's value is checked here, when the config is made: a bad one fails
         before any data is read or model loaded, never after the scoring (the machine's own
-        limits, CUDA and optional packages, are iclselect.preflight's)."""
+        limits, CUDA and optional packages, are iclselect.run.preflight's)."""
         for name, spec in FIELDS.items():
             choices = spec.metadata["choices"]
             value = getattr(self, name)
@@ -383,35 +383,5 @@ def build(settings: dict[str, Any]) -> RunConfig:
     values["out"] = str(values["out"])
     if values.get("store") is not None:
         values["store"] = str(values["store"])
-    for name, value in values.items():
-        _check_type(name, value)
-        if isinstance(value, os.PathLike):
-            values[name] = os.fspath(value)  # --model or --embedder given as a Path
-    return RunConfig(**values)
-
-
-_WHAT = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-def _check_type(name: str, value: Any) -> None:
-    """A setting of a plain type (a switch, a number, a name) must have it: a config file's
-    `max_length: long` is refused here, not deep inside the run."""
-    kind = typing.get_type_hints(RunConfig)[name]
-    kinds = typing.get_args(kind) if typing.get_origin(kind) is types.UnionType else (kind,)
-    if value is None and type(None) in kinds:
-        return
-    plain = [k for k in kinds if k in _WHAT]
-    if not plain:
-        return  # data, options, fields: their readers check them
-    if isinstance(value, os.PathLike) and str in plain:
-        return
-    if not any(_fits(value, k) for k in plain):
-        raise UsageError(f"{name} must be {_WHAT[plain[0]]}; got {value!r}")
-
-
-def _fits(value: Any, kind: type) -> bool:
-    if isinstance(value, bool):  # an int to Python, never to a user
-        return kind is bool
-    if kind is float:
-        return isinstance(value, (int, float))
-    return isinstance(value, kind)
+    hints = typing.get_type_hints(RunConfig)
+    return RunConfig(**{name: checked(value, hints[name], name) for name, value in values.items()})

@@ -22,7 +22,7 @@ import typer
 import typer.core
 
 from iclselect.errors import UsageError
-from iclselect.runconfig import FIELDS, RunConfig, help_text
+from iclselect.run.config import FIELDS, RunConfig, help_text
 
 # Settings whose command-line form is not their type: parsed into it by _PARSERS.
 _CLI_TYPES: dict[str, Any] = {
@@ -187,7 +187,7 @@ def given_settings(ctx: typer.Context, **fixed: Any) -> dict[str, Any]:
     """RunConfig keys (and dry_run, overwrite) for the command in `ctx`: the --config file's,
     overridden by the options given on the command line, then by `fixed` (what the command
     itself decides, e.g. compare's method). Defaults are left to RunConfig."""
-    from iclselect.config import ACTION_KEYS, merge
+    from iclselect.run.config_files import ACTION_KEYS, merge
 
     given = {
         name: _PARSERS.get(name, lambda value: value)(value)
@@ -205,9 +205,9 @@ def _from_command_line(ctx: typer.Context, name: str) -> bool:
 def run_settings(settings: dict[str, Any]) -> RunConfig:
     """The RunConfig of merged settings (what given_settings returns), without the action
     keys; DATA must be there."""
-    from iclselect.cli_output import log_to_stderr
-    from iclselect.config import ACTION_KEYS
-    from iclselect.runconfig import build
+    from iclselect.cli.output import log_to_stderr
+    from iclselect.run.config import build
+    from iclselect.run.config_files import ACTION_KEYS
 
     config = build({k: v for k, v in settings.items() if k not in ACTION_KEYS})
     log_to_stderr(config.quiet)

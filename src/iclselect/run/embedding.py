@@ -12,9 +12,9 @@ from typing import Protocol
 import numpy as np
 
 from iclselect.embed.embedder import weights_directory
+from iclselect.infra.progress import Progress
 from iclselect.lm.fingerprint import weights_fingerprint
 from iclselect.lm.store import VectorStore
-from iclselect.progress import Progress
 
 log = logging.getLogger("iclselect")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from iclselect.io.errors import InputError
-from iclselect.runconfig import FIELDS, unknown_key
+from iclselect.run.config import FIELDS, unknown_key
 
 KEYS: tuple[str, ...] = tuple(FIELDS)
 # Keys that are not run settings but what the command does with them.

@@ -7,11 +7,11 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 from iclselect.errors import UsageError
-from iclselect.runconfig import DEFAULT_MODEL
+from iclselect.run.config import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from iclselect.methods.registry import Method
-    from iclselect.runconfig import RunConfig
+    from iclselect.run.config import RunConfig
 
 
 def check_run(config: RunConfig, methods: list[Method]) -> None:

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from iclselect import overlong, runner, stages
 from iclselect.embed import Embedder
 from iclselect.embed.sharded import SHARD, ShardedEmbedder
-from iclselect.embedding import embed_texts
 from iclselect.errors import UsageError
+from iclselect.infra import stages
+from iclselect.infra.words import counted
 from iclselect.io import Dataset, InputError, read_input, write_entry, write_subset
 from iclselect.lm import Engine, Template, load_model, reference
 from iclselect.lm.executors import Executor, RayExecutor, WorkerSpec
@@ -32,7 +32,11 @@ from iclselect.lm.model import LoadedModel, resolve
 from iclselect.lm.precision import dtype_name
 from iclselect.methods import MethodScores, Pool
 from iclselect.methods.registry import Method
-from iclselect.outputs import (
+from iclselect.report import write_report
+from iclselect.run import overlong, runner
+from iclselect.run.config import RunConfig
+from iclselect.run.embedding import embed_texts
+from iclselect.run.outputs import (
     ModelUsed,
     manifest,
     scores_table,
@@ -41,13 +45,10 @@ from iclselect.outputs import (
     write_scored_subset,
     write_scores,
 )
-from iclselect.preflight import check_run
-from iclselect.report import write_report
-from iclselect.runconfig import RunConfig
-from iclselect.rundir import staged
-from iclselect.runner import EngineAnswerer
+from iclselect.run.preflight import check_run
+from iclselect.run.rundir import staged
+from iclselect.run.runner import EngineAnswerer
 from iclselect.selectors import NEAR_TIE, Budget, Selection, select
-from iclselect.words import counted
 
 # Progress and notices; the CLI prints them to stderr as "[iclselect] ...", and a library user
 # sees only warnings unless they configure logging (logging.basicConfig(level=logging.INFO)).

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 from iclselect.errors import UsageError
-from iclselect.estimate import PLAN_SAMPLE, estimate
 from iclselect.io import replace_file
 from iclselect.methods.registry import Method, get
-from iclselect.pipeline import RunResult, choose, prepare, score_together, write
 from iclselect.report import write_compare_report
-from iclselect.runconfig import RunConfig
-from iclselect.rundir import check_out
+from iclselect.run.config import RunConfig
+from iclselect.run.estimate import PLAN_SAMPLE, estimate
+from iclselect.run.pipeline import RunResult, choose, prepare, score_together, write
+from iclselect.run.rundir import check_out
 
 
 @dataclass

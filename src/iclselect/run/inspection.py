@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from iclselect.estimate import calibrate, estimated_time, planned_cost, token_counter
 from iclselect.methods.loss_requests import conditioned
 from iclselect.methods.registry import get
-from iclselect.pipeline import prepare
-from iclselect.runconfig import RunConfig
-from iclselect.runner import planned_rounds
+from iclselect.run.config import RunConfig
+from iclselect.run.estimate import calibrate, estimated_time, planned_cost, token_counter
+from iclselect.run.pipeline import prepare
+from iclselect.run.runner import planned_rounds
 
 _PERCENTILES = (50, 90, 99)
 

@@ -1,6 +1,6 @@
 """A run's cost before it runs: `run --dry-run`, `compare --dry-run` and `inspect`.
 
-The method's own rounds are driven against the cost-only answerer (iclselect.runner), so the
+The method's own rounds are driven against the cost-only answerer (iclselect.run.runner), so the
 estimate comes from the very requests the run makes; the engine prices each round as one call
 (tokens after prefix sharing and store hits, model FLOPs), and a few real requests time this
 machine.
@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import astuple
 from typing import Any
 
+from iclselect.infra.progress import duration
 from iclselect.lm import Engine, LogprobRequest
 from iclselect.lm.engine import Cost
 from iclselect.methods.registry import Method, get
-from iclselect.pipeline import Prepared, prepare
-from iclselect.progress import duration
-from iclselect.runconfig import RunConfig
-from iclselect.runner import planned_rounds
+from iclselect.run.config import RunConfig
+from iclselect.run.pipeline import Prepared, prepare
+from iclselect.run.runner import planned_rounds
 
 # A dry run plans on a seeded sample of this many rows and scales its counts to the pool:
 # planning every row of a large pool (neighbours, probes, every request tokenised) took 90 s

@@ -1,0 +1,1 @@
+"""The `iclselect` command: argument wiring, options made from RunConfig, what it prints."""
