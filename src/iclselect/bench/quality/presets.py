@@ -68,10 +68,8 @@ RDS: ArmSpec = ("rds", "rds", {})
 
 ICON_TOKENS = 112  # cpu: ICon's assessment rows are the paper's rows that fit in this many tokens
 
-# The cpu preset's wall time on 2 cores with nothing else running, measured by its run of
-# 2026-11-30 (BENCHMARKS.md, "bench quality, 2026-11-30: preset cpu"; bf16). It ran in parts,
-# some beside other work, so the scoring stages are its token counts at the rate ICon and the
-# arms measured alone:
+# The cpu preset's wall time on 2 cores with nothing else running, from its run's token counts
+# (BENCHMARKS.md, the cpu preset's section; bf16) at the rates ICon and the arms run alone:
 #   wICI   7,000 requests, 1.11M tokens                                           ~18 min
 #   MIWV   2,000 requests, 0.3M tokens (its L(y|x) are wICI's)                     ~5 min
 #   IFD    its requests are wICI's own: all from the store                          ~0 s
@@ -88,8 +86,8 @@ ICON_TOKENS = 112  # cpu: ICon's assessment rows are the paper's rows that fit i
 
 PRESETS = {
     # The quick look, under an hour on 2 cores: 2,000 Alpaca rows, 1% and 5% budgets, one
-    # epoch. Measured there (BENCHMARKS.md, 2026-11-26): wICI with 1 probe per candidate took
-    # 14 min, each of the 18 evaluations about 30 s, so wICI gets 1 probe, ICon 40 exactly
+    # epoch. On 2 cores (BENCHMARKS.md, the cpu-small section) wICI with 1 probe per candidate
+    # takes 14 min, each of the 18 evaluations about 30 s, so wICI gets 1 probe, ICon 40 exactly
     # scored candidates against 8 assessment rows (the selector ranks the rest), the eval sets
     # are capped, one length-matched control per method and budget, and GSM8K gets no greedy
     # answers (the 135M model solves none, at 15 s an arm).
