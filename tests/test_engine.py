@@ -127,19 +127,28 @@ def test_cost_is_exactly_the_work_done(lm, requests):
 
 def test_chunked_scoring_equals_one_pass(lm, requests, monkeypatch):
     """Requests are tokenised and run a chunk at a time (memory stays flat on huge pools), each
-    chunk after the first tokenised on a thread while the one before it runs; chunk boundaries
-    change batch shapes only."""
+    chunk after the first deduplicated and tokenised on a thread while the one before it runs,
+    each request's content key hashed once; chunk boundaries change batch shapes only."""
     whole = engine(lm).loglikelihood(requests)
     chunked_engine = engine(lm, chunk=5)
     threads = []
     encode = chunked_engine.template.encode
+    hashed = []
+    key = LogprobRequest.key
 
     def recorded(request):
         threads.append(threading.current_thread().name)
         return encode(request)
 
+    def counted(request):
+        hashed.append(request)
+        return key(request)
+
     monkeypatch.setattr(chunked_engine.template, "encode", recorded)
+    monkeypatch.setattr(LogprobRequest, "key", counted)
     chunked = chunked_engine.loglikelihood(requests)
+    assert len(hashed) == len(requests)
+    monkeypatch.undo()
     # The first chunk is tokenised where it runs; every later one ahead, on the thread.
     assert threads.count(threading.main_thread().name) == 5
     assert len(threads) == len({r.key() for r in requests}) > 5

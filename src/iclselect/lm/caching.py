@@ -1,7 +1,8 @@
 """The engine's caching layer: identical requests asked once, answers from the result store,
 new answers committed a forward pass at a time, progress and counts of the work.
 
-`lookup` says which distinct requests are still to compute; `answer` takes the computed
+`distinct` finds the distinct requests (pure: the engine runs it on its tokenising thread);
+`lookup` says which of them are still to compute; `answer` takes the computed
 (unit, log-probs) pairs as the executor yields them, commits each pass to the store (a run
 killed now loses at most the passes in flight, and a rerun computes nothing twice), and returns
 one answer per request in request order, asserting that none was lost.
@@ -20,12 +21,31 @@ from iclselect.lm.store import ResultStore
 
 
 @dataclass
+class Distinct:
+    order: list[int]  # request -> its slot among the distinct requests
+    requests: list[LogprobRequest]  # per slot: the first request with that key
+    keys: list[str]  # per slot: the request's content key
+
+
+def distinct(requests: Sequence[LogprobRequest]) -> Distinct:
+    """The distinct requests among `requests`, by content key, each key computed once."""
+    slots: dict[str, int] = {}
+    order: list[int] = []
+    firsts: list[LogprobRequest] = []
+    for request in requests:
+        slot = slots.setdefault(request.key(), len(slots))
+        if slot == len(firsts):
+            firsts.append(request)
+        order.append(slot)
+    return Distinct(order, firsts, list(slots))
+
+
+@dataclass
 class Lookup:
     order: list[int]  # request -> its slot among the distinct requests
     requests: list[LogprobRequest]  # per slot: the first request with that key
     answers: list[LogprobResult | None]  # per slot; filled from the store, then by computing
     store_keys: list[str]  # per slot, when there is a store
-    keys: list[str]  # per slot: the request's content key
 
     @property
     def missing(self) -> int:
@@ -49,21 +69,15 @@ class Cache:
             "oom_splits": 0,
         }  # fmt: skip
 
-    def lookup(self, requests: Sequence[LogprobRequest]) -> Lookup:
-        """The distinct requests among `requests`, each answered from the store if it holds it."""
-        unique: dict[str, int] = {}
-        order = [unique.setdefault(r.key(), len(unique)) for r in requests]
-        firsts: dict[int, LogprobRequest] = {}
-        for request, slot in zip(requests, order, strict=True):
-            firsts.setdefault(slot, request)
-        answers: list[LogprobResult | None] = [None] * len(unique)
-        store_keys = [self.store.key(k) for k in unique] if self.store is not None else []
+    def lookup(self, found: Distinct) -> Lookup:
+        """The distinct requests `found`, each answered from the store if it holds it."""
+        answers: list[LogprobResult | None] = [None] * len(found.keys)
+        store_keys = [self.store.key(k) for k in found.keys] if self.store is not None else []
         if self.store is not None:
             stored = self.store.get(store_keys)
             for slot, key in enumerate(store_keys):
                 answers[slot] = stored.get(key)
-        requests_ = [firsts[slot] for slot in range(len(unique))]
-        return Lookup(order, requests_, answers, store_keys, list(unique))
+        return Lookup(found.order, found.requests, answers, store_keys)
 
     def answer(
         self,

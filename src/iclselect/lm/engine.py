@@ -25,7 +25,7 @@ from types import TracebackType
 import torch
 
 from iclselect.infra.stages import stage
-from iclselect.lm.caching import Cache, Lookup
+from iclselect.lm.caching import Cache, Distinct, Lookup, distinct
 from iclselect.lm.executors import Executor, LocalExecutor
 from iclselect.lm.flops import FlopModel
 from iclselect.lm.kernel import KernelSpec, make_kernel, row_tokens
@@ -114,7 +114,7 @@ class Engine:
         results: list[LogprobResult] = []
         chunks = [requests[s : s + self.chunk] for s in range(0, len(requests), self.chunk)]
         with ThreadPoolExecutor(1, thread_name_prefix="iclselect-tokenise") as thread:
-            ahead: Future[dict[str, Encoded]] | None = None
+            ahead: Future[tuple[Distinct, list[Encoded]]] | None = None
             for n, chunk in enumerate(chunks, start=1):
                 plan = self._plan(chunk, ahead)
                 ahead = None
@@ -131,15 +131,13 @@ class Engine:
         with stage("store"):
             return self.cache.answer(plan.lookup, plan.units, computed, desc)
 
-    def _encode_distinct(self, requests: Sequence[LogprobRequest]) -> dict[str, Encoded]:
-        """Each distinct request tokenised, by content key. It runs on the tokenising thread,
-        so it touches neither the store nor the stage records (iclselect.infra.stages)."""
-        encoded: dict[str, Encoded] = {}
-        for request in requests:
-            key = request.key()
-            if key not in encoded:
-                encoded[key] = self.template.encode(request)
-        return encoded
+    def _encode_distinct(
+        self, requests: Sequence[LogprobRequest]
+    ) -> tuple[Distinct, list[Encoded]]:
+        """The distinct requests and their tokens. It runs on the tokenising thread, so it
+        touches neither the store nor the stage records (iclselect.infra.stages)."""
+        found = distinct(requests)
+        return found, [self.template.encode(request) for request in found.requests]
 
     def cost(self, requests: Sequence[LogprobRequest]) -> Cost:
         """What loglikelihood(requests) would compute, without computing it (chunk by chunk,
@@ -209,7 +207,7 @@ class Engine:
     def _plan(
         self,
         requests: Sequence[LogprobRequest],
-        ahead: Future[dict[str, Encoded]] | None = None,
+        ahead: Future[tuple[Distinct, list[Encoded]]] | None = None,
     ) -> _Plan:
         """Deduplicate, answer what the store holds, and pack the rest into forward passes.
 
@@ -217,21 +215,24 @@ class Engine:
         reduced to the requests still missing: answers are committed a pass at a time, so a
         run killed and resumed runs exactly the passes the uninterrupted run would have, and
         its numbers are the same to the bit (in fp32 a request's log-prob moves by ~1e-6 with
-        what else shares its row). `ahead`: these requests' tokens, computed on the tokenising
-        thread while the previous chunk ran; waiting for it counts as tokenising."""
+        what else shares its row). `ahead`: these requests deduplicated and tokenised on the
+        tokenising thread while the previous chunk ran (a request's key is hashed once);
+        waiting for it counts as tokenising."""
+        if ahead is not None:
+            with stage("tokenise"):
+                # Waited for even when nothing is missing: the template is never used by two
+                # threads at once.
+                found, encoded = ahead.result()
+        else:
+            with stage("store"):
+                found, encoded = distinct(requests), None
         with stage("store"):
-            lookup = self.cache.lookup(requests)
-        with stage("tokenise"):
-            # Waited for even when nothing is missing: the template is never used by two
-            # threads at once.
-            prefetched = ahead.result() if ahead is not None else {}
+            lookup = self.cache.lookup(found)
         if not lookup.missing:
             return _Plan(lookup, [])
-        with stage("tokenise"):
-            encoded = [
-                prefetched[key] if key in prefetched else self.template.encode(request)
-                for key, request in zip(lookup.keys, lookup.requests, strict=True)
-            ]
+        if encoded is None:
+            with stage("tokenise"):
+                encoded = [self.template.encode(request) for request in lookup.requests]
         with stage("pack"):
             jobs = [
                 to_job(slot, tokens, self.max_length, self.reuse_prefix)
