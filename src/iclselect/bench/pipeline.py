@@ -86,7 +86,7 @@ class CopiesEmbedder:
         return vectors
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Measured:
     rows: int
     requests: int  # asked of the engine
@@ -106,6 +106,7 @@ def measure(
     rows: int,
     pool: Path,
     method: str,
+    *,
     workdir: Path,
     vectors: CopiesEmbedder,
     dry_run: bool = True,
@@ -145,7 +146,15 @@ def measure(
             dry_wall = time.perf_counter() - started
     requests = scored.engine_stats.get("requests", 0)
     rate = vectors.texts / 2 / vectors.seconds if vectors.seconds else 0.0
-    return Measured(rows, requests, wall, run_stages, dry_wall, dry_stages, rate)
+    return Measured(
+        rows=rows,
+        requests=requests,
+        wall=wall,
+        stages=run_stages,
+        dry_run=dry_wall,
+        dry_stages=dry_stages,
+        embed_rate=rate,
+    )
 
 
 def render(runs: list[Measured], method: str, command: str, pool: Path, kernel: str) -> str:
@@ -260,6 +269,7 @@ def _nlogn(n1: int, n2: int) -> float:
 
 def run_bench(
     rows: list[int],
+    *,
     pool: Path | None,
     methods: list[str],
     workdir: Path,
@@ -281,7 +291,17 @@ def run_bench(
     for method in methods:
         where = workdir / method
         runs = [
-            measure(n, source, method, where / str(n), vectors, dry_run, embedder, model, kernel)
+            measure(
+                n,
+                source,
+                method,
+                workdir=where / str(n),
+                vectors=vectors,
+                dry_run=dry_run,
+                embedder=embedder,
+                model=model,
+                kernel=kernel,
+            )
             for n in rows
         ]
         reports.append(render(runs, method, command, source, kernel))

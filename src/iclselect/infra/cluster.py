@@ -44,6 +44,7 @@ class ActorPool:
         self,
         actor: type,
         args: tuple,
+        *,
         workers: int,
         address: str | None = None,
         cpus: int = 1,

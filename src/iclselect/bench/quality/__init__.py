@@ -86,7 +86,19 @@ def run_quality(config: QualityConfig) -> Quality:
     results = []
     for n, arm in enumerate(arms, start=1):
         log(f"arm {n}/{len(arms)}: {arm.name} ({len(arm.indices)} rows)")
-        results.append(run_arm(arm, pool, sets, preset, config, model_id, template, out, log))
+        results.append(
+            run_arm(
+                arm,
+                pool,
+                sets,
+                preset=preset,
+                config=config,
+                model_id=model_id,
+                template=template,
+                out=out,
+                log=log,
+            )
+        )
     summary: dict[str, Any] = {
         "date": date.today().isoformat(),
         "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",

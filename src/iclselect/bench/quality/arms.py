@@ -126,6 +126,7 @@ def run_arm(
     arm: Arm,
     pool: list[Sample],
     eval_sets: list[EvalSet],
+    *,
     preset: Preset,
     config: QualityConfig,
     model_id: str,
@@ -134,7 +135,9 @@ def run_arm(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Fine-tune on the arm's rows and evaluate; read back if done, resume if interrupted."""
-    key = arm_key(arm, pool, eval_sets, preset, model_id, template.fingerprint)
+    key = arm_key(
+        arm, pool, eval_sets, preset=preset, model_id=model_id, template=template.fingerprint
+    )
     workdir = out / "arms" / arm.name.replace("%", "pct").replace("@", "-") / key[:12]
     done = workdir / "result.json"
     if done.is_file():
@@ -174,6 +177,7 @@ def arm_key(
     arm: Arm,
     pool: list[Sample],
     eval_sets: list[EvalSet],
+    *,
     preset: Preset,
     model_id: str,
     template: str,
