@@ -337,23 +337,35 @@ def bench_quality(
         overrides = {
             key: value
             for key, value in {
-                "seeds": seeds, "matched_seeds": matched_seeds, "pool_rows": pool_rows,
-                "epochs": epochs, "lr": lr,
-                "batch_size": batch_size, "lora": lora, "precision": precision,
-                "eval_rows": eval_rows, "corrupt": corrupt,
+                "seeds": seeds,
+                "matched_seeds": matched_seeds,
+                "pool_rows": pool_rows,
+                "epochs": epochs,
+                "lr": lr,
+                "batch_size": batch_size,
+                "lora": lora,
+                "precision": precision,
+                "eval_rows": eval_rows,
+                "corrupt": corrupt,
             }.items()
             if value is not None
-        }  # fmt: skip
+        }
         if budgets:
             overrides["budgets"] = tuple(float(b) for b in budgets.split(","))
         named = parse_settings(scores, "--scores", "wici=runs/wici/scores.parquet")
         config = QualityConfig(
-            out=str(out or Path("runs") / f"quality-{preset}"), preset=preset,
+            out=str(out or Path("runs") / f"quality-{preset}"),
+            preset=preset,
             pool=pool,
-            methods=tuple(m.strip() for m in methods.split(",") if m.strip()), scores=named,
-            evals=tuple(evals or ()), model=model, template=template, store=store, quiet=quiet,
+            methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+            scores=named,
+            evals=tuple(evals or ()),
+            model=model,
+            template=template,
+            store=store,
+            quiet=quiet,
             overrides=overrides,
-        )  # fmt: skip
+        )
         result = run_quality(config)
         typer.echo(result.table)
         typer.echo("wrote " + ", ".join(str(f) for f in result.files))

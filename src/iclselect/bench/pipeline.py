@@ -124,9 +124,14 @@ def measure(
     store = workdir / "store.sqlite"
     store.unlink(missing_ok=True)
     config = RunConfig(
-        data=str(data), out=str(workdir / "out"), method=method, quiet=True,
-        store=str(store), embedder=embedder, model=model,
-    )  # fmt: skip
+        data=str(data),
+        out=str(workdir / "out"),
+        method=method,
+        quiet=True,
+        store=str(store),
+        embedder=embedder,
+        model=model,
+    )
     chosen = get(method)
     method_config = chosen.configure(config.options_for(chosen))
     with stages.recording() as run_stages:
@@ -246,8 +251,9 @@ def _reading(r: Measured) -> str:
 
 def _scoring_host(r: Measured) -> float:
     request_stages = {name for name, unit in STAGES if unit == "requests"} | {
-        "neighbour search", "difficult probes (k-means)",
-    }  # fmt: skip
+        "neighbour search",
+        "difficult probes (k-means)",
+    }
     return sum(
         s.seconds
         for name, s in r.stages.items()

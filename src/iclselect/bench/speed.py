@@ -309,9 +309,13 @@ def _ray_arm(
     from iclselect.run.pipeline import executor_for
 
     config = RunConfig(
-        data="", out="", executor="ray", workers=workers, template=template_name,
+        data="",
+        out="",
+        executor="ray",
+        workers=workers,
+        template=template_name,
         max_batch_tokens=max_batch_tokens,
-    )  # fmt: skip
+    )
     executor = executor_for(config, loaded)
     ray.get([worker.pid.remote() for worker in executor.workers])  # started and loaded
     engine = Engine(

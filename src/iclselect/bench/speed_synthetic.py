@@ -77,10 +77,14 @@ class ModelResult:
                 ),
             }
         return {
-            "config": self.config, "requests": self.requests, "distinct": self.distinct,
-            "tokens": self.tokens, "peak_gflops": {k: round(v) for k, v in self.peaks.items()},
-            "arms": arms, "errors": self.errors,
-        }  # fmt: skip
+            "config": self.config,
+            "requests": self.requests,
+            "distinct": self.distinct,
+            "tokens": self.tokens,
+            "peak_gflops": {k: round(v) for k, v in self.peaks.items()},
+            "arms": arms,
+            "errors": self.errors,
+        }
 
 
 def run_synthetic(
@@ -115,11 +119,16 @@ def run_synthetic(
         else f"CPU {cpu_name()} ({platform.machine()}), {torch.get_num_threads()} threads"
     )
     summary = {
-        "bench": "speed-synthetic", "date": date.today().isoformat(), "device": machine,
-        "torch": torch.__version__, "dtype": engine_dtype_name, "rows": rows, "probes": n_probes,
+        "bench": "speed-synthetic",
+        "date": date.today().isoformat(),
+        "device": machine,
+        "torch": torch.__version__,
+        "dtype": engine_dtype_name,
+        "rows": rows,
+        "probes": n_probes,
         "models": [result.summary(engine_dtype_name) for result in results],
         "estimate_8b_alpaca_hours": _estimate_8b(results),
-    }  # fmt: skip
+    }
     return _markdown(summary, command), summary
 
 

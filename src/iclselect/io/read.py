@@ -151,9 +151,10 @@ def _check_mapped(fields: Mapping[str, str] | None, keys: list[str], shown: str)
     for ours, theirs in (fields or {}).items():
         if ours in FIELD_NAMES and theirs not in keys:
             raise InputError(
-                shown, f"field {ours!r} is mapped to column {theirs!r}, which no row has; "
-                f"columns: {sorted(keys)}"
-            )  # fmt: skip
+                shown,
+                f"field {ours!r} is mapped to column {theirs!r}, which no row has; "
+                f"columns: {sorted(keys)}",
+            )
 
 
 def _unused(keys: list[str], schema: str, names: Mapping[str, str]) -> list[str]:

@@ -56,9 +56,12 @@ def train_classifier(
     train = order[len(held) :]
     exact_array = np.asarray(exact)
     report: dict[str, Any] = {
-        "kind": kind, "positives": int(labels.sum()), "exact": len(exact),
-        "trained_on": len(train), "held_out": len(held),
-    }  # fmt: skip
+        "kind": kind,
+        "positives": int(labels.sum()),
+        "exact": len(exact),
+        "trained_on": len(train),
+        "held_out": len(held),
+    }
     if labels[train].min() != labels[train].max():
         predicted = yield from _fit(
             kind,

@@ -74,7 +74,10 @@ class Inspection:
                 ("method", "requests", "tokens", "TFLOP", "time"),
                 [
                     (
-                        c.method, f"{c.requests:,}", f"{c.tokens:,}", f"{c.flops / 1e12:.2f}",
+                        c.method,
+                        f"{c.requests:,}",
+                        f"{c.tokens:,}",
+                        f"{c.flops / 1e12:.2f}",
                         estimated_time(c.flops, self.rate, untimed)
                         if c.requests
                         else "seconds (no model)",
@@ -82,7 +85,7 @@ class Inspection:
                     for c in self.costs
                 ],
                 left={0, 4},
-            )  # fmt: skip
+            )
         return "\n".join(lines)
 
 

@@ -38,9 +38,14 @@ from iclselect.lm.precision import cpu_name
 from iclselect.run.config import RunConfig
 
 __all__ = [
-    "PRESETS", "Preset", "Quality", "QualityConfig", "append_benchmarks", "markdown",
+    "PRESETS",
+    "Preset",
+    "Quality",
+    "QualityConfig",
+    "append_benchmarks",
+    "markdown",
     "run_quality",
-]  # fmt: skip
+]
 
 
 @dataclass
@@ -76,10 +81,18 @@ def run_quality(config: QualityConfig) -> Quality:
         rows = planted.rows
         log(f"planted {sum(planted.mask())} defective rows among {len(rows)} (defects.py)")
     run_config = RunConfig(
-        data=rows, out=str(out), model=config.model, template=config.template, dtype="auto",
-        device=config.device, options=options, max_length=preset.max_length,
-        store=config.store or str(out / "store.sqlite"), report=False, quiet=config.quiet,
-    )  # fmt: skip
+        data=rows,
+        out=str(out),
+        model=config.model,
+        template=config.template,
+        dtype="auto",
+        device=config.device,
+        options=options,
+        max_length=preset.max_length,
+        store=config.store or str(out / "store.sqlite"),
+        report=False,
+        quiet=config.quiet,
+    )
     started = time.perf_counter()
     arms, pool, scoring, orders = plan_arms(config, preset, specs, run_config, log)
     scoring_seconds = time.perf_counter() - started
