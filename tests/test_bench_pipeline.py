@@ -13,9 +13,19 @@ from iclselect.bench.pipeline import FORWARD, STAGES
 
 def test_bench_pipeline_times_every_stage_of_a_run(tmp_path):
     result = cli(
-        "bench", "pipeline", "--rows", "70", "--pool", str(DEMO_DATA), "--no-dry-run",
-        "--no-write", "--workdir", str(tmp_path), "-m", "wici,miwv",
-    )  # fmt: skip
+        "bench",
+        "pipeline",
+        "--rows",
+        "70",
+        "--pool",
+        str(DEMO_DATA),
+        "--no-dry-run",
+        "--no-write",
+        "--workdir",
+        str(tmp_path),
+        "-m",
+        "wici,miwv",
+    )
     assert result.exit_code == 0, result.output
     table = [line for line in result.output.splitlines() if line.startswith("| ")]
     named = {line.split(" | ")[0].removeprefix("| ") for line in table}

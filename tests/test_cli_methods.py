@@ -72,9 +72,16 @@ def test_compare_shares_one_store_and_writes_the_table(tmp_path, six, monkeypatc
 
     monkeypatch.setattr(Engine, "loglikelihood", spy)
     result = cli(
-        "compare", str(data), "--methods", "ifd,miwv,perplexity,length", "-o", str(out),
-        "--count", "3", "--quiet",
-    )  # fmt: skip
+        "compare",
+        str(data),
+        "--methods",
+        "ifd,miwv,perplexity,length",
+        "-o",
+        str(out),
+        "--count",
+        "3",
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     for name in ("ifd", "miwv", "perplexity", "length"):
         assert (out / name / "scores.parquet").exists() and (out / name / "subset.json").exists()

@@ -28,23 +28,31 @@ def test_device_check_runs_on_a_bare_image_and_prints_one_json_line(tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(_BLOCKER)
     env = {
-        **os.environ, "PYTHONPATH": str(tmp_path / "site"), "ROWS": "6",
+        **os.environ,
+        "PYTHONPATH": str(tmp_path / "site"),
+        "ROWS": "6",
         "OUT": str(tmp_path / "out"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }  # fmt: skip
+    }
     done = subprocess.run(
-        ["bash", "scripts/device_check.sh", "tiny"], cwd=ROOT, env=env, capture_output=True,
-        text=True, timeout=600,
-    )  # fmt: skip
+        ["bash", "scripts/device_check.sh", "tiny"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["missing"] == []
     (model,) = result["device_check"][0]["models"]
     assert model["config"] == "tiny" and model["errors"] == {}
     assert set(model["arms"]) == {
-        "reference loop (fp32)", "HF padded batch (SDPA)", "engine (loop attention)",
+        "reference loop (fp32)",
+        "HF padded batch (SDPA)",
+        "engine (loop attention)",
         "engine (flex attention)",
-    }  # fmt: skip
+    }
     assert "| engine (flex attention) |" in (tmp_path / "out" / "BENCHMARKS.md").read_text()
 
 

@@ -59,8 +59,13 @@ def test_a_large_pool_is_planned_on_a_sample_and_scaled(tmp_path, demo_rows, mon
 
     def planned(sample: int) -> dict[str, int]:
         monkeypatch.setattr(estimate, "PLAN_SAMPLE", sample)
-        config = RunConfig(data=str(data), out=str(tmp_path / "out"), method="ifd", quiet=True,
-                           store=str(tmp_path / f"store{sample}.sqlite"))  # fmt: skip
+        config = RunConfig(
+            data=str(data),
+            out=str(tmp_path / "out"),
+            method="ifd",
+            quiet=True,
+            store=str(tmp_path / f"store{sample}.sqlite"),
+        )
         text = estimate.dry_run(config)
         assert "dry run: 40 samples, method ifd" in text
         assert ("planned on a seeded sample of 10 of the 40 rows" in text) == (sample == 10)

@@ -82,9 +82,20 @@ def test_over_long_and_odd_samples_score_in_every_method(
     out = tmp / "out"
     extra = ["-s", f"assessment={short_assessment}"] if method == "icon" else []
     result = cli(
-        "run", str(data), "-m", method, "-o", str(out), "--max-length", "128", "--count", "3",
-        "-q", *CHEAP.get(method, []), *extra,
-    )  # fmt: skip
+        "run",
+        str(data),
+        "-m",
+        method,
+        "-o",
+        str(out),
+        "--max-length",
+        "128",
+        "--count",
+        "3",
+        "-q",
+        *CHEAP.get(method, []),
+        *extra,
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["engine"]["truncated"] > 0

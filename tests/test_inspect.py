@@ -32,6 +32,8 @@ def test_inspect_reports_format_lengths_and_the_cost_a_run_then_has(tmp_path, de
 
 
 def test_inspect_states_time_in_hours_and_keeps_its_table_aligned_for_wide_numbers():
+    from dataclasses import replace
+
     import numpy as np
 
     from iclselect.run.inspection import Inspection, MethodCost
@@ -41,7 +43,20 @@ def test_inspect_states_time_in_hours_and_keeps_its_table_aligned_for_wide_numbe
         MethodCost("length", 0, 0, 0, 0.0),
     ]
     lengths = {name: np.array([1, 12_345_678]) for name in ("context", "response", "total")}
-    page = Inspection("p.json", "alpaca", "json", 2, [], 0, lengths, 2048, "m", "chat", costs, 1e11)
+    page = Inspection(
+        path="p.json",
+        schema="alpaca",
+        container="json",
+        rows=2,
+        invalid=[],
+        duplicates=0,
+        lengths=lengths,
+        max_length=2048,
+        model="m",
+        template="chat",
+        costs=costs,
+        rate=1e11,
+    )
     lines = page.render().splitlines()
     wici = next(line for line in lines if line.lstrip().startswith("wici"))
     assert wici.endswith("~2519 h 27 min")
@@ -50,8 +65,7 @@ def test_inspect_states_time_in_hours_and_keeps_its_table_aligned_for_wide_numbe
         assert head.index(column) + len(column) == wici.index(cell) + len(cell)
     lengths_table = lines[lines.index(next(x for x in lines if "tokens per sample" in x)) + 1 :][:4]
     assert len({len(line) for line in lengths_table}) == 1
-    untimed = Inspection(*vars(page).values())
-    untimed.rate, untimed.timed = None, False
+    untimed = replace(page, rate=None, timed=False)
     assert "unknown (--no-timing)" in untimed.render()
 
 

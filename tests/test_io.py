@@ -749,9 +749,11 @@ def test_llamafactory_custom_role_tags_are_accepted(tmp_path: Path) -> None:
     ]
     write_json(tmp_path / "chat.json", rows)
     tags = {
-        "role_tag": "speaker", "content_tag": "text",
-        "user_tag": "USER", "assistant_tag": "ASSISTANT",
-    }  # fmt: skip
+        "role_tag": "speaker",
+        "content_tag": "text",
+        "user_tag": "USER",
+        "assistant_tag": "ASSISTANT",
+    }
     entry = {"file_name": "chat.json", "formatting": "sharegpt", "columns": {"messages": "chat"}}
     info = write_json(tmp_path / "dataset_info.json", {"c": {**entry, "tags": tags}})
     dataset = read_input(info, dataset="c")

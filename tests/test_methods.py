@@ -52,9 +52,11 @@ def test_icon_code_significance_is_the_clipped_sigmoid():
     assert icon.aggregates(np.array([0.6, 0.8]), "code")["significance"] == 1.0
     assert icon.aggregates(np.array([-0.9, -0.7]), "code")["significance"] == -1.0
     assert icon.aggregates(np.array([0.6, -0.2]), "mean") == {
-        "significance": pytest.approx(0.2), "consistency": 0.5,
-        "stability": pytest.approx(0.32), "coverage": 0.5,
-    }  # fmt: skip
+        "significance": pytest.approx(0.2),
+        "consistency": 0.5,
+        "stability": pytest.approx(0.32),
+        "coverage": 0.5,
+    }
 
 
 def test_icon_random_control_has_the_candidates_character_lengths(pool200):
@@ -207,9 +209,17 @@ def test_diversity_is_k_center_greedy(pool200):
 
 def test_every_method_is_registered_with_its_options():
     shipped = [
-        "wici", "miwv", "icon", "ifd", "nuggets", "rds", "perplexity", "length", "random",
+        "wici",
+        "miwv",
+        "icon",
+        "ifd",
+        "nuggets",
+        "rds",
+        "perplexity",
+        "length",
+        "random",
         "diversity",
-    ]  # fmt: skip
+    ]
     # Catches a shipped method gone missing or moved in the listings; a new one may be anywhere.
     assert [name for name in METHODS if name in shipped] == shipped
     assert get("wici").tau == 0.9 and get("miwv").tau is None

@@ -56,9 +56,22 @@ def test_run_with_model_option(tmp_path, tiny_model_dir, demo_rows):
     data = write_json(tmp_path / "pool.json", demo_rows[:6])
     result = CliRunner().invoke(
         app,
-        ["run", str(data), "--model", str(tiny_model_dir), "--out", str(tmp_path / "out"),
-         "--count", "2", "-s", "n_probes=2", "-s", "n_neighbours=3", "--quiet"],
-    )  # fmt: skip
+        [
+            "run",
+            str(data),
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "out"),
+            "--count",
+            "2",
+            "-s",
+            "n_probes=2",
+            "-s",
+            "n_neighbours=3",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["model"].startswith(str(tiny_model_dir)) and manifest["kept"] == 2
@@ -205,9 +218,11 @@ def test_weights_rewritten_in_place_are_a_new_model_for_the_store(tmp_path, tiny
     def run() -> Engine:
         loaded = load_model(str(directory))
         engine = Engine(
-            loaded, Template("plain", loaded.tokenizer), show_progress=False,
+            loaded,
+            Template("plain", loaded.tokenizer),
+            show_progress=False,
             store_path=tmp_path / "store",
-        )  # fmt: skip
+        )
         engine.loglikelihood(requests)
         return engine
 

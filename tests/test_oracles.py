@@ -156,9 +156,14 @@ def test_icon(oracle, pool, short_assessment):
         return math.exp(cond(logprob, s, demo))
 
     for c, candidate in enumerate(pool.samples):
-        influence = np.array([
-            (ppl(s, Sample(c, icon.random_control(candidate, config.seed, s))) - ppl(s, candidate))
-            / (ppl(s, None) + 1e-6)
-            for s in assessment
-        ])  # fmt: skip
+        influence = np.array(
+            [
+                (
+                    ppl(s, Sample(c, icon.random_control(candidate, config.seed, s)))
+                    - ppl(s, candidate)
+                )
+                / (ppl(s, None) + 1e-6)
+                for s in assessment
+            ]
+        )
         assert scores.score[c] == pytest.approx(influence.mean(), rel=1e-3, abs=1e-5)

@@ -24,10 +24,17 @@ from iclselect.tune.evalsets import check_disjoint, final_number, held_out, load
 # 12 pool rows, 3 per subset (one optimizer step), the whole pool in 3 steps, fp32, a
 # checkpoint after every step, 4 held-out rows (a fifth of the 20-row file), no eval files.
 TINY = {
-    "pool_rows": 12, "budgets": (0.25,), "seeds": 2, "heldout": 8, "eval_files": (),
-    "generate_tokens": 0, "batch_size": 4, "precision": "fp32", "checkpoint_every": 1,
+    "pool_rows": 12,
+    "budgets": (0.25,),
+    "seeds": 2,
+    "heldout": 8,
+    "eval_files": (),
+    "generate_tokens": 0,
+    "batch_size": 4,
+    "precision": "fp32",
+    "checkpoint_every": 1,
     "max_length": 256,
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +44,13 @@ def tiny_pool(demo_rows, tmp_path_factory) -> Path:
 
 def tiny_config(pool: Path, out: Path, store: Path | None = None) -> QualityConfig:
     return QualityConfig(
-        out=str(out), pool=str(pool), methods=("longest",), quiet=True, overrides=dict(TINY),
+        out=str(out),
+        pool=str(pool),
+        methods=("longest",),
+        quiet=True,
+        overrides=dict(TINY),
         store=str(store) if store else None,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +59,10 @@ def first_run(tiny_pool, tmp_path_factory):
 
 
 def numbers(summary: dict) -> list[tuple]:
-    return [(a["arm"], a["pool_rows"], a["eval"], a.get("train", {}).get("losses")) for a in
-            summary["arms"]]  # fmt: skip
+    return [
+        (a["arm"], a["pool_rows"], a["eval"], a.get("train", {}).get("losses"))
+        for a in summary["arms"]
+    ]
 
 
 def test_same_seed_gives_identical_subsets_and_eval_numbers(first_run, tiny_pool, tmp_path):
@@ -61,8 +74,9 @@ def test_same_seed_gives_identical_subsets_and_eval_numbers(first_run, tiny_pool
     random_rows = [a["pool_rows"] for a in first_run.summary["arms"] if a["method"] == "random"]
     assert random_rows[0] != random_rows[1]  # the seeds draw different subsets
     longest = first_run.summary["arms"][1]
-    assert longest["mean_response_chars"] >= max(a["mean_response_chars"] for a in
-                                                 first_run.summary["arms"][2:4])  # fmt: skip
+    assert longest["mean_response_chars"] >= max(
+        a["mean_response_chars"] for a in first_run.summary["arms"][2:4]
+    )
     for arm in first_run.summary["arms"]:
         for values in arm["eval"].values():
             # The set's number is the mean of the per-item values the bootstrap resamples.
@@ -79,8 +93,10 @@ def test_outputs_table_csv_json_and_plot(first_run):
     saved = json.loads(out["quality.json"].read_text())
     (versus,) = [c for c in saved["comparisons"] if c["set"] == "pool-heldout"]
     assert (versus["arm"], versus["reference"], versus["reference_arms"]) == (
-        "longest@25%", "random", 2,
-    )  # fmt: skip
+        "longest@25%",
+        "random",
+        2,
+    )
     assert versus["low"] <= versus["gain"] <= versus["high"]
     shown = Interval(versus["gain"], versus["low"], versus["high"]).text()
     assert f"| longest@25% | {shown}" in table
@@ -139,16 +155,19 @@ def test_disjointness_folds_case_and_spacing(tiny_pool, tmp_path):
     pool = load_eval_set(tiny_pool).items
     from iclselect.records import Sample, Turn
 
-    samples = [Sample(i, (*item.prompt, Turn("assistant", item.reference)))
-               for i, item in enumerate(pool[:5])]  # fmt: skip
+    samples = [
+        Sample(i, (*item.prompt, Turn("assistant", item.reference)))
+        for i, item in enumerate(pool[:5])
+    ]
     first = pool[0].prompt[0].content
     shouted = write_json(
         tmp_path / "e.json", [{"instruction": "  " + first.upper() + " ", "output": "y"}]
     )
     with pytest.raises(InputError, match="also in the pool"):
         check_disjoint(load_eval_set(shouted), samples)
-    rest = [Sample(i, (*item.prompt, Turn("assistant", item.reference)))
-            for i, item in enumerate(pool)]  # fmt: skip
+    rest = [
+        Sample(i, (*item.prompt, Turn("assistant", item.reference))) for i, item in enumerate(pool)
+    ]
     held = held_out(rest, samples, 100, "held", str(tiny_pool))
     # The first five are the pool's own rows (same content id): left out.
     assert check_disjoint(held, samples) == len(held.items) == len(pool) - 5
@@ -158,13 +177,19 @@ def test_eval_file_kinds(tmp_path):
     gsm = tmp_path / "gsm.jsonl"
     gsm.write_text(json.dumps({"question": "2+2?", "answer": "2+2=4\n#### 4"}) + "\n")
     mmlu = tmp_path / "mmlu.jsonl"
-    mmlu.write_text(json.dumps({"question": "q", "choices": ["a", "b", "c", "d"],
-                                "answer": "C", "answer_index": 2}) + "\n")  # fmt: skip
+    mmlu.write_text(
+        json.dumps(
+            {"question": "q", "choices": ["a", "b", "c", "d"], "answer": "C", "answer_index": 2}
+        )
+        + "\n"
+    )
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text(
-        json.dumps({"instruction": "say hi", "instances": [{"input": "", "output": "hi"}]}) + "\n"
-        + json.dumps({"instruction": "list", "instances": [{"input": "x", "output": " "}]}) + "\n"
-    )  # fmt: skip
+        json.dumps({"instruction": "say hi", "instances": [{"input": "", "output": "hi"}]})
+        + "\n"
+        + json.dumps({"instruction": "list", "instances": [{"input": "x", "output": " "}]})
+        + "\n"
+    )
     assert load_eval_set(gsm).items[0].number == "4"
     choice = load_eval_set(mmlu).items[0]
     assert (choice.reference, choice.choices) == ("C", ("A", "B", "C", "D"))
@@ -174,9 +199,14 @@ def test_eval_file_kinds(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "number"),
-    [("so 48+24 = 72.\n#### 72", "72"), ("The answer is 1,250.", "1250"),
-     ("#### -3.50", "-3.5"), ("no digits", None), ("3 apples, then 7", "7")],
-)  # fmt: skip
+    [
+        ("so 48+24 = 72.\n#### 72", "72"),
+        ("The answer is 1,250.", "1250"),
+        ("#### -3.50", "-3.5"),
+        ("no digits", None),
+        ("3 apples, then 7", "7"),
+    ],
+)
 def test_final_number(text, number):
     assert final_number(text) == number
 
@@ -207,10 +237,12 @@ def test_greedy_answers_batched_equal_one_at_a_time(lm, tmp_path):
 
     rows = [
         {"question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"},
-        {"question": "Tom has 4 apples and buys 6 more. How many apples does he have now?",
-         "answer": "4 + 6 = 10\n#### 10"},
+        {
+            "question": "Tom has 4 apples and buys 6 more. How many apples does he have now?",
+            "answer": "4 + 6 = 10\n#### 10",
+        },
         {"question": "Compute 7 times 8.", "answer": "#### 56"},
-    ]  # fmt: skip
+    ]
     path = tmp_path / "gsm.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     eval_set = load_eval_set(path)
@@ -227,9 +259,11 @@ def test_greedy_answers_batched_equal_one_at_a_time(lm, tmp_path):
 def test_a_malformed_eval_row_names_file_row_and_field(tmp_path):
     bad = tmp_path / "gsm.jsonl"
     bad.write_text(
-        json.dumps({"question": "2+2?", "answer": "#### 4"}) + "\n"
-        + json.dumps({"question": "3+3?", "answer": 6}) + "\n"
-    )  # fmt: skip
+        json.dumps({"question": "2+2?", "answer": "#### 4"})
+        + "\n"
+        + json.dumps({"question": "3+3?", "answer": 6})
+        + "\n"
+    )
     with pytest.raises(InputError, match=r"gsm.jsonl: row 1: field 'answer': missing or not a"):
         load_eval_set(bad)
 
@@ -271,8 +305,9 @@ def test_dirty_run_reports_planted_rows_and_recovered_shares(tiny_pool, tmp_path
     assert set(planted["subset_share"]) == {"longest@25%", "random-s0@25%", "random-s1@25%"}
     assert 0.0 <= planted["auc"]["longest"]["all"] <= 1.0
     by_arm = {a["arm"]: a["eval"]["pool-heldout"]["nll"] for a in summary["arms"]}
-    (longest,) = [r for r in summary["recovered"]
-                  if r["arm"] == "longest@25%" and r["metric"] == "nll"]  # fmt: skip
+    (longest,) = [
+        r for r in summary["recovered"] if r["arm"] == "longest@25%" and r["metric"] == "nll"
+    ]
     gained = by_arm["untuned"] - by_arm["longest@25%"]
     full_gain = by_arm["untuned"] - by_arm["full"]
     if full_gain > 0:

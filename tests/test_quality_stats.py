@@ -95,11 +95,18 @@ def test_length_bins_are_pool_quantiles_and_ties_share_a_bin():
 
 def arm(name, method, budget, values, seed=None, of=None):
     return {
-        "arm": name, "method": method, "budget": budget, "seed": seed, "of": of, "rows": 10,
+        "arm": name,
+        "method": method,
+        "budget": budget,
+        "seed": seed,
+        "of": of,
+        "rows": 10,
         "mean_response_chars": 1.0,
-        "eval": {s: {"nll": float(np.mean(v)), "n": len(v), "item_nll": list(v)}
-                 for s, v in values.items()},
-    }  # fmt: skip
+        "eval": {
+            s: {"nll": float(np.mean(v)), "n": len(v), "item_nll": list(v)}
+            for s, v in values.items()
+        },
+    }
 
 
 def summary_with(method_gain: float, matched_gain: float, longest_gain: float) -> dict:
@@ -113,8 +120,9 @@ def summary_with(method_gain: float, matched_gain: float, longest_gain: float) -
     arms += [arm("m@5%", "m", 0.05, sets(method_gain))]
     arms += [arm("longest@5%", "longest", 0.05, sets(longest_gain))]
     arms += [arm(f"random-s{s}@5%", "random", 0.05, sets(0.0), s) for s in range(5)]
-    arms += [arm(f"m-matched-s{s}@5%", "matched", 0.05, sets(matched_gain), s, "m")
-             for s in range(5)]  # fmt: skip
+    arms += [
+        arm(f"m-matched-s{s}@5%", "matched", 0.05, sets(matched_gain), s, "m") for s in range(5)
+    ]
     summary = {"arms": arms}
     summary["comparisons"] = comparisons(summary)
     return summary
@@ -131,10 +139,16 @@ def test_a_method_that_clears_every_control_is_recommended():
 def test_beating_random_by_length_alone_is_not_a_recommendation():
     # The method beats random, but only as much as random subsets of its lengths do.
     summary = summary_with(method_gain=0.03, matched_gain=0.03, longest_gain=0.04)
-    verdicts = {r["reference"]: r["verdict"] for r in summary["comparisons"]
-                if r["arm"] == "m@5%" and r["set"] == "pool-heldout"}  # fmt: skip
-    assert verdicts == {"random": "better", "length-matched": "not clearly different",
-                        "longest": "worse"}  # fmt: skip
+    verdicts = {
+        r["reference"]: r["verdict"]
+        for r in summary["comparisons"]
+        if r["arm"] == "m@5%" and r["set"] == "pool-heldout"
+    }
+    assert verdicts == {
+        "random": "better",
+        "length-matched": "not clearly different",
+        "longest": "worse",
+    }
     advice = recommendation(summary)
     assert advice["text"].startswith("None beats longest-response here")
     assert advice["method"] == "longest"
@@ -157,8 +171,10 @@ def test_the_cpu_preset_runs_the_methods_at_their_own_settings():
     assert cpu.eval_rows == 0
     assert cpu.full  # the ceiling the recovered shares are read against
     arms = {label: (method, fixed) for label, method, fixed in cpu.extra_arms}
-    assert arms["wici-code"] == ("wici", {"ifd_form": "ppl", "aggregate": "code",
-                                          "prefilter_ifd": True, "probes": "topk"})  # fmt: skip
+    assert arms["wici-code"] == (
+        "wici",
+        {"ifd_form": "ppl", "aggregate": "code", "prefilter_ifd": True, "probes": "topk"},
+    )
     assert arms["rds"] == ("rds", {})
     assert arms["wici-ifd1"] == ("wici", {"prefilter_ifd": True})
     assert PRESETS["cpu-small"].n_matched == 1  # the quick look stays quick
@@ -196,8 +212,11 @@ def test_a_preset_can_add_arms_by_method_options():
 
     preset = replace(PRESETS["cpu"], extra_arms=(("miwv-min3", "miwv", {"min_tokens": 3}),))
     specs = QualityConfig(out="x", methods=("miwv", "longest")).arm_specs(preset)
-    assert specs == [("miwv", "miwv", {}), ("longest", "length", {"order": "long"}),
-                     ("miwv-min3", "miwv", {"min_tokens": 3})]  # fmt: skip
+    assert specs == [
+        ("miwv", "miwv", {}),
+        ("longest", "length", {"order": "long"}),
+        ("miwv-min3", "miwv", {"min_tokens": 3}),
+    ]
     with pytest.raises(ValueError, match="random always runs"):
         QualityConfig(out="x", methods=("random",)).arm_specs(preset)
     with pytest.raises(ValueError, match="unknown bench quality setting"):

@@ -39,9 +39,15 @@ def local_answers(lm, requests):
 @pytest.fixture(scope="module")
 def spec(lm):
     yield WorkerSpec(
-        "smollm2-135m-instruct", lm.model_id, dtype_name(lm.model.dtype), "cpu", "chat",
-        BATCH_TOKENS, 2048, threads=1,
-    )  # fmt: skip
+        model="smollm2-135m-instruct",
+        model_id=lm.model_id,
+        dtype=dtype_name(lm.model.dtype),
+        device="cpu",
+        template="chat",
+        max_batch_tokens=BATCH_TOKENS,
+        max_length=2048,
+        threads=1,
+    )
     ray.shutdown()
 
 

@@ -35,9 +35,11 @@ PREAMBLE = "Below is an instruction that describes a task"
 ASKS = ". Write a response that appropriately completes the request.\n\n"
 WITH_INPUT = ", paired with an input that provides further context"
 ALPACA_DEMO = (
-    PREAMBLE + WITH_INPUT + ASKS
+    PREAMBLE
+    + WITH_INPUT
+    + ASKS
     + "### Instruction:\nAdd the numbers.\n\n### Input:\n2 and 3\n\n### Response:5\n\n"
-)  # fmt: skip
+)
 ALPACA_PROMPT = PREAMBLE + ASKS + "### Instruction:\nName a colour.\n\n### Response:"
 # (style, demo text, prompt text, L(y)'s text before the response)
 EXPECTED = {
@@ -120,12 +122,18 @@ def test_icon_reference_control_replaces_the_candidates_whole_text(samples):
 def test_the_reference_template_switches_on_the_codes_options():
     reference = RunConfig(data="x", out="o", template="reference")
     assert reference.options_for(get("wici")) == {
-        "ifd_form": "ppl", "aggregate": "code", "prefilter_ifd": True,
-        "joint_tokens": True, "alone_as_text": True, "code_max_length": 1024,
-    }  # fmt: skip
+        "ifd_form": "ppl",
+        "aggregate": "code",
+        "prefilter_ifd": True,
+        "joint_tokens": True,
+        "alone_as_text": True,
+        "code_max_length": 1024,
+    }
     assert reference.options_for(get("icon")) == {
-        "code_slices": True, "skip_tokens": 2, "code_max_length": 2040,
-    }  # fmt: skip
+        "code_slices": True,
+        "skip_tokens": 2,
+        "code_max_length": 2040,
+    }
     assert reference.options_for(get("nuggets")) == {"anchor_space": "model"}
     assert reference.options_for(get("ifd")) == {"joint_tokens": True, "code_max_length": 512}
     chosen = RunConfig(data="x", out="o", template="reference", options={"wici.aggregate": "paper"})
@@ -135,9 +143,15 @@ def test_the_reference_template_switches_on_the_codes_options():
 
 @pytest.mark.parametrize(
     "name,style",
-    [("wici", "wici"), ("ifd", "alpaca"), ("icon", "rico"), ("miwv", "alpaca"),
-     ("nuggets", "alpaca"), ("perplexity", "alpaca")],
-)  # fmt: skip
+    [
+        ("wici", "wici"),
+        ("ifd", "alpaca"),
+        ("icon", "rico"),
+        ("miwv", "alpaca"),
+        ("nuggets", "alpaca"),
+        ("perplexity", "alpaca"),
+    ],
+)
 def test_every_request_of_a_reference_run_is_in_its_methods_style(
     samples, embedder, tmp_path, name, style
 ):
@@ -176,8 +190,22 @@ def test_request_keys_of_the_engine_template_are_unchanged():
 def test_run_with_the_reference_template_records_the_codes_options(tmp_path, demo_rows):
     data = write_json(tmp_path / "rows.json", demo_rows[:12])
     out = tmp_path / "run"
-    cli("run", str(data), "-m", "wici", "--template", "reference", "--fraction", "0.5",
-        "--set", "n_neighbours=4", "--set", "n_probes=2", "-o", str(out))  # fmt: skip
+    cli(
+        "run",
+        str(data),
+        "-m",
+        "wici",
+        "--template",
+        "reference",
+        "--fraction",
+        "0.5",
+        "--set",
+        "n_neighbours=4",
+        "--set",
+        "n_probes=2",
+        "-o",
+        str(out),
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["method"]["params"]["ifd_form"] == "ppl"
     assert manifest["method"]["params"]["aggregate"] == "code"

@@ -103,9 +103,17 @@ def test_a_new_module_is_listed_after_the_ranked_methods(words):
 def test_compare_runs_it_beside_a_shipped_method(words, word_counts, tmp_path):
     out = tmp_path / "compare"
     result = cli(
-        "compare", str(DEMO_DATA), "--methods", f"{NAME},length", "-o", str(out),
-        "--count", "5", "--no-report", "--quiet",
-    )  # fmt: skip
+        "compare",
+        str(DEMO_DATA),
+        "--methods",
+        f"{NAME},length",
+        "-o",
+        str(out),
+        "--count",
+        "5",
+        "--no-report",
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "compare.csv").read_text().splitlines()))
     assert [r["method"] for r in rows] == [NAME, "length"]

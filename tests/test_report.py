@@ -27,9 +27,18 @@ def report(tmp_path_factory, demo_rows):
     data = write_json(tmp / "pool.json", [*rows, {**rows[3], "output": rows[3]["output"] + " "}])
     out = tmp / "out"
     result = cli(
-        "run", str(data), "-o", str(out), "--count", "12", "-q",
-        "-s", "n_probes=2", "-s", "n_neighbours=3",
-    )  # fmt: skip
+        "run",
+        str(data),
+        "-o",
+        str(out),
+        "--count",
+        "12",
+        "-q",
+        "-s",
+        "n_probes=2",
+        "-s",
+        "n_neighbours=3",
+    )
     assert result.exit_code == 0, result.output
     return out / "report.html"
 
@@ -107,12 +116,21 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     shot = tmp_path / "report.png"
     done = subprocess.run(
         [
-            "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            "--window-size=1200,2000", f"--screenshot={shot}", "--enable-logging=stderr",
-            "--v=0", report.as_uri(),
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1200,2000",
+            f"--screenshot={shot}",
+            "--enable-logging=stderr",
+            "--v=0",
+            report.as_uri(),
         ],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert shot.is_file() and shot.stat().st_size > 50_000
     assert "CONSOLE" not in done.stderr, done.stderr

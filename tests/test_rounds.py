@@ -159,11 +159,13 @@ def test_icon_is_the_perplexity_shift_against_the_random_control(tmp_path):
         return math.exp(fake.loss(conditioned(s, demo)))
 
     for c, candidate in enumerate(p.samples):
-        influence = np.array([
-            (ppl(s, icon.random_control(candidate, 42, s)) - ppl(s, candidate.turns))
-            / (ppl(s) + 1e-6)
-            for s in rows
-        ])  # fmt: skip
+        influence = np.array(
+            [
+                (ppl(s, icon.random_control(candidate, 42, s)) - ppl(s, candidate.turns))
+                / (ppl(s) + 1e-6)
+                for s in rows
+            ]
+        )
         assert scores.score[c] == pytest.approx(influence.mean(), rel=1e-9)
         assert scores.components["stability"][c] == pytest.approx(influence.var(ddof=1))
         assert scores.components["consistency"][c] == (influence > 0).mean()

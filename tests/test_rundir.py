@@ -73,8 +73,16 @@ def test_overwrite_removes_the_old_runs_outputs_and_nothing_else(tmp_path, demo_
     jsonl = tmp_path / "pool.jsonl"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "out"
-    first = cli("run", str(tmp_path / "dataset_info.json"), "--dataset", "qa", "-o", str(out),
-                "--add-scores", *CHEAP)  # fmt: skip
+    first = cli(
+        "run",
+        str(tmp_path / "dataset_info.json"),
+        "--dataset",
+        "qa",
+        "-o",
+        str(out),
+        "--add-scores",
+        *CHEAP,
+    )
     assert first.exit_code == 0, first.output
     assert {"subset.json", "dataset_info.json", "subset_scored"} <= {p.name for p in out.iterdir()}
     (out / "notes.txt").write_text("mine")
@@ -112,9 +120,7 @@ def test_a_run_killed_while_publishing_is_finished_by_its_rerun(tmp_path, pool):
     (out / ".iclselect-publishing.tmp").write_text("subset.csv\nmanifest.json\n")
     result = cli("run", str(pool), "-o", str(out), *CHEAP)
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {
-        "subset.json", "scores.parquet", "manifest.json"
-    }  # fmt: skip
+    assert {p.name for p in out.iterdir()} == {"subset.json", "scores.parquet", "manifest.json"}
 
 
 def test_compare_replaces_its_method_runs_only_with_overwrite(tmp_path, pool):

@@ -64,7 +64,12 @@ def test_each_sample_gets_one_typed_decision():
     score = np.array([5.0, 4.0, 3.0, 2.0, 4.5, 1.0])
     ids = ["a", "b", "c", "d", "e", "b"]  # row 5 is an exact copy of row 1
     picked = select(
-        score, Budget(count=2), {3: Excluded("prefiltered", "IFD > 1")}, vectors, 0.9, ids
+        score,
+        Budget(count=2),
+        {3: Excluded("prefiltered", "IFD > 1")},
+        vectors=vectors,
+        tau=0.9,
+        ids=ids,
     )
     assert picked.decisions == [
         Decision("selected", 1),
@@ -94,7 +99,7 @@ def test_near_duplicate_pair_is_never_both_selected(embedder, demo_rows):
     # Give the pair the two best scores: the greedy pass meets both first.
     score = np.linspace(0, 1, 21)[::-1].copy()
     score[20], score[5] = 2.0, 1.5
-    picked = select(score, Budget(count=21), {}, vectors, tau=0.9)
+    picked = select(score, Budget(count=21), {}, vectors=vectors, tau=0.9)
     assert 20 in picked.selected and 5 not in picked.selected
     assert picked.reason[5] == "near_duplicate" and picked.near_duplicate_of[5] == 20
     assert picked.similarity[5] == pytest.approx(float(vectors[5] @ vectors[20]), abs=1e-6)
@@ -134,7 +139,7 @@ def test_blocked_near_duplicate_walk_matches_the_plain_one(pool200, monkeypatch,
     vectors = vectors.astype(np.float32)
     score = np.random.default_rng(2).normal(size=len(vectors))
     monkeypatch.setattr(selectors, "_BLOCK", 16)  # many block edges, one inside every run
-    picked = select(score, budget, {}, vectors, tau=0.8)
+    picked = select(score, budget, {}, vectors=vectors, tau=0.8)
     accepted, reasons, related = plain_greedy(score, budget.size(len(score)), vectors, 0.8)
     assert picked.selected == accepted
     assert {i: picked.reason[i] for i in reasons} == reasons

@@ -148,9 +148,11 @@ def test_templates_score_as_before_requests_had_a_cut(lm, pool_samples, name):
         pytest.skip("the pinned log-probs are fp32's")
     sample, demo = pool_samples[3], pool_samples[2].turns
     requests = [
-        conditioned(sample), unconditioned(sample),
-        conditioned(sample, demo), unconditioned(sample, demo),
-    ]  # fmt: skip
+        conditioned(sample),
+        unconditioned(sample),
+        conditioned(sample, demo),
+        unconditioned(sample, demo),
+    ]
     engine = Engine(lm, Template(name, lm.tokenizer), show_progress=False)
     got = [answer.logprob for answer in engine.loglikelihood(requests)]
     assert got == pytest.approx(PINNED_LOGPROBS[name], abs=2e-3)

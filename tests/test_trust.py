@@ -168,9 +168,12 @@ def test_the_api_refuses_a_bad_setting_before_anything_is_read(
 
 def report(auc, held_out=20, spearman=0.1, exact=100, **more):
     return {
-        "exact": exact, "held_out": held_out, "held_out_auc": auc,
-        "held_out_spearman": spearman, **more,
-    }  # fmt: skip
+        "exact": exact,
+        "held_out": held_out,
+        "held_out_auc": auc,
+        "held_out_spearman": spearman,
+        **more,
+    }
 
 
 def test_a_selector_at_or_below_chance_or_unjudged_is_distrusted():
@@ -224,9 +227,21 @@ def test_icon_with_a_trusted_doubtful_selector_warns_on_the_terminal_and_in_the_
 ):
     out = tmp_path / "icon"
     result = cli(
-        "run", str(twenty), "-m", "icon", "-s", "exact=10", "-s", f"assessment={short_assessment}",
-        "-s", "trust_selector=true", "-o", str(out), "--count", "4",
-    )  # fmt: skip
+        "run",
+        str(twenty),
+        "-m",
+        "icon",
+        "-s",
+        "exact=10",
+        "-s",
+        f"assessment={short_assessment}",
+        "-s",
+        "trust_selector=true",
+        "-o",
+        str(out),
+        "--count",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     warning = "warning: icon: the embedding selector ranked the 10 rows without an exact score"
     assert f"[iclselect] {warning} although 10 exactly scored candidates leave 2 held out" in (
@@ -251,9 +266,20 @@ def test_icon_refuses_a_selector_at_chance_after_scoring_in_one_line(
     monkeypatch.setattr(icon_classifier, "_agreement", lambda *args: agreement)
     out = tmp_path / "icon"
     result = cli(
-        "run", str(twenty), "-m", "icon", "-s", "exact=10", "-s", "label_fraction=0.5",
-        "-s", f"assessment={short_assessment}", "-o", str(out), "-q",
-    )  # fmt: skip
+        "run",
+        str(twenty),
+        "-m",
+        "icon",
+        "-s",
+        "exact=10",
+        "-s",
+        "label_fraction=0.5",
+        "-s",
+        f"assessment={short_assessment}",
+        "-o",
+        str(out),
+        "-q",
+    )
     assert result.exit_code == 2, result.output
     assert result.output == (
         "error: icon: the embedding selector will not rank the 10 rows without an exact score: "
@@ -291,8 +317,10 @@ def test_counts_agree_with_their_nouns(tmp_path, demo_rows):
     from iclselect.infra.words import counted
 
     assert [counted(1, "row"), counted(2, "row"), counted(0, "exact duplicate")] == [
-        "1 row", "2 rows", "0 exact duplicates",
-    ]  # fmt: skip
+        "1 row",
+        "2 rows",
+        "0 exact duplicates",
+    ]
     rows = shortest(demo_rows, 3)
     data = write_json(tmp_path / "pool.json", [*rows, rows[0], {"instruction": "x", "output": ""}])
     out = tmp_path / "out"

@@ -182,6 +182,7 @@ def select(
     score: np.ndarray,
     budget: Budget,
     excluded: dict[int, Excluded],
+    *,
     vectors: np.ndarray | None = None,
     tau: float | None = None,
     ids: Sequence[str] | None = None,

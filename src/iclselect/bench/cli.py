@@ -69,9 +69,16 @@ def bench_speed(
     command = "iclselect " + shlex.join(sys.argv[1:])
     if synthetic:
         _bench_synthetic(
-            model_config or ["smollm2-135m"], rows, n_probes, dtype, device, max_batch_tokens,
-            benchmarks if write else None, command, json_out,
-        )  # fmt: skip
+            model_config or ["smollm2-135m"],
+            rows=rows,
+            n_probes=n_probes,
+            dtype=dtype,
+            device=device,
+            max_batch_tokens=max_batch_tokens,
+            benchmarks=benchmarks if write else None,
+            command=command,
+            json_out=json_out,
+        )
         return
     from iclselect.bench.speed import run_speed
     from iclselect.errors import UsageError
@@ -79,9 +86,17 @@ def bench_speed(
 
     try:
         report = run_speed(
-            str(data), rows, n_probes, template, dtype, max_batch_tokens,
-            benchmarks if write else None, command, executor, workers,
-        )  # fmt: skip
+            str(data),
+            rows=rows,
+            n_probes=n_probes,
+            template_name=template,
+            dtype=dtype,
+            max_batch_tokens=max_batch_tokens,
+            benchmarks=benchmarks if write else None,
+            command=command,
+            executor=executor,
+            workers=workers,
+        )
     except (InputError, UsageError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -90,6 +105,7 @@ def bench_speed(
 
 def _bench_synthetic(
     configs: list[str],
+    *,
     rows: int,
     n_probes: int,
     dtype: str,
@@ -106,7 +122,13 @@ def _bench_synthetic(
 
     try:
         report, summary = run_synthetic(
-            configs, rows, n_probes, dtype, device, max_batch_tokens, command
+            configs,
+            rows=rows,
+            n_probes=n_probes,
+            dtype=dtype,
+            device=device,
+            max_batch_tokens=max_batch_tokens,
+            command=command,
         )
     except UsageError as error:
         typer.echo(f"error: {error}", err=True)
@@ -206,9 +228,17 @@ def bench_pipeline(
         command = "iclselect " + shlex.join(sys.argv[1:])
         methods = [name.strip() for name in method.split(",")]
         report, _ = run_bench(
-            rows or [5000], pool, methods, workdir, embedder, dry_run,
-            benchmarks if write else None, command, model, kernel,
-        )  # fmt: skip
+            rows or [5000],
+            pool=pool,
+            methods=methods,
+            workdir=workdir,
+            embedder=embedder,
+            dry_run=dry_run,
+            benchmarks=benchmarks if write else None,
+            command=command,
+            model=model,
+            kernel=kernel,
+        )
         typer.echo(report)
 
     guarded(go)
@@ -307,23 +337,35 @@ def bench_quality(
         overrides = {
             key: value
             for key, value in {
-                "seeds": seeds, "matched_seeds": matched_seeds, "pool_rows": pool_rows,
-                "epochs": epochs, "lr": lr,
-                "batch_size": batch_size, "lora": lora, "precision": precision,
-                "eval_rows": eval_rows, "corrupt": corrupt,
+                "seeds": seeds,
+                "matched_seeds": matched_seeds,
+                "pool_rows": pool_rows,
+                "epochs": epochs,
+                "lr": lr,
+                "batch_size": batch_size,
+                "lora": lora,
+                "precision": precision,
+                "eval_rows": eval_rows,
+                "corrupt": corrupt,
             }.items()
             if value is not None
-        }  # fmt: skip
+        }
         if budgets:
             overrides["budgets"] = tuple(float(b) for b in budgets.split(","))
         named = parse_settings(scores, "--scores", "wici=runs/wici/scores.parquet")
         config = QualityConfig(
-            out=str(out or Path("runs") / f"quality-{preset}"), preset=preset,
+            out=str(out or Path("runs") / f"quality-{preset}"),
+            preset=preset,
             pool=pool,
-            methods=tuple(m.strip() for m in methods.split(",") if m.strip()), scores=named,
-            evals=tuple(evals or ()), model=model, template=template, store=store, quiet=quiet,
+            methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+            scores=named,
+            evals=tuple(evals or ()),
+            model=model,
+            template=template,
+            store=store,
+            quiet=quiet,
             overrides=overrides,
-        )  # fmt: skip
+        )
         result = run_quality(config)
         typer.echo(result.table)
         typer.echo("wrote " + ", ".join(str(f) for f in result.files))

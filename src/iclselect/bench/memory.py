@@ -71,8 +71,10 @@ def measure(data: Path, out: Path) -> list[Phase]:
     for name in PHASES:
         done = subprocess.run(
             [sys.executable, "-m", "iclselect.bench.memory", name, str(data), str(out)],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         phases.append(Phase(**json.loads(done.stdout.strip().splitlines()[-1])))
     return phases
 

@@ -86,7 +86,7 @@ class CopiesEmbedder:
         return vectors
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Measured:
     rows: int
     requests: int  # asked of the engine
@@ -106,6 +106,7 @@ def measure(
     rows: int,
     pool: Path,
     method: str,
+    *,
     workdir: Path,
     vectors: CopiesEmbedder,
     dry_run: bool = True,
@@ -123,9 +124,14 @@ def measure(
     store = workdir / "store.sqlite"
     store.unlink(missing_ok=True)
     config = RunConfig(
-        data=str(data), out=str(workdir / "out"), method=method, quiet=True,
-        store=str(store), embedder=embedder, model=model,
-    )  # fmt: skip
+        data=str(data),
+        out=str(workdir / "out"),
+        method=method,
+        quiet=True,
+        store=str(store),
+        embedder=embedder,
+        model=model,
+    )
     chosen = get(method)
     method_config = chosen.configure(config.options_for(chosen))
     with stages.recording() as run_stages:
@@ -145,7 +151,15 @@ def measure(
             dry_wall = time.perf_counter() - started
     requests = scored.engine_stats.get("requests", 0)
     rate = vectors.texts / 2 / vectors.seconds if vectors.seconds else 0.0
-    return Measured(rows, requests, wall, run_stages, dry_wall, dry_stages, rate)
+    return Measured(
+        rows=rows,
+        requests=requests,
+        wall=wall,
+        stages=run_stages,
+        dry_run=dry_wall,
+        dry_stages=dry_stages,
+        embed_rate=rate,
+    )
 
 
 def render(runs: list[Measured], method: str, command: str, pool: Path, kernel: str) -> str:
@@ -237,8 +251,9 @@ def _reading(r: Measured) -> str:
 
 def _scoring_host(r: Measured) -> float:
     request_stages = {name for name, unit in STAGES if unit == "requests"} | {
-        "neighbour search", "difficult probes (k-means)",
-    }  # fmt: skip
+        "neighbour search",
+        "difficult probes (k-means)",
+    }
     return sum(
         s.seconds
         for name, s in r.stages.items()
@@ -260,6 +275,7 @@ def _nlogn(n1: int, n2: int) -> float:
 
 def run_bench(
     rows: list[int],
+    *,
     pool: Path | None,
     methods: list[str],
     workdir: Path,
@@ -281,7 +297,17 @@ def run_bench(
     for method in methods:
         where = workdir / method
         runs = [
-            measure(n, source, method, where / str(n), vectors, dry_run, embedder, model, kernel)
+            measure(
+                n,
+                source,
+                method,
+                workdir=where / str(n),
+                vectors=vectors,
+                dry_run=dry_run,
+                embedder=embedder,
+                model=model,
+                kernel=kernel,
+            )
             for n in rows
         ]
         reports.append(render(runs, method, command, source, kernel))

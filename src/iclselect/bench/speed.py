@@ -31,7 +31,7 @@ from iclselect.lm.packed import KERNELS, default_kernel
 from iclselect.lm.precision import cpu_name, matmul_gflops
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Arm:
     name: str
     seconds: float
@@ -154,11 +154,19 @@ def measure(name: str, work: Callable[[], tuple[list[float], float]]) -> Arm:
     done.set()
     watcher.join()
     device_mb = torch.cuda.max_memory_allocated() / 2**20 if on_cuda else 0.0
-    return Arm(name, seconds, flops, peak[0] / 2**20, losses, device_mb)
+    return Arm(
+        name=name,
+        seconds=seconds,
+        flops=flops,
+        peak_rss_mb=peak[0] / 2**20,
+        losses=losses,
+        peak_device_mb=device_mb,
+    )
 
 
 def run_speed(
     data: str,
+    *,
     rows: int,
     n_probes: int,
     template_name: str,
@@ -301,9 +309,13 @@ def _ray_arm(
     from iclselect.run.pipeline import executor_for
 
     config = RunConfig(
-        data="", out="", executor="ray", workers=workers, template=template_name,
+        data="",
+        out="",
+        executor="ray",
+        workers=workers,
+        template=template_name,
         max_batch_tokens=max_batch_tokens,
-    )  # fmt: skip
+    )
     executor = executor_for(config, loaded)
     ray.get([worker.pid.remote() for worker in executor.workers])  # started and loaded
     engine = Engine(

@@ -41,7 +41,7 @@ _LLAMA_8B = FlopModel(matmul_params=6_979_588_096, layers=32, hidden=4096, vocab
 ALPACA_ROWS = 52_002
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ModelResult:
     config: str
     requests: int
@@ -77,14 +77,19 @@ class ModelResult:
                 ),
             }
         return {
-            "config": self.config, "requests": self.requests, "distinct": self.distinct,
-            "tokens": self.tokens, "peak_gflops": {k: round(v) for k, v in self.peaks.items()},
-            "arms": arms, "errors": self.errors,
-        }  # fmt: skip
+            "config": self.config,
+            "requests": self.requests,
+            "distinct": self.distinct,
+            "tokens": self.tokens,
+            "peak_gflops": {k: round(v) for k, v in self.peaks.items()},
+            "arms": arms,
+            "errors": self.errors,
+        }
 
 
 def run_synthetic(
     configs: list[str],
+    *,
     rows: int,
     n_probes: int,
     dtype: str,
@@ -98,7 +103,14 @@ def run_synthetic(
     engine_dtype = resolve_dtype(dtype, target, cache_dir())
     engine_dtype_name = dtype_name(engine_dtype)
     results = [
-        _run_model(config, rows, n_probes, engine_dtype, target, max_batch_tokens)
+        _run_model(
+            config,
+            rows=rows,
+            n_probes=n_probes,
+            dtype=engine_dtype,
+            device=target,
+            max_batch_tokens=max_batch_tokens,
+        )
         for config in configs
     ]
     machine = (
@@ -107,16 +119,22 @@ def run_synthetic(
         else f"CPU {cpu_name()} ({platform.machine()}), {torch.get_num_threads()} threads"
     )
     summary = {
-        "bench": "speed-synthetic", "date": date.today().isoformat(), "device": machine,
-        "torch": torch.__version__, "dtype": engine_dtype_name, "rows": rows, "probes": n_probes,
+        "bench": "speed-synthetic",
+        "date": date.today().isoformat(),
+        "device": machine,
+        "torch": torch.__version__,
+        "dtype": engine_dtype_name,
+        "rows": rows,
+        "probes": n_probes,
         "models": [result.summary(engine_dtype_name) for result in results],
         "estimate_8b_alpaca_hours": _estimate_8b(results),
-    }  # fmt: skip
+    }
     return _markdown(summary, command), summary
 
 
 def _run_model(
     config: str,
+    *,
     rows: int,
     n_probes: int,
     dtype: torch.dtype,
@@ -171,9 +189,17 @@ def _run_model(
         peaks[peak_dtype] = max(peaks[peak_dtype], peak_gflops(DTYPES[peak_dtype], device))
     agreement = {arm.name: _agreement(arms[0].losses, arm.losses) for arm in arms[1:]}
     return ModelResult(
-        config, len(requests), len(distinct), tokens, arms, errors, agreement, peaks, rows,
-        FlopModel.of(model),
-    )  # fmt: skip
+        config=config,
+        requests=len(requests),
+        distinct=len(distinct),
+        tokens=tokens,
+        arms=arms,
+        errors=errors,
+        agreement=agreement,
+        peaks=peaks,
+        rows=rows,
+        flop_model=FlopModel.of(model),
+    )
 
 
 def _agreement(reference: list[float], other: list[float]) -> tuple[float, float]:

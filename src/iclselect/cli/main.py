@@ -134,9 +134,21 @@ def compare(
 
 # inspect reads and estimates: the settings of selecting, running and writing do not apply.
 _NOT_INSPECTED = (
-    "out", "method", "skip_invalid", "fraction", "count", "threshold", "tau",
-    "executor", "workers", "ray_address", "gpus_per_worker", "store", "add_scores", "report",
-)  # fmt: skip
+    "out",
+    "method",
+    "skip_invalid",
+    "fraction",
+    "count",
+    "threshold",
+    "tau",
+    "executor",
+    "workers",
+    "ray_address",
+    "gpus_per_worker",
+    "store",
+    "add_scores",
+    "report",
+)
 
 
 @settings_command(app, skip=_NOT_INSPECTED)

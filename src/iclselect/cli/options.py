@@ -152,12 +152,14 @@ def settings_command(
         taken = {p.name for p in own} | set(skip)
         generated = [
             inspect.Parameter(
-                field, inspect.Parameter.KEYWORD_ONLY, annotation=option(field),
+                field,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=option(field),
                 default=default(field),
             )
             for field in FIELDS
             if field not in taken
-        ]  # fmt: skip
+        ]
         config = inspect.Parameter(
             "config", inspect.Parameter.KEYWORD_ONLY, annotation=Config, default=None
         )

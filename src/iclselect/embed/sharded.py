@@ -39,7 +39,9 @@ class ShardedEmbedder:
         self.name = name
         self.shard = shard
         self.chunk = shard * workers  # one shard per worker per call through the store
-        self.pool = ActorPool(_EmbedWorker, (name, threads), workers, address, threads)
+        self.pool = ActorPool(
+            _EmbedWorker, (name, threads), workers=workers, address=address, cpus=threads
+        )
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         shards = [list(texts[i : i + self.shard]) for i in range(0, len(texts), self.shard)]

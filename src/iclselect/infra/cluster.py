@@ -20,9 +20,12 @@ def connect(address: str | None, num_cpus: int) -> Any:
     if not ray.is_initialized():
         local = {"num_cpus": max(num_cpus, 1)} if address is None else {}
         ray.init(
-            address=address, include_dashboard=False, log_to_driver=False,
-            ignore_reinit_error=True, **local,
-        )  # fmt: skip
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+            **local,
+        )
     return ray
 
 
@@ -44,6 +47,7 @@ class ActorPool:
         self,
         actor: type,
         args: tuple,
+        *,
         workers: int,
         address: str | None = None,
         cpus: int = 1,

@@ -41,7 +41,7 @@ class HFSource:
 Source = TextSource | ParquetSource | HFSource
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Dataset:
     """One input file, read.
 

@@ -15,6 +15,7 @@ from iclselect.io.read import read_dataset, read_records
 
 def read_input(
     data: Any,
+    *,
     format: str = "auto",
     fields: dict[str, str] | None = None,
     skip_invalid: bool = False,
@@ -28,10 +29,12 @@ def read_input(
     if not isinstance(data, (str, Path)):
         if dataset is not None:
             raise UsageError("dataset names a LLaMA-Factory entry: give its dataset_info.json")
-        return read_records(data, format, fields, skip_invalid)
+        return read_records(data, format=format, fields=fields, skip_invalid=skip_invalid)
     path = Path(data)
     if dataset is None and not is_info_file(path):
-        return read_dataset(path, format, fields, skip_invalid, split=split)
+        return read_dataset(
+            path, format=format, fields=fields, skip_invalid=skip_invalid, split=split
+        )
     info = path / INFO_FILE if path.is_dir() else path
     if not info.is_file():
         raise InputError(
@@ -40,6 +43,13 @@ def read_input(
     if format != "auto" or fields:
         raise InputError(str(info), "the entry sets the format and columns: drop --format/--fields")
     found = read_entry(info, dataset)
-    read = read_dataset(found.path, found.format, found.fields, skip_invalid, found.roles, split)
+    read = read_dataset(
+        found.path,
+        format=found.format,
+        fields=found.fields,
+        skip_invalid=skip_invalid,
+        roles=found.roles,
+        split=split,
+    )
     read.entry = found.entry
     return read

@@ -34,7 +34,9 @@ def parse_array(data: bytes, path: str, compression: str | None) -> tuple[Layout
     decoder = json.JSONDecoder()
 
     def syntax(at: int, message: str, row: int | None) -> InputError:
-        return _syntax_error(path, data, text, compression, at, message, row)
+        return _syntax_error(
+            path, data, text, compression=compression, pos=at, message=message, row=row
+        )
 
     spans: list[tuple[int, int]] = []
     values: list[object] = []
@@ -118,6 +120,7 @@ def _syntax_error(
     path: str,
     data: bytes,
     text: str,
+    *,
     compression: str | None,
     pos: int,
     message: str,

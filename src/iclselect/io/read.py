@@ -39,6 +39,7 @@ STDIN = "<stdin>"
 
 def read_dataset(
     path: str | Path,
+    *,
     format: str = "auto",
     fields: dict[str, str] | None = None,
     skip_invalid: bool = False,
@@ -72,10 +73,19 @@ def read_dataset(
     keys = _keys(columns, rows)
     _check_mapped(fields, keys, shown)
     allowed = ("alpaca",) if container == "csv" else SCHEMAS
-    schema = _schema(format, columns, rows, names, allowed, shown)
-    samples, invalid = _samples(rows, schema, names, skip_invalid, shown, roles)
+    schema = _schema(format, columns, rows, names=names, allowed=allowed, shown=shown)
+    samples, invalid = _samples(
+        rows, schema, names, skip_invalid=skip_invalid, shown=shown, roles=roles
+    )
     dataset = Dataset(
-        path, schema, container, where.compression, len(rows), samples, invalid, source
+        path=path,
+        schema=schema,
+        container=container,
+        compression=where.compression,
+        n_rows=len(rows),
+        samples=samples,
+        invalid=invalid,
+        _source=source,
     )
     dataset.unused_columns = _unused(keys, schema, names)
     return dataset
@@ -83,6 +93,7 @@ def read_dataset(
 
 def read_records(
     data: Any,
+    *,
     format: str = "auto",
     fields: dict[str, str] | None = None,
     skip_invalid: bool = False,
@@ -100,10 +111,19 @@ def read_records(
     rows = [_memory_row(value) for value in values]
     keys = _keys(columns, rows)
     _check_mapped(fields, keys, shown)
-    schema = _schema(format, columns, rows, names, SCHEMAS, shown)
-    samples, invalid = _samples(rows, schema, names, skip_invalid, shown)
+    schema = _schema(format, columns, rows, names=names, allowed=SCHEMAS, shown=shown)
+    samples, invalid = _samples(rows, schema, names, skip_invalid=skip_invalid, shown=shown)
     container = {"list": "jsonl", "pandas.DataFrame": "parquet"}.get(kind, "hf")
-    dataset = Dataset(Path(shown), schema, container, None, len(rows), samples, invalid, source)
+    dataset = Dataset(
+        path=Path(shown),
+        schema=schema,
+        container=container,
+        compression=None,
+        n_rows=len(rows),
+        samples=samples,
+        invalid=invalid,
+        _source=source,
+    )
     dataset.unused_columns = _unused(keys, schema, names)
     return dataset
 
@@ -131,9 +151,10 @@ def _check_mapped(fields: Mapping[str, str] | None, keys: list[str], shown: str)
     for ours, theirs in (fields or {}).items():
         if ours in FIELD_NAMES and theirs not in keys:
             raise InputError(
-                shown, f"field {ours!r} is mapped to column {theirs!r}, which no row has; "
-                f"columns: {sorted(keys)}"
-            )  # fmt: skip
+                shown,
+                f"field {ours!r} is mapped to column {theirs!r}, which no row has; "
+                f"columns: {sorted(keys)}",
+            )
 
 
 def _unused(keys: list[str], schema: str, names: Mapping[str, str]) -> list[str]:
@@ -181,6 +202,7 @@ def _samples(
     rows: list[ParsedRow],
     schema: str,
     names: Mapping[str, str],
+    *,
     skip_invalid: bool,
     shown: str,
     roles: Mapping[str, Role] | None = None,
@@ -253,6 +275,7 @@ def _schema(
     format: str,
     columns: Sequence[str] | None,
     rows: list[ParsedRow],
+    *,
     names: Mapping[str, str],
     allowed: Sequence[str],
     shown: str,

@@ -134,10 +134,14 @@ def to_turns(
     elif schema == "sharegpt":
         role, content = names.get("role", "from"), names.get("content", "value")
         lead = _system(row, names)
-        turns = _conversation(row, names["conversations"], role, content, lead, roles)
+        turns = _conversation(
+            row, names["conversations"], role_key=role, text_key=content, lead=lead, roles=roles
+        )
     else:
         role, content = names.get("role", "role"), names.get("content", "content")
-        turns = _conversation(row, names["messages"], role, content, (), roles)
+        turns = _conversation(
+            row, names["messages"], role_key=role, text_key=content, lead=(), roles=roles
+        )
     return _with_tools(turns, _tools(row, names["tools"]))
 
 
@@ -234,6 +238,7 @@ def _alpaca(row: Mapping[str, Any], names: Mapping[str, str]) -> tuple[Turn, ...
 def _conversation(
     row: Mapping[str, Any],
     key: str,
+    *,
     role_key: str,
     text_key: str,
     lead: tuple[Turn, ...],

@@ -65,9 +65,13 @@ class Cache:
         # oom_splits: forward passes that ran out of device memory and were split in two (the
         # local kernel counts them here).
         self.stats: dict[str, int] = {
-            "requests": 0, "stored": 0, "computed": 0, "tokens": 0, "truncated": 0,
+            "requests": 0,
+            "stored": 0,
+            "computed": 0,
+            "tokens": 0,
+            "truncated": 0,
             "oom_splits": 0,
-        }  # fmt: skip
+        }
 
     def lookup(self, found: Distinct) -> Lookup:
         """The distinct requests `found`, each answered from the store if it holds it."""

@@ -85,9 +85,14 @@ class Engine:
         self.cache = Cache(store_path, namespace, show_progress)
         self.stats = self.cache.stats
         spec = KernelSpec(
-            self.model_id, self.model_id, dtype, self.device.type, self.max_batch_tokens,
-            attention=attention, backend=kernel,
-        )  # fmt: skip
+            model=self.model_id,
+            model_id=self.model_id,
+            dtype=dtype,
+            device=self.device.type,
+            max_batch_tokens=self.max_batch_tokens,
+            attention=attention,
+            backend=kernel,
+        )
         try:
             self.kernel = make_kernel(spec, loaded, self.stats)
         except BaseException:

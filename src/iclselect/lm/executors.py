@@ -33,7 +33,7 @@ class LocalExecutor:
         return kernel.run(units)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WorkerSpec:
     """What a worker loads: the driver's model, resolved dtype, template and limits."""
 
@@ -50,9 +50,14 @@ class WorkerSpec:
         from iclselect.lm.kernel import KernelSpec
 
         return KernelSpec(
-            self.model, self.model_id, self.dtype, self.device, self.max_batch_tokens,
-            self.threads, max_length=self.max_length,
-        )  # fmt: skip
+            model=self.model,
+            model_id=self.model_id,
+            dtype=self.dtype,
+            device=self.device,
+            max_batch_tokens=self.max_batch_tokens,
+            threads=self.threads,
+            max_length=self.max_length,
+        )
 
 
 class _Worker(Actor):
@@ -74,6 +79,7 @@ class RayExecutor:
     def __init__(
         self,
         spec: WorkerSpec,
+        *,
         workers: int = 2,
         address: str | None = None,
         gpus_per_worker: float = 0.0,
@@ -81,7 +87,13 @@ class RayExecutor:
     ) -> None:
         self.spec = spec
         self.pool = ActorPool(
-            _Worker, (spec,), workers, address, spec.threads, gpus_per_worker, in_flight
+            _Worker,
+            (spec,),
+            workers=workers,
+            address=address,
+            cpus=spec.threads,
+            gpus=gpus_per_worker,
+            in_flight=in_flight,
         )
 
     @property

@@ -49,7 +49,7 @@ def row_tokens(device: torch.device) -> int:
     return _ROW_TOKENS_CPU if device.type == "cpu" else _ROW_TOKENS_GPU
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class KernelSpec:
     """What a kernel computes with: enough for a worker process to load the very model."""
 

@@ -19,9 +19,14 @@ class VllmExecutor:
         self, model_dir: str, dtype: str, max_length: int, gpu_memory_utilization: float = 0.85
     ) -> None:
         spec = KernelSpec(
-            model_dir, None, dtype, "cuda", backend="vllm", max_length=max_length,
+            model=model_dir,
+            model_id=None,
+            dtype=dtype,
+            device="cuda",
+            backend="vllm",
+            max_length=max_length,
             gpu_memory_utilization=gpu_memory_utilization,
-        )  # fmt: skip
+        )
         self.kernel = make_kernel(spec)
 
     def run(self, kernel: Any, units: list[Unit]) -> Iterator[tuple[Unit, list[float]]]:

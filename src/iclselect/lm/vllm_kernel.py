@@ -42,10 +42,14 @@ class VllmKernel:
                 "--executor vllm needs vLLM and a CUDA GPU: pip install 'iclselect[vllm]'"
             ) from None
         self.llm = LLM(
-            model=model_dir, tokenizer=model_dir, dtype=_DTYPES[dtype],
-            max_model_len=max_length + 1, gpu_memory_utilization=gpu_memory_utilization,
-            enable_prefix_caching=False, seed=0,
-        )  # fmt: skip
+            model=model_dir,
+            tokenizer=model_dir,
+            dtype=_DTYPES[dtype],
+            max_model_len=max_length + 1,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enable_prefix_caching=False,
+            seed=0,
+        )
         # One generated token is the least vLLM will run; prompt_logprobs=0 returns the
         # log-prob of each prompt token itself and no alternatives.
         self.params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)

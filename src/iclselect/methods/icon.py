@@ -238,9 +238,11 @@ def aggregates(influence: np.ndarray, significance: str = "mean") -> dict[str, f
 )
 def rounds(pool: Pool, config: IconConfig) -> Rounds:
     pool.need_reference(
-        "icon", code_slices=config.code_slices, skip_tokens=config.skip_tokens,
+        "icon",
+        code_slices=config.code_slices,
+        skip_tokens=config.skip_tokens,
         code_max_length=config.code_max_length,
-    )  # fmt: skip
+    )
     n = len(pool)
     setup = _setup(pool, config)
     ranks_unscored = config.selector != "none" and len(setup.exact) < n

@@ -56,17 +56,28 @@ def train_classifier(
     train = order[len(held) :]
     exact_array = np.asarray(exact)
     report: dict[str, Any] = {
-        "kind": kind, "positives": int(labels.sum()), "exact": len(exact),
-        "trained_on": len(train), "held_out": len(held),
-    }  # fmt: skip
+        "kind": kind,
+        "positives": int(labels.sum()),
+        "exact": len(exact),
+        "trained_on": len(train),
+        "held_out": len(held),
+    }
     if labels[train].min() != labels[train].max():
-        predicted = yield from _fit(kind, pool, exact_array[train], labels[train],
-                                    exact_array[held], config)  # fmt: skip
+        predicted = yield from _fit(
+            kind,
+            pool,
+            train=exact_array[train],
+            labels=labels[train],
+            score=exact_array[held],
+            config=config,
+        )
         report.update(_agreement(predicted, labels[held], values[held]))
     else:
         report["held_out_note"] = "the training split held one class only; agreement not measured"
     everything = np.arange(len(pool))
-    probabilities = yield from _fit(kind, pool, exact_array, labels, everything, config)
+    probabilities = yield from _fit(
+        kind, pool, train=exact_array, labels=labels, score=everything, config=config
+    )
     return probabilities, report
 
 
@@ -116,6 +127,7 @@ def top_labels(values: np.ndarray, fraction: float, how: str) -> np.ndarray:
 def _fit(
     kind: Classifier,
     pool: Pool,
+    *,
     train: np.ndarray,
     labels: np.ndarray,
     score: np.ndarray,
@@ -128,9 +140,13 @@ def _fit(
         raise ValueError(f"ICon's selector must be embedding or lora; got {kind!r}")
     texts = [text(pool.samples[i]) for i in range(len(pool))]
     probabilities = yield FitClassifier(
-        [texts[i] for i in train], labels, [texts[i] for i in score], config.seed,
-        config.lora_epochs, config.lora_max_tokens,
-    )  # fmt: skip
+        train_texts=[texts[i] for i in train],
+        labels=labels,
+        score_texts=[texts[i] for i in score],
+        seed=config.seed,
+        epochs=config.lora_epochs,
+        max_tokens=config.lora_max_tokens,
+    )
     return probabilities
 
 

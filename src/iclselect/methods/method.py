@@ -81,10 +81,20 @@ def register(
                 "generator of request rounds"
             )
         method = Method(
-            name=name, summary=summary, cost=cost, high_score=high_score, config=config,
-            scorer=scorer, uses_model=uses_model, embeddings=embeddings, tau=tau,
-            fraction=fraction, estimate_note=estimate_note, reference=reference, rank=rank,
-        )  # fmt: skip
+            name=name,
+            summary=summary,
+            cost=cost,
+            high_score=high_score,
+            config=config,
+            scorer=scorer,
+            uses_model=uses_model,
+            embeddings=embeddings,
+            tau=tau,
+            fraction=fraction,
+            estimate_note=estimate_note,
+            reference=reference,
+            rank=rank,
+        )
         ordered = sorted([*METHODS.values(), method], key=_listing_order)
         METHODS.clear()
         METHODS.update((m.name, m) for m in ordered)

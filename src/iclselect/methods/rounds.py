@@ -28,7 +28,7 @@ class Round:
     desc: str  # the progress label
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FitClassifier:
     """Fine-tune a LoRA sequence classifier on the scoring model (train_texts -> labels) and
     answer with P(label 1) for each of score_texts."""

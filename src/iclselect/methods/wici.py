@@ -122,9 +122,11 @@ def rounds(pool: Pool, config: WiciConfig) -> Rounds:
     n = len(samples)
     style = pool.style("wici")
     pool.need_reference(
-        "wici", joint_tokens=config.joint_tokens, alone_as_text=config.alone_as_text,
+        "wici",
+        joint_tokens=config.joint_tokens,
+        alone_as_text=config.alone_as_text,
         code_max_length=config.code_max_length,
-    )  # fmt: skip
+    )
     cuts = code_cuts(config)
     own = yield from loss_requests.own_ifd(
         samples, config.ifd_form, "wICI 1/2: IFD of every sample", style, cuts

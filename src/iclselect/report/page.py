@@ -24,10 +24,23 @@ MAP_POINTS = 50_000  # most points drawn on the map; larger pools are sampled (a
 _SHOWN = 10  # top and bottom samples explained
 _DUPLICATES_SHOWN = 20
 _BASE = {
-    "row", "id", "score", "selected", "rank", "reason", "detail", "duplicate_of",
-    "near_duplicate_of", "similarity", "context_cut_tokens", "response_cut_tokens",
-    "map_x", "map_y", "cluster", "cluster_central",
-}  # fmt: skip
+    "row",
+    "id",
+    "score",
+    "selected",
+    "rank",
+    "reason",
+    "detail",
+    "duplicate_of",
+    "near_duplicate_of",
+    "similarity",
+    "context_cut_tokens",
+    "response_cut_tokens",
+    "map_x",
+    "map_y",
+    "cluster",
+    "cluster_central",
+}
 SECTIONS = ("Summary", "Scores", "Map and coverage", "Top and bottom samples", "Near-duplicates")
 
 _CSS = """
@@ -123,33 +136,45 @@ def _summary(manifest: dict) -> str:
         "method default",
     )
     rows = [
-        ("input", f"{manifest['input']['path']} ({manifest['input']['schema']}, "
-                  f"{manifest['input']['container']})"),
+        (
+            "input",
+            f"{manifest['input']['path']} ({manifest['input']['schema']}, "
+            f"{manifest['input']['container']})",
+        ),
         ("input rows", f"{manifest['input']['rows']:,}"),
         ("kept", f"{manifest['kept']:,}"),
         ("dropped", f"{manifest['dropped']:,}"),
         *[(f"  dropped: {why}", f"{n:,}") for why, n in manifest["dropped_by_reason"].items()],
         ("invalid rows", f"{len(manifest['invalid_rows']):,}"),
-        ("exact duplicates", f"{manifest['exact_duplicates']['rows']:,} (only the first copy "
-                             "can be kept)"),
-        ("too long to rank", f"{len(manifest['too_long']['rows']):,} ("
-                             f"{manifest['too_long']['policy']})"),
+        (
+            "exact duplicates",
+            f"{manifest['exact_duplicates']['rows']:,} (only the first copy can be kept)",
+        ),
+        (
+            "too long to rank",
+            f"{len(manifest['too_long']['rows']):,} ({manifest['too_long']['policy']})",
+        ),
         ("method", manifest["method"]["name"]),
         *[
             (f"{manifest['method']['name']}.{key}", _short(value))
             for key, value in manifest["method"]["params"].items()
         ],
         ("budget", f"{budget}; near-duplicate tau {_short(config.get('tau'))}"),
-        ("model", f"{manifest.get('model') or 'none (no model requests)'}; "
-                  f"template {config.get('template')}; dtype {_dtype(manifest)}"),
+        (
+            "model",
+            f"{manifest.get('model') or 'none (no model requests)'}; "
+            f"template {config.get('template')}; dtype {_dtype(manifest)}",
+        ),
         ("time", ", ".join(f"{k} {v:.1f} s" for k, v in manifest["seconds"].items())),
-    ]  # fmt: skip
+    ]
     if engine:
-        rows.append((
-            "cost",
-            f"{engine['requests']:,} requests, {engine['stored']:,} from the store, "
-            f"{engine['computed']:,} computed, {engine['tokens']:,} tokens",
-        ))  # fmt: skip
+        rows.append(
+            (
+                "cost",
+                f"{engine['requests']:,} requests, {engine['stored']:,} from the store, "
+                f"{engine['computed']:,} computed, {engine['tokens']:,} tokens",
+            )
+        )
     reasons = _table(["reason", "meaning"], [(why, meaning) for why, meaning in REASONS.items()])
     too_long = manifest["too_long"]["rows"]
     long_rows = (
@@ -248,10 +273,14 @@ def _map(table: pd.DataFrame, texts: dict[int, tuple[str, str]]) -> str:
         central = members[members.cluster_central.fillna(False)]
         row = int(central.row.iloc[0]) if len(central) else int(members.row.iloc[0])
         label = _clip(texts.get(row, (f"row {row}", ""))[0], 60)
-        coverage.append((
-            int(cluster), label, len(members) / len(placed),
-            (kept.cluster == cluster).sum() / max(1, len(kept)),
-        ))  # fmt: skip
+        coverage.append(
+            (
+                int(cluster),
+                label,
+                len(members) / len(placed),
+                (kept.cluster == cluster).sum() / max(1, len(kept)),
+            )
+        )
     coverage.sort(key=lambda c: -c[2])
     labels = [f"{c}: {label}" for c, label, _, _ in coverage]
     pool_share = np.array([c[2] for c in coverage])
@@ -266,15 +295,17 @@ def _map(table: pd.DataFrame, texts: dict[int, tuple[str, str]]) -> str:
         if under
         else "No topic cluster is kept at less than half its share of the pool."
     )
-    return "".join([
-        head,
-        f'<p>{_e(title)}; kept rows in orange. <span class="note">{_e(note)}</span></p>',
-        _img(plots.scatter_map(xy, selected, title)),
-        "<h3>Topic coverage</h3><p>k-means clusters of the embeddings, each named by its most "
-        f"central sample. {finding}</p>",
-        _img(plots.coverage_bars(labels, pool_share, kept_share)),
-        _table(["cluster", "named by", "pool share", "kept share", "kept / pool"], rows),
-    ])  # fmt: skip
+    return "".join(
+        [
+            head,
+            f'<p>{_e(title)}; kept rows in orange. <span class="note">{_e(note)}</span></p>',
+            _img(plots.scatter_map(xy, selected, title)),
+            "<h3>Topic coverage</h3><p>k-means clusters of the embeddings, each named by its most "
+            f"central sample. {finding}</p>",
+            _img(plots.coverage_bars(labels, pool_share, kept_share)),
+            _table(["cluster", "named by", "pool share", "kept share", "kept / pool"], rows),
+        ]
+    )
 
 
 def _samples(
@@ -362,10 +393,15 @@ def _duplicates(table: pd.DataFrame, texts: dict[int, tuple[str, str]]) -> str:
     rows = []
     for _, row in found.sort_values("rank").head(_DUPLICATES_SHOWN).iterrows():
         of = int(row.near_duplicate_of)
-        rows.append((
-            int(row["row"]), _clip(texts.get(int(row["row"]), ("",))[0], 90),
-            of, _clip(texts.get(of, ("",))[0], 90), f"{row.similarity:.3f}",
-        ))  # fmt: skip
+        rows.append(
+            (
+                int(row["row"]),
+                _clip(texts.get(int(row["row"]), ("",))[0], 90),
+                of,
+                _clip(texts.get(of, ("",))[0], 90),
+                f"{row.similarity:.3f}",
+            )
+        )
     shown = f"the {len(rows)} best scored of " if len(found) > len(rows) else ""
     return (
         head + f"<p>{len(found):,} rows scored high enough to keep but were too similar to a "

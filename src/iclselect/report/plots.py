@@ -37,9 +37,12 @@ def score_histogram(
     figure, axes = _figure()
     bins = np.histogram_bin_edges(scores, bins=min(50, max(10, len(scores) // 20)))
     axes.hist(
-        [scores[~selected], scores[selected]], bins=bins, stacked=True,
-        color=[_DROPPED, _KEPT], label=["dropped", "kept"],
-    )  # fmt: skip
+        [scores[~selected], scores[selected]],
+        bins=bins,
+        stacked=True,
+        color=[_DROPPED, _KEPT],
+        label=["dropped", "kept"],
+    )
     if cut is not None:
         axes.axvline(cut, color="black", linestyle="--", linewidth=1)
         axes.annotate(f" cut {cut:.4g}", (cut, axes.get_ylim()[1] * 0.92), fontsize=8)

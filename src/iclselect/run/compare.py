@@ -101,9 +101,16 @@ def agreement(results: list[RunResult]) -> tuple[np.ndarray, np.ndarray]:
 
 
 COST_HEADER = [
-    "method", "scoring s", "requests", "from store", "computed", "tokens computed", "scored",
-    "kept", "mean response chars kept",
-]  # fmt: skip
+    "method",
+    "scoring s",
+    "requests",
+    "from store",
+    "computed",
+    "tokens computed",
+    "scored",
+    "kept",
+    "mean response chars kept",
+]
 
 
 def cost_rows(results: list[RunResult]) -> list[tuple[str, ...]]:
@@ -112,10 +119,16 @@ def cost_rows(results: list[RunResult]) -> list[tuple[str, ...]]:
     for r in results:
         counts = [r.engine.get(key, 0) for key in ("requests", "stored", "computed", "tokens")]
         scored = int(np.isfinite(r.scores_data.score).sum())
-        rows.append((
-            r.method, f"{r.seconds:.1f}", *map(str, counts), str(scored), str(r.kept),
-            f"{r.kept_response_chars:.0f}",
-        ))  # fmt: skip
+        rows.append(
+            (
+                r.method,
+                f"{r.seconds:.1f}",
+                *map(str, counts),
+                str(scored),
+                str(r.kept),
+                f"{r.kept_response_chars:.0f}",
+            )
+        )
     return rows
 
 
@@ -146,9 +159,9 @@ def _write_csv(
         writer = csv.writer(handle)
         writer.writerow(header)
         for a, row in enumerate(cost_rows(results)):
-            writer.writerow([
-                *row, *(f"{v:.4f}" for v in spearman[a]), *(f"{v:.4f}" for v in overlap[a])
-            ])  # fmt: skip
+            writer.writerow(
+                [*row, *(f"{v:.4f}" for v in spearman[a]), *(f"{v:.4f}" for v in overlap[a])]
+            )
 
 
 def read_comparison(

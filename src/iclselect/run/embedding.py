@@ -55,7 +55,14 @@ def embed_texts(
             log.warning(f"{store.corrupt} corrupt stored embeddings are computed again")
         if missing:
             embedder = embedder or make()
-            _encode(embedder, missing, keys, store, vectors, show_progress)
+            _encode(
+                embedder,
+                missing,
+                keys=keys,
+                store=store,
+                vectors=vectors,
+                show_progress=show_progress,
+            )
         log.info(
             f"embedding: {len(keys)} distinct texts, {len(keys) - len(missing)} from the store, "
             f"{len(missing)} computed"
@@ -73,6 +80,7 @@ def embed_texts(
 def _encode(
     embedder: TextEncoder,
     texts: list[str],
+    *,
     keys: dict[str, str],
     store: VectorStore,
     vectors: dict[str, np.ndarray],

@@ -30,7 +30,7 @@ class MethodCost:
     flops: float
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Inspection:
     path: str
     schema: str
@@ -74,7 +74,10 @@ class Inspection:
                 ("method", "requests", "tokens", "TFLOP", "time"),
                 [
                     (
-                        c.method, f"{c.requests:,}", f"{c.tokens:,}", f"{c.flops / 1e12:.2f}",
+                        c.method,
+                        f"{c.requests:,}",
+                        f"{c.tokens:,}",
+                        f"{c.flops / 1e12:.2f}",
                         estimated_time(c.flops, self.rate, untimed)
                         if c.requests
                         else "seconds (no model)",
@@ -82,7 +85,7 @@ class Inspection:
                     for c in self.costs
                 ],
                 left={0, 4},
-            )  # fmt: skip
+            )
         return "\n".join(lines)
 
 
@@ -135,7 +138,17 @@ def inspect_data(config: RunConfig, names: list[str], timing: bool = True) -> In
                     MethodCost(method.name, cost.requests, cost.distinct, cost.tokens, cost.flops)
                 )
     return Inspection(
-        str(dataset.path), dataset.schema, dataset.container, dataset.n_rows, invalid,
-        len(pool) - len({s.id for s in pool.samples}), lengths, config.max_length,
-        engine.model_id if engine else config.model, config.template, costs, rate, timing,
-    )  # fmt: skip
+        path=str(dataset.path),
+        schema=dataset.schema,
+        container=dataset.container,
+        rows=dataset.n_rows,
+        invalid=invalid,
+        duplicates=len(pool) - len({s.id for s in pool.samples}),
+        lengths=lengths,
+        max_length=config.max_length,
+        model=engine.model_id if engine else config.model,
+        template=config.template,
+        costs=costs,
+        rate=rate,
+        timed=timing,
+    )

@@ -61,8 +61,10 @@ def scores_table(
             bad = invalid[row]
             field = f"field {bad.field!r}: " if bad.field else ""
             values: dict[str, Any] = {
-                "reason": "invalid", "detail": f"{field}{bad.message}", "selected": False
-            }  # fmt: skip
+                "reason": "invalid",
+                "detail": f"{field}{bad.message}",
+                "selected": False,
+            }
         else:
             score = float(scores.score[i])
             first = first_of[i]
@@ -91,9 +93,9 @@ def scores_table(
         values["row"] = row
         for name, column in columns.items():
             column.append(values.get(name))
-    table = pa.table({
-        name: pa.array(values, type=BASE.get(name)) for name, values in columns.items()
-    })  # fmt: skip
+    table = pa.table(
+        {name: pa.array(values, type=BASE.get(name)) for name, values in columns.items()}
+    )
     order = b"true" if scores.higher_first else b"false"
     table = table.replace_schema_metadata({HIGHER_FIRST: order})
     return with_row_columns(table, scores.row_columns)

@@ -129,9 +129,13 @@ def prepare(
     started = time.perf_counter()
     with stages.stage("read and validate"):
         dataset = read_input(
-            config.data, config.format, config.fields, config.skip_invalid, config.dataset,
-            config.split,
-        )  # fmt: skip
+            config.data,
+            format=config.format,
+            fields=config.fields,
+            skip_invalid=config.skip_invalid,
+            dataset=config.dataset,
+            split=config.split,
+        )
     samples = dataset.samples
     if len(samples) < 2:
         raise InputError(
@@ -248,11 +252,21 @@ def executor_for(config: RunConfig, loaded: LoadedModel) -> Executor | None:
             resolve(config.model).location, dtype_name(loaded.model.dtype), config.max_length
         )
     spec = WorkerSpec(
-        config.model, loaded.model_id, dtype_name(loaded.model.dtype), config.device,
-        config.template, config.max_batch_tokens, config.max_length,
+        model=config.model,
+        model_id=loaded.model_id,
+        dtype=dtype_name(loaded.model.dtype),
+        device=config.device,
+        template=config.template,
+        max_batch_tokens=config.max_batch_tokens,
+        max_length=config.max_length,
         threads=max(1, len(os.sched_getaffinity(0)) // config.workers),
-    )  # fmt: skip
-    return RayExecutor(spec, config.workers, config.ray_address, config.gpus_per_worker)
+    )
+    return RayExecutor(
+        spec,
+        workers=config.workers,
+        address=config.ray_address,
+        gpus_per_worker=config.gpus_per_worker,
+    )
 
 
 def score(
@@ -344,7 +358,13 @@ def choose(scored: Scored, budget: Budget, tau: float | None = None) -> Choice:
     ids = [sample.id for sample in pool.samples]
     with stages.stage("select (near-duplicates)"):
         selection = select(
-            scores.score, budget, scores.excluded, pool.full_vectors, tau, ids, scores.higher_first
+            scores.score,
+            budget,
+            scores.excluded,
+            vectors=pool.full_vectors,
+            tau=tau,
+            ids=ids,
+            higher_first=scores.higher_first,
         )
     return Choice(selection, budget, tau)
 

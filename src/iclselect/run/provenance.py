@@ -21,9 +21,13 @@ def read_run_input(out: Path) -> tuple[Dataset | None, str]:
         return None, "the run read its rows from standard input"
     try:
         dataset = read_input(
-            config["data"], config["format"], config["fields"], True, config.get("dataset"),
-            config.get("split"),
-        )  # fmt: skip
+            config["data"],
+            format=config["format"],
+            fields=config["fields"],
+            skip_invalid=True,
+            dataset=config.get("dataset"),
+            split=config.get("split"),
+        )
     except (InputError, OSError, ValueError) as error:
         return None, f"the run's input cannot be read ({error})"
     scored = pq.read_table(out / "scores.parquet", columns=["row", "id"]).to_pylist()

@@ -106,9 +106,12 @@ def _answer(
 ) -> dict[LogprobRequest, LogprobResult]:
     if memory is None:
         return dict(
-            zip(question.requests, answerer.loglikelihood(question.requests, question.desc),
-                strict=True)
-        )  # fmt: skip
+            zip(
+                question.requests,
+                answerer.loglikelihood(question.requests, question.desc),
+                strict=True,
+            )
+        )
     fresh = [r for r in dict.fromkeys(question.requests) if r not in memory]
     memory.update(zip(fresh, answerer.loglikelihood(fresh, question.desc), strict=True))
     answerer.answered_earlier(len(question.requests) - len(fresh))

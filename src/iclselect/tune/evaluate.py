@@ -87,10 +87,13 @@ def generate(
             mask[r, width - len(prompts[i]) :] = 1
         with torch.no_grad():
             out = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                max_new_tokens=max_new_tokens, pad_token_id=pad,
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad,
                 eos_token_id=tokenizer.eos_token_id,
-            )  # fmt: skip
+            )
         for r, i in enumerate(chunk):
             replies[i] = tokenizer.decode(out[r, width:], skip_special_tokens=True)
     return [replies[i] for i in range(len(items))]

@@ -107,10 +107,13 @@ def finetune(
         model = get_peft_model(
             model,
             LoraConfig(
-                r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.0,
-                target_modules="all-linear", task_type="CAUSAL_LM",
+                r=config.lora_r,
+                lora_alpha=2 * config.lora_r,
+                lora_dropout=0.0,
+                target_modules="all-linear",
+                task_type="CAUSAL_LM",
             ),
-        )  # fmt: skip
+        )
     inner = model.get_base_model() if config.lora else model
     body, head = inner.base_model, inner.get_output_embeddings()
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
@@ -118,9 +121,11 @@ def finetune(
     optimizer = torch.optim.AdamW(trainable.values(), lr=config.lr, weight_decay=0.0, fused=True)
     batches = schedule([len(e.ids) for e in data], config)
     train_log = TrainLog(
-        len(batches), len(data), sum(len(e.ids) - e.n_context for e in data),
+        len(batches),
+        len(data),
+        sum(len(e.ids) - e.n_context for e in data),
         sum(1 for e in data if e.truncated),
-    )  # fmt: skip
+    )
     checkpoint = workdir / "checkpoint.pt"
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -134,9 +139,13 @@ def finetune(
     model.train()
     started = time.perf_counter()
     bar = tqdm(
-        total=len(batches), initial=train_log.resumed_from, desc="training", unit="step",
-        disable=None if show_progress else True, leave=False,
-    )  # fmt: skip
+        total=len(batches),
+        initial=train_log.resumed_from,
+        desc="training",
+        unit="step",
+        disable=None if show_progress else True,
+        leave=False,
+    )
     for step in range(train_log.resumed_from, len(batches)):
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             loss = _loss(body, head, [data[i] for i in batches[step]], device)

@@ -41,10 +41,14 @@ def fit_predict(job: FitClassifier, causal: Any, tokenizer: Any, device: Any) ->
     model = get_peft_model(
         classifier.to(device),
         LoraConfig(
-            r=_LORA["r"], lora_alpha=_LORA["alpha"], lora_dropout=_LORA["dropout"],
-            target_modules=["q_proj", "v_proj"], bias="none", task_type="SEQ_CLS",
+            r=_LORA["r"],
+            lora_alpha=_LORA["alpha"],
+            lora_dropout=_LORA["dropout"],
+            target_modules=["q_proj", "v_proj"],
+            bias="none",
+            task_type="SEQ_CLS",
         ),
-    )  # fmt: skip
+    )
     for name, parameter in model.named_parameters():
         parameter.requires_grad = "lora" in name
     trained = [p for p in model.parameters() if p.requires_grad]

@@ -38,9 +38,14 @@ from iclselect.lm.precision import cpu_name
 from iclselect.run.config import RunConfig
 
 __all__ = [
-    "PRESETS", "Preset", "Quality", "QualityConfig", "append_benchmarks", "markdown",
+    "PRESETS",
+    "Preset",
+    "Quality",
+    "QualityConfig",
+    "append_benchmarks",
+    "markdown",
     "run_quality",
-]  # fmt: skip
+]
 
 
 @dataclass
@@ -76,17 +81,37 @@ def run_quality(config: QualityConfig) -> Quality:
         rows = planted.rows
         log(f"planted {sum(planted.mask())} defective rows among {len(rows)} (defects.py)")
     run_config = RunConfig(
-        data=rows, out=str(out), model=config.model, template=config.template, dtype="auto",
-        device=config.device, options=options, max_length=preset.max_length,
-        store=config.store or str(out / "store.sqlite"), report=False, quiet=config.quiet,
-    )  # fmt: skip
+        data=rows,
+        out=str(out),
+        model=config.model,
+        template=config.template,
+        dtype="auto",
+        device=config.device,
+        options=options,
+        max_length=preset.max_length,
+        store=config.store or str(out / "store.sqlite"),
+        report=False,
+        quiet=config.quiet,
+    )
     started = time.perf_counter()
     arms, pool, scoring, orders = plan_arms(config, preset, specs, run_config, log)
     scoring_seconds = time.perf_counter() - started
     results = []
     for n, arm in enumerate(arms, start=1):
         log(f"arm {n}/{len(arms)}: {arm.name} ({len(arm.indices)} rows)")
-        results.append(run_arm(arm, pool, sets, preset, config, model_id, template, out, log))
+        results.append(
+            run_arm(
+                arm,
+                pool,
+                sets,
+                preset=preset,
+                config=config,
+                model_id=model_id,
+                template=template,
+                out=out,
+                log=log,
+            )
+        )
     summary: dict[str, Any] = {
         "date": date.today().isoformat(),
         "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",

@@ -95,8 +95,16 @@ def plan_arms(
             if name == "longest" or not rows:
                 continue
             for seed in range(preset.n_matched):
-                arms.append(Arm(f"{name}-matched-s{seed}@{label}", "matched", budget,
-                                matched_draw(lengths, rows, seed), seed, of=name))  # fmt: skip
+                arms.append(
+                    Arm(
+                        f"{name}-matched-s{seed}@{label}",
+                        "matched",
+                        budget,
+                        matched_draw(lengths, rows, seed),
+                        seed,
+                        of=name,
+                    )
+                )
     if preset.full:
         arms.append(Arm("full", "full", 1.0, list(range(len(pool)))))
     orders = {
@@ -126,6 +134,7 @@ def run_arm(
     arm: Arm,
     pool: list[Sample],
     eval_sets: list[EvalSet],
+    *,
     preset: Preset,
     config: QualityConfig,
     model_id: str,
@@ -134,7 +143,9 @@ def run_arm(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Fine-tune on the arm's rows and evaluate; read back if done, resume if interrupted."""
-    key = arm_key(arm, pool, eval_sets, preset, model_id, template.fingerprint)
+    key = arm_key(
+        arm, pool, eval_sets, preset=preset, model_id=model_id, template=template.fingerprint
+    )
     workdir = out / "arms" / arm.name.replace("%", "pct").replace("@", "-") / key[:12]
     done = workdir / "result.json"
     if done.is_file():
@@ -143,25 +154,38 @@ def run_arm(
     workdir.mkdir(parents=True, exist_ok=True)
     chosen = [pool[i] for i in arm.indices]
     result: dict[str, Any] = {
-        "arm": arm.name, "method": arm.method, "budget": arm.budget, "seed": arm.seed,
-        "of": arm.of, "rows": len(chosen), "pool_rows": [s.row for s in chosen],
+        "arm": arm.name,
+        "method": arm.method,
+        "budget": arm.budget,
+        "seed": arm.seed,
+        "of": arm.of,
+        "rows": len(chosen),
+        "pool_rows": [s.row for s in chosen],
         "mean_response_chars": statistics.fmean(len(s.response) for s in chosen) if chosen else 0.0,
-    }  # fmt: skip
+    }
     loaded = load_model(config.model, "fp32", config.device)
     model = loaded.model
     if chosen:
         model, train_log = finetune(
-            model, examples(chosen, template, preset.train.max_length), preset.train, workdir,
-            show_progress=not config.quiet, log=lambda m: log(f"{arm.name}: {m}"),
-        )  # fmt: skip
+            model,
+            examples(chosen, template, preset.train.max_length),
+            preset.train,
+            workdir,
+            show_progress=not config.quiet,
+            log=lambda m: log(f"{arm.name}: {m}"),
+        )
         result["train"] = asdict(train_log)
     dtype = training_dtype(preset.train.precision, next(model.parameters()).device)
     tuned = LoadedModel(model.to(dtype), loaded.tokenizer, f"{loaded.model_id}+{arm.name}")
     started = time.perf_counter()
     result["eval"] = evaluate(
-        tuned, template, eval_sets, preset.generate_tokens, max_length=preset.max_length,
+        tuned,
+        template,
+        eval_sets,
+        preset.generate_tokens,
+        max_length=preset.max_length,
         show_progress=not config.quiet,
-    )  # fmt: skip
+    )
     result["eval_seconds"] = time.perf_counter() - started
     result["key"] = key
     nll = ", ".join(f"{name} {v['nll']:.4f}" for name, v in result["eval"].items())
@@ -174,25 +198,32 @@ def arm_key(
     arm: Arm,
     pool: list[Sample],
     eval_sets: list[EvalSet],
+    *,
     preset: Preset,
     model_id: str,
     template: str,
 ) -> str:
     payload = {
-        "version": RESULT_VERSION, "model": model_id, "template": template,
-        "train": asdict(preset.train), "rows": [pool[i].id for i in arm.indices],
-        "generate": preset.generate_tokens, "max_length": preset.max_length,
+        "version": RESULT_VERSION,
+        "model": model_id,
+        "template": template,
+        "train": asdict(preset.train),
+        "rows": [pool[i].id for i in arm.indices],
+        "generate": preset.generate_tokens,
+        "max_length": preset.max_length,
         "eval": [[s.name, items_digest(s)] for s in eval_sets],
-    }  # fmt: skip
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def items_digest(eval_set: EvalSet) -> str:
     """sha256 of an eval set's items: the same items wherever the file was installed."""
     text = json.dumps(
-        [[[[t.role, t.content] for t in i.prompt], i.reference, i.choices, i.number]
-         for i in eval_set.items]
-    )  # fmt: skip
+        [
+            [[[t.role, t.content] for t in i.prompt], i.reference, i.choices, i.number]
+            for i in eval_set.items
+        ]
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 

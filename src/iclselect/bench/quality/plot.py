@@ -32,9 +32,18 @@ def quality_plot(summary: dict[str, Any], path: Path) -> None:
             color = f"C{m}"
             for b, budget in enumerate(budgets):
                 x = b + (m - (len(methods) - 1) / 2) * width
-                row = next((r for r in rows if r["method"] == method and r["budget"] == budget
-                            and r["set"] == name and r["metric"] == metric
-                            and r["reference"] == "random"), None)  # fmt: skip
+                row = next(
+                    (
+                        r
+                        for r in rows
+                        if r["method"] == method
+                        and r["budget"] == budget
+                        and r["set"] == name
+                        and r["metric"] == metric
+                        and r["reference"] == "random"
+                    ),
+                    None,
+                )
                 if row is None:
                     continue
                 spread = [[row["gain"] - row["low"]], [row["high"] - row["gain"]]]
@@ -43,8 +52,16 @@ def quality_plot(summary: dict[str, Any], path: Path) -> None:
                 control = _matched_gain(arms, method, budget, name, metric)
                 if control is not None:
                     spread = [[control.gain - control.low], [control.high - control.gain]]
-                    axes.errorbar(x + width / 3, control.gain, spread, fmt="o", mfc="white",
-                                  color=color, capsize=2, alpha=0.7)  # fmt: skip
+                    axes.errorbar(
+                        x + width / 3,
+                        control.gain,
+                        spread,
+                        fmt="o",
+                        mfc="white",
+                        color=color,
+                        capsize=2,
+                        alpha=0.7,
+                    )
         axes.axhline(0, color="black", linewidth=0.8)
         axes.set_xticks(range(len(budgets)), [f"{b * 100:g}%" for b in budgets])
         label = "NLL: random - arm" if metric == "nll" else "accuracy: arm - random"
@@ -52,8 +69,9 @@ def quality_plot(summary: dict[str, Any], path: Path) -> None:
         axes.tick_params(labelsize=7)
     for axes in panels[len(columns) :]:
         axes.set_visible(False)
-    panels[0].legend(fontsize=6, title="filled: method, hollow: its length-matched random",
-                     title_fontsize=6)  # fmt: skip
+    panels[0].legend(
+        fontsize=6, title="filled: method, hollow: its length-matched random", title_fontsize=6
+    )
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=110)
     plt.close(figure)
@@ -63,8 +81,9 @@ def _matched_gain(arms, method, budget, name, metric):
     """The length-matched controls' gain over random (their seeds against random's)."""
     import numpy as np
 
-    group = [a for a in arms if a["method"] == "matched" and a["of"] == method
-             and a["budget"] == budget]  # fmt: skip
+    group = [
+        a for a in arms if a["method"] == "matched" and a["of"] == method and a["budget"] == budget
+    ]
     randoms = [a for a in arms if a["method"] == "random" and a["budget"] == budget]
     if not group or not randoms:
         return None

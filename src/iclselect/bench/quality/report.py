@@ -36,8 +36,13 @@ def markdown(summary: dict[str, Any]) -> str:
     advice = summary["recommendation"]
     evidence = "\n".join(f"- {line}" for line in advice["evidence"])
     closing = f"**Recommendation.** {advice['text']}\n\nEvidence ({advice['unit']}):\n\n{evidence}"
-    parts = ["\n".join(lines), gains(summary), recovered_table(summary),
-             planted_table(summary), closing]  # fmt: skip
+    parts = [
+        "\n".join(lines),
+        gains(summary),
+        recovered_table(summary),
+        planted_table(summary),
+        closing,
+    ]
     return "\n\n".join(part for part in parts if part) + "\n"
 
 
@@ -86,8 +91,13 @@ def planted_table(summary: dict[str, Any]) -> str:
     for method, auc in planted["auc"].items():
         lines.append(_row([method, f"{auc['all']:.3f}", *(f"{auc[k]:.3f}" for k in kinds)]))
     expected = f"{planted['pool_share']:.0%}"
-    lines += ["", f"Share of planted rows in each subset (random expects {expected}):", "",
-              _row(["arm", "planted share"]), "|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        f"Share of planted rows in each subset (random expects {expected}):",
+        "",
+        _row(["arm", "planted share"]),
+        "|---|---|",
+    ]
     lines += [_row([arm, f"{share:.0%}"]) for arm, share in planted["subset_share"].items()]
     return "\n".join(lines)
 
@@ -108,13 +118,18 @@ def gains(summary: dict[str, Any]) -> str:
         if not mine:
             continue
         digits = 4 if metric == "nll" else 3
-        lines = [f"*{name} {'NLL' if metric == 'nll' else 'accuracy'}*", "",
-                 _row(["arm", *(f"vs {r}" for r in REFERENCES)]), "|---|---|---|---|"]  # fmt: skip
+        lines = [
+            f"*{name} {'NLL' if metric == 'nll' else 'accuracy'}*",
+            "",
+            _row(["arm", *(f"vs {r}" for r in REFERENCES)]),
+            "|---|---|---|---|",
+        ]
         for arm in dict.fromkeys(r["arm"] for r in mine):
             cells = [arm]
             for reference in REFERENCES:
-                row = next((r for r in mine if r["arm"] == arm and r["reference"] == reference),
-                           None)  # fmt: skip
+                row = next(
+                    (r for r in mine if r["arm"] == arm and r["reference"] == reference), None
+                )
                 cells.append("" if row is None else _verdict_cell(row, digits))
             lines.append(_row(cells))
         out.append("\n".join(lines))
@@ -136,8 +151,13 @@ def _groups(arms: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]
     groups: dict[str, list[dict[str, Any]]] = {}
     for arm in arms:
         budget = f"{arm['budget'] * 100:g}%" if arm["budget"] is not None else ""
-        same = [a for a in arms if a["method"] == arm["method"] and a["budget"] == arm["budget"]
-                and a.get("of") == arm.get("of")]  # fmt: skip
+        same = [
+            a
+            for a in arms
+            if a["method"] == arm["method"]
+            and a["budget"] == arm["budget"]
+            and a.get("of") == arm.get("of")
+        ]
         if arm["method"] == "random":
             label = f"random@{budget} (mean ± sd, {len(same)} seeds)"
         elif arm["method"] == "matched":
@@ -186,11 +206,19 @@ def to_csv(summary: dict[str, Any]) -> str:
             row = found.get(key)
             intervals += ["", "", ""] if row is None else [row["gain"], row["low"], row["high"]]
         writer.writerow(
-            [arm["arm"], arm["method"], arm.get("of") or "", arm["budget"], arm["seed"],
-             arm["rows"], f"{arm['mean_response_chars']:.1f}",
-             f"{arm.get('train', {}).get('seconds', 0):.1f}"]
-            + [arm["eval"][name][metric] for name, metric in columns] + intervals
-        )  # fmt: skip
+            [
+                arm["arm"],
+                arm["method"],
+                arm.get("of") or "",
+                arm["budget"],
+                arm["seed"],
+                arm["rows"],
+                f"{arm['mean_response_chars']:.1f}",
+                f"{arm.get('train', {}).get('seconds', 0):.1f}",
+            ]
+            + [arm["eval"][name][metric] for name, metric in columns]
+            + intervals
+        )
     return buffer.getvalue()
 
 
@@ -207,11 +235,14 @@ def append_benchmarks(path: Path, result: Any, command: str) -> None:
     kind = "LoRA" if train["lora"] else "full fine-tuning"
     sets = "; ".join(
         f"{s['name']} ({s['items']} items"
-        + (f", {n} with an empty reference left out" if (n := s["empty_reference_left_out"])
-           else "")
+        + (
+            f", {n} with an empty reference left out"
+            if (n := s["empty_reference_left_out"])
+            else ""
+        )
         + ")"
         for s in summary["eval_sets"]
-    )  # fmt: skip
+    )
     scoring = summary["scoring"]["seconds"] / 60
     pool = summary["pool"]
     about = (

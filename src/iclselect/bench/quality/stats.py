@@ -61,7 +61,9 @@ def paired_bootstrap(
     n_seeds, n_items = reference.shape
     assert arm.shape == (n_items,), f"arm has {arm.shape} values, reference {reference.shape}"
     assert n_items > 0, "no eval items to compare on"
-    items, seeds = _draws(n_items, n_seeds, resamples, seed, items, seeds)
+    items, seeds = _draws(
+        n_items, n_seeds, resamples=resamples, seed=seed, items=items, seeds=seeds
+    )
     sign = 1.0 if lower_is_better else -1.0
     reference_means = _seed_means(reference, seeds)  # replicates x items
     per_item = sign * (reference_means - arm[None, :])
@@ -103,7 +105,9 @@ def recovered_share(
     full, untuned = (np.asarray(v, dtype=float) for v in (full, untuned))
     n_seeds, n_items = arm.shape
     assert full.shape == untuned.shape == (n_items,), "arm, full and untuned need the same items"
-    items, seeds = _draws(n_items, n_seeds, resamples, seed, items, seeds)
+    items, seeds = _draws(
+        n_items, n_seeds, resamples=resamples, seed=seed, items=items, seeds=seeds
+    )
     sign = 1.0 if lower_is_better else -1.0
     arm_means = _seed_means(arm, seeds)  # replicates x items
     arm_gain = np.take_along_axis(sign * (untuned[None, :] - arm_means), items, axis=1)
@@ -121,6 +125,7 @@ def recovered_share(
 def _draws(
     n_items: int,
     n_seeds: int,
+    *,
     resamples: int,
     seed: int,
     items: np.ndarray | None,

@@ -59,12 +59,21 @@ def comparisons(summary: dict[str, Any]) -> list[dict[str, Any]]:
                     np.stack([item_values(a, name, metric) for a in group]),
                     lower_is_better=metric == "nll",
                 )
-                out.append({
-                    "arm": arm["arm"], "method": arm["method"], "budget": arm["budget"],
-                    "set": name, "metric": metric, "reference": reference,
-                    "reference_arms": len(group), "gain": interval.gain, "low": interval.low,
-                    "high": interval.high, "verdict": interval.verdict,
-                })  # fmt: skip
+                out.append(
+                    {
+                        "arm": arm["arm"],
+                        "method": arm["method"],
+                        "budget": arm["budget"],
+                        "set": name,
+                        "metric": metric,
+                        "reference": reference,
+                        "reference_arms": len(group),
+                        "gain": interval.gain,
+                        "low": interval.low,
+                        "high": interval.high,
+                        "verdict": interval.verdict,
+                    }
+                )
     return out
 
 
@@ -91,25 +100,35 @@ def recommendation(summary: dict[str, Any]) -> dict[str, Any]:
     arms = {a["arm"]: a for a in summary["arms"]}
 
     def evidence(arm: str) -> str:
-        parts = [f"vs {ref} {interval(row).text()} ({row['verdict']})"
-                 for ref, row in by_arm[arm].items()]  # fmt: skip
+        parts = [
+            f"vs {ref} {interval(row).text()} ({row['verdict']})"
+            for ref, row in by_arm[arm].items()
+        ]
         return f"{arm}: " + "; ".join(parts)
 
     def others(arm: str) -> str:
         """On the other sets' NLL: where it beats random."""
-        wins = [r["set"] for r in summary["comparisons"]
-                if r["arm"] == arm and r["metric"] == "nll" and r["set"] != primary
-                and r["reference"] == "random" and r["verdict"] == "better"]  # fmt: skip
+        wins = [
+            r["set"]
+            for r in summary["comparisons"]
+            if r["arm"] == arm
+            and r["metric"] == "nll"
+            and r["set"] != primary
+            and r["reference"] == "random"
+            and r["verdict"] == "better"
+        ]
         total = len({r["set"] for r in summary["comparisons"] if r["set"] != primary})
         return f"it beats random on {len(wins)} of the {total} other sets' NLL" + (
             f" ({', '.join(wins)})" if wins else ""
         )
 
     winners = [
-        arm for arm, refs in by_arm.items()
-        if arms[arm]["method"] != "longest" and "random" in refs
+        arm
+        for arm, refs in by_arm.items()
+        if arms[arm]["method"] != "longest"
+        and "random" in refs
         and all(row["verdict"] == "better" for row in refs.values())
-    ]  # fmt: skip
+    ]
     unit = f"gain in mean per-token NLL on {primary} (positive: better), 95% paired bootstrap"
     if winners:
         best = max(winners, key=lambda arm: by_arm[arm]["random"]["gain"])
@@ -119,10 +138,19 @@ def recommendation(summary: dict[str, Any]) -> dict[str, Any]:
             f"Use {arm['method']} at {arm['budget'] * 100:g}% of this pool: on {primary} it beats "
             f"{checked}, each by an interval that clears zero; {others(best)}."
         )
-        return {"text": text, "method": arm["method"], "budget": arm["budget"],
-                "primary": primary, "unit": unit, "evidence": [evidence(best)]}  # fmt: skip
-    longest = [a for a, refs in by_arm.items() if arms[a]["method"] == "longest"
-               and refs.get("random", {}).get("verdict") == "better"]  # fmt: skip
+        return {
+            "text": text,
+            "method": arm["method"],
+            "budget": arm["budget"],
+            "primary": primary,
+            "unit": unit,
+            "evidence": [evidence(best)],
+        }
+    longest = [
+        a
+        for a, refs in by_arm.items()
+        if arms[a]["method"] == "longest" and refs.get("random", {}).get("verdict") == "better"
+    ]
     lines = [evidence(arm) for arm in by_arm]
     if longest:
         best = max(longest, key=lambda arm: by_arm[arm]["random"]["gain"])
@@ -131,8 +159,14 @@ def recommendation(summary: dict[str, Any]) -> dict[str, Any]:
             f"length-matched random and longest-response together. Longest-response at "
             f"{arms[best]['budget'] * 100:g}% beats random; use it ({others(best)})."
         )
-        return {"text": text, "method": "longest", "budget": arms[best]["budget"],
-                "primary": primary, "unit": unit, "evidence": lines}  # fmt: skip
+        return {
+            "text": text,
+            "method": "longest",
+            "budget": arms[best]["budget"],
+            "primary": primary,
+            "unit": unit,
+            "evidence": lines,
+        }
     ran_longest = any(a["method"] == "longest" for a in summary["arms"])
     text = (
         f"None beats random here: on {primary} no method"
@@ -140,8 +174,14 @@ def recommendation(summary: dict[str, Any]) -> dict[str, Any]:
         + " beats random subsets of the same size by an interval that clears zero; selecting "
         "buys nothing measurable for this pool and model at these budgets."
     )
-    return {"text": text, "method": None, "budget": None, "primary": primary, "unit": unit,
-            "evidence": lines}  # fmt: skip
+    return {
+        "text": text,
+        "method": None,
+        "budget": None,
+        "primary": primary,
+        "unit": unit,
+        "evidence": lines,
+    }
 
 
 def recovered(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -168,6 +208,15 @@ def recovered(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 item_values(untuned, name, metric),
                 lower_is_better=metric == "nll",
             )
-            out.append({"arm": label, "set": name, "metric": metric, "seeds": len(group),
-                        "share": share.value, "low": share.low, "high": share.high})  # fmt: skip
+            out.append(
+                {
+                    "arm": label,
+                    "set": name,
+                    "metric": metric,
+                    "seeds": len(group),
+                    "share": share.value,
+                    "low": share.low,
+                    "high": share.high,
+                }
+            )
     return out
