@@ -42,12 +42,12 @@ def pooled_states(
             for i, sequence in enumerate(batch):
                 ids[i, : len(sequence)] = torch.tensor(sequence)
                 mask[i, : len(sequence)] = 1
-            out = engine.model(
-                input_ids=ids.to(engine.device),
-                attention_mask=mask.to(engine.device),
-                output_hidden_states=True,
+            # The transformer without its LM head: logits for every position of a padded batch
+            # would take batch x width x vocabulary floats (GBs) to be thrown away.
+            out = engine.model.base_model(
+                input_ids=ids.to(engine.device), attention_mask=mask.to(engine.device)
             )
-            last = out.hidden_states[-1].float()
+            last = out.last_hidden_state.float()
             weights = mask.float()
             if weighting == "position":
                 weights = weights * torch.arange(1, width + 1, dtype=torch.float32)
