@@ -27,11 +27,11 @@ ARMS = (
     ("ifd", "ifd", {}),
     ("perplexity", "perplexity", {}),
     ("miwv", "miwv", {}),
+    ("wici-paper", "wici", {"prefilter_ifd": False, "probe_prefilter_ifd": False}),
+    ("wici-min4", "wici", {"min_tokens": 4, "prefilter_ifd": False, "probe_prefilter_ifd": False}),
     ("wici", "wici", {}),
-    ("wici-min4", "wici", {"min_tokens": 4}),
-    ("wici-ifd1", "wici", {"prefilter_ifd": True}),
     ("wici-code", "wici", {"ifd_form": "ppl", "aggregate": "code", "prefilter_ifd": True,
-                           "probes": "topk"}),
+                           "probes": "topk", "probe_prefilter_ifd": False}),
     ("rds", "rds", {"target_size": 100}),
     ("ifd-loss", "ifd", {"loss_outliers": True}),
     ("miwv-loss", "miwv", {"loss_outliers": True}),
@@ -65,7 +65,7 @@ def main() -> None:
         print(f"{label} ({seconds:.0f} s): AUC " + json.dumps({k: round(v, 3) for k, v in
               auc.items()}) + f"; top 10%: {planted_share(top, labels):.0%} planted of "
               f"{len(top)} (pool {args.share:.0%})")  # fmt: skip
-        if label == "wici":
+        if label == "wici-paper":
             frame = frame.assign(kind=[labels[r] for r in frame["row"]])
             print(frame.groupby("kind")[["score", "ifd", "loss"]].mean().round(4).to_string())
 

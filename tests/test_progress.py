@@ -69,6 +69,16 @@ def test_ctrl_c_inside_says_how_many_answers_are_stored():
     )
 
 
+def test_ctrl_c_inside_work_that_is_not_stored_claims_nothing_stored():
+    with (
+        pytest.raises(KeyboardInterrupt) as caught,
+        Progress("pooled states", 100, 8, enabled=False, stores=False) as bar,
+    ):
+        bar.update(10, 2)
+        raise KeyboardInterrupt
+    assert not isinstance(caught.value, Interrupted)
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [(42, "42 s"), (600, "10 min"), (9_067_122, "2518 h 39 min"), (3600, "1 h 00 min")],

@@ -173,10 +173,16 @@ def test_the_cpu_preset_runs_the_methods_at_their_own_settings():
     arms = {label: (method, fixed) for label, method, fixed in cpu.extra_arms}
     assert arms["wici-code"] == (
         "wici",
-        {"ifd_form": "ppl", "aggregate": "code", "prefilter_ifd": True, "probes": "topk"},
+        {
+            "ifd_form": "ppl",
+            "aggregate": "code",
+            "prefilter_ifd": True,
+            "probes": "topk",
+            "probe_prefilter_ifd": False,
+        },
     )
     assert arms["rds"] == ("rds", {})
-    assert arms["wici-ifd1"] == ("wici", {"prefilter_ifd": True})
+    assert arms["wici-paper"] == ("wici", {"prefilter_ifd": False, "probe_prefilter_ifd": False})
     assert PRESETS["cpu-small"].n_matched == 1  # the quick look stays quick
 
 
@@ -186,9 +192,10 @@ def test_the_dirty_preset_plants_defects_and_keeps_the_ceiling():
     dirty = PRESETS["dirty"]
     assert dirty.corrupt == 0.3 and dirty.full and dirty.pool_rows == PRESETS["cpu"].pool_rows
     labels = [label for label, _, _ in QualityConfig(out="x").arm_specs(dirty)]
-    assert {"wici", "wici-code", "wici-ifd1", "rds", "ifd", "perplexity", "longest"} <= set(labels)
+    assert {"wici", "wici-code", "wici-paper", "rds", "ifd", "perplexity", "longest"} <= set(labels)
     arms = {label: fixed for label, _, fixed in dirty.extra_arms}
-    assert arms["wici-ifd1"] == {"prefilter_ifd": True}  # the paper's wICI and one guard
+    # wICI as published, unguarded
+    assert arms["wici-paper"] == {"prefilter_ifd": False, "probe_prefilter_ifd": False}
     assert all(arms[f"{m}-loss"] == {"loss_outliers": True} for m in ("ifd", "miwv", "perplexity"))
     assert QualityConfig(out="x", overrides={"corrupt": 0.2}).resolved().corrupt == 0.2
 

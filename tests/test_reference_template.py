@@ -125,6 +125,7 @@ def test_the_reference_template_switches_on_the_codes_options():
         "ifd_form": "ppl",
         "aggregate": "code",
         "prefilter_ifd": True,
+        "probe_prefilter_ifd": False,
         "joint_tokens": True,
         "alone_as_text": True,
         "code_max_length": 1024,

@@ -108,13 +108,27 @@ def test_miwv_is_the_loss_gap_with_the_nearest_other_sample_as_demo():
         assert scores.score[i] == pytest.approx(expected, rel=1e-12)
 
 
-def test_wici_is_the_weighted_in_context_ifd_drop():
+@pytest.mark.parametrize("probe_prefilter", [False, True])
+def test_wici_is_the_weighted_in_context_ifd_drop(probe_prefilter):
+    """The paper's formula; with probe_prefilter_ifd (iclselect's default) the probes are the
+    nearest rows whose own IFD is at most 1."""
     p = pool()
-    scores, fake = run("wici", p, probes="topk", n_probes=3, n_neighbours=3)
+    scores, fake = run(
+        "wici",
+        p,
+        probes="topk",
+        n_probes=3,
+        n_neighbours=3,
+        prefilter_ifd=False,
+        probe_prefilter_ifd=probe_prefilter,
+    )
     vectors = p.instruction_vectors
     own = [fake.loss(conditioned(s)) / fake.loss(unconditioned(s)) for s in p.samples]
+    eligible = [b for b in range(len(p)) if own[b] <= 1 or not probe_prefilter]
+    assert (len(eligible) < len(p)) == probe_prefilter and len(eligible) > 3
     for i, candidate in enumerate(p.samples):
-        probes = [int(b) for b in np.argsort(-(vectors @ vectors[i]), kind="stable") if b != i][:3]
+        near = np.argsort(-(vectors @ vectors[i]), kind="stable")
+        probes = [int(b) for b in near if b != i and b in eligible][:3]
         assert [p.samples[b].row for b in probes] == scores.components["probe_rows"][i]
         total = 0.0
         for b in probes:
@@ -131,14 +145,28 @@ def test_wici_is_the_weighted_in_context_ifd_drop():
 
 def test_wici_reference_code_variant_averages_the_helped_probes_and_prefilters():
     p = pool(12)
-    paper, _ = run("wici", p, probes="topk", n_probes=3)
-    code, _ = run("wici", p, probes="topk", n_probes=3, aggregate="code", prefilter_ifd=True)
+    paper, _ = run(
+        "wici", p, probes="topk", n_probes=3, prefilter_ifd=False, probe_prefilter_ifd=False
+    )
+    code, _ = run(
+        "wici",
+        p,
+        probes="topk",
+        n_probes=3,
+        aggregate="code",
+        prefilter_ifd=True,
+        probe_prefilter_ifd=False,
+    )
+    default, _ = run("wici", p, probes="topk", n_probes=3, probe_prefilter_ifd=False)
     above = [i for i in range(len(p)) if paper.components["ifd"][i] > 1]
     assert above and len(above) < len(p)
     for i in range(len(p)):
         if i in above:
             assert code.excluded[i].reason == "prefiltered" and math.isnan(code.score[i])
+            # iclselect's default: the paper's score, with the code's IFD > 1 prefilter
+            assert default.excluded[i].reason == "prefiltered" and math.isnan(default.score[i])
             continue
+        assert default.score[i] == paper.score[i]
         ici, weights = paper.components["probe_ici"][i], paper.components["probe_weight"][i]
         helped = [w * t for w, t in zip(weights, ici, strict=True) if t > 0]
         assert code.score[i] == pytest.approx(sum(helped) / len(helped) if helped else 0.0)

@@ -58,10 +58,13 @@ class Progress:
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         unit: tuple[str, str] = ("tok", "tokens"),
+        stores: bool = True,
     ) -> None:
         """`tokens` counts the work in `unit` (short, plural): tokens for the engine, texts for
-        the embedder."""
+        the embedder. `stores`: each finished answer is in the store, so a Ctrl-C says how
+        many a rerun will not compute again (work that is not stored stops plainly)."""
         self.desc = desc
+        self._stores = stores
         self._unit = unit
         self.tokens_total = tokens
         self.answers_total = answers
@@ -117,5 +120,9 @@ class Progress:
     ) -> None:
         if self._bar is not None:
             self._bar.close()
-        if isinstance(error, KeyboardInterrupt) and not isinstance(error, Interrupted):
+        if (
+            self._stores
+            and isinstance(error, KeyboardInterrupt)
+            and not isinstance(error, Interrupted)
+        ):
             raise Interrupted(self.answers_done, self.answers_total) from None

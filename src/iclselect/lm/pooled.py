@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from iclselect.infra.progress import Progress
 from iclselect.lm.packer import to_job
 from iclselect.lm.requests import LogprobRequest
 
@@ -18,7 +19,10 @@ _BATCH = 16
 
 
 def pooled_states(
-    engine: Engine, requests: list[LogprobRequest], weighting: str = "mean"
+    engine: Engine,
+    requests: list[LogprobRequest],
+    weighting: str = "mean",
+    desc: str = "pooled hidden states",
 ) -> np.ndarray:
     """One unit-norm row per request: the mean of the last layer's hidden states over every
     token of its context and response, fitted to the engine's window as a scored request is.
@@ -32,10 +36,18 @@ def pooled_states(
         for i, request in enumerate(requests)
     ]
     sequences = [job.context + job.target for job in jobs]
+    # Longest first, so that a batch pads to lengths near its own and the widest batch, the
+    # one that decides the peak memory, comes first.
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     rows = []
-    with torch.inference_mode():
-        for start in range(0, len(sequences), _BATCH):
-            batch = sequences[start : start + _BATCH]
+    tokens = sum(len(s) for s in sequences)
+    shown = engine.cache.show_progress
+    with (
+        torch.inference_mode(),
+        Progress(desc, tokens, len(sequences), 0, shown, stores=False) as progress,
+    ):
+        for start in range(0, len(order), _BATCH):
+            batch = [sequences[i] for i in order[start : start + _BATCH]]
             width = max(len(s) for s in batch)
             ids = torch.zeros((len(batch), width), dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -53,5 +65,10 @@ def pooled_states(
                 weights = weights * torch.arange(1, width + 1, dtype=torch.float32)
             weights = weights.to(engine.device).unsqueeze(-1)
             rows.append(((last * weights).sum(1) / weights.sum(1)).cpu().numpy())
-    states = np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+            progress.update(sum(len(s) for s in batch), len(batch))
+    if not rows:
+        return np.zeros((0, 0), dtype=np.float32)
+    by_length = np.concatenate(rows)
+    states = np.empty_like(by_length)
+    states[order] = by_length
     return states / np.maximum(np.linalg.norm(states, axis=1, keepdims=True), 1e-12)

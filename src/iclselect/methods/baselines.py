@@ -20,7 +20,7 @@ from iclselect.methods.guards import (
     loss_outliers,
     too_short,
 )
-from iclselect.methods.loss_requests import conditioned
+from iclselect.methods.loss_requests import conditioned, losses
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -54,15 +54,16 @@ def perplexity(pool: Pool, config: PerplexityConfig) -> Rounds:
     requests = [conditioned(s, style=pool.style("alpaca")) for s in pool.samples]
     results = (yield from ask("perplexity", responses=requests))["responses"]
     ppl = np.array([a.perplexity for a in results])
+    loss = losses(results)
     excluded = too_short([a.n_tokens for a in results], config.min_tokens)
     if config.loss_outliers:
-        excluded = loss_outliers(np.array([a.loss for a in results])) | excluded
+        excluded = loss_outliers(loss) | excluded
     score = ppl.copy()
     score[list(excluded)] = np.nan
     return MethodScores(
         method="perplexity",
         score=score,
-        components={"perplexity": ppl.tolist(), "loss": [a.loss for a in results]},
+        components={"perplexity": ppl.tolist(), "loss": loss.tolist()},
         excluded=excluded,
         params=asdict(config),
         higher_first=config.order == "high",

@@ -99,7 +99,10 @@ def rounds(pool: Pool, config: NuggetsConfig) -> Rounds:
     samples, n = pool.samples, len(pool)
     style = pool.style("alpaca")
     if config.anchor_space == "model":
-        space = yield PooledStates([conditioned(s, style=style) for s in samples])
+        space = yield PooledStates(
+            [conditioned(s, style=style) for s in samples],
+            desc="Nuggets: pooled states to pick anchors in",
+        )
     else:
         space = pool.instructions()
     anchors = choose_anchors(space, config)

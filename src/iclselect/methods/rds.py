@@ -102,10 +102,14 @@ def rounds(pool: Pool, config: RdsConfig) -> Rounds:
         targets = [targets[int(k)] for k in keep]
     style = pool.style("alpaca")
     pool_states = yield PooledStates(
-        [conditioned(s, style=style) for s in pool.samples], weighting="position"
+        [conditioned(s, style=style) for s in pool.samples],
+        weighting="position",
+        desc="RDS+ 1/2: pooled states of the pool",
     )
     target_states = yield PooledStates(
-        [conditioned(s, style=style) for s in targets], weighting="position"
+        [conditioned(s, style=style) for s in targets],
+        weighting="position",
+        desc="RDS+ 2/2: pooled states of the targets",
     )
     similarity = target_states @ pool_states.T
     order = round_robin(similarity)

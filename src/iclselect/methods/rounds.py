@@ -55,6 +55,7 @@ class PooledStates:
 
     requests: list[LogprobRequest]
     weighting: Literal["mean", "position"] = "mean"
+    desc: str = "pooled hidden states"  # what the progress line calls it
 
 
 Answers = Mapping[LogprobRequest, LogprobResult]

@@ -11,7 +11,7 @@ code computes it: L(y_b | a_i, x_b) / L(y_b), the denominator being the probe's 
 the same L(y_b) as in the probe's own IFD. So a sample costs 2 requests for its own IFD and 1
 per probe: 2 + |B_i| (7 at the defaults).
 
-Paper-vs-reference-code choices are options; the paper's value is the default:
+Paper-vs-reference-code choices are options; the paper's value is the default, except one guard:
 - probes: "difficult" (paper: N=32 neighbours, k-means into K=5 clusters with seed 42, the most
   complex member of each) or "topk" (the 5 nearest). The paper ranks complexity with a DEITA
   scorer, which is not available offline; `difficulty` picks the stand-in computed by the scoring
@@ -19,8 +19,12 @@ Paper-vs-reference-code choices are options; the paper's value is the default:
 - ifd_form: "loss" (L ratio, the paper's Cherry IFD) or "ppl" (perplexity ratio, wICI's code).
 - aggregate: "paper" (formula above) or "code" (only positive ICI terms, averaged over those, no
   1/2; a candidate that helps no probe scores 0).
-- prefilter_ifd: False (paper) or True (code: candidates with IFD > 1 are not scored).
-Probes are drawn only from samples whose own IFD is defined.
+- prefilter_ifd: True (default, the code's: candidates with IFD > 1 are not scored) or False
+  (paper).
+Probes are drawn only from samples whose own IFD is defined, and by default (probe_prefilter_ifd)
+at most 1: the IFD stand-in for complexity otherwise picks the rows whose instruction does not
+help their response, junk on a dirty pool. The two IFD > 1 guards are iclselect's departures:
+without them wICI ranks planted junk above clean rows (docs/METHODS.md, "wICI on a dirty pool").
 """
 
 from __future__ import annotations
@@ -69,7 +73,13 @@ class WiciConfig:
         "paper",
         "paper: sum of (1-cos)/(2|B|) * ICI; code: mean of (1-cos) * ICI over helped probes",
     )
-    prefilter_ifd: bool = option(False, "skip candidates whose own IFD > 1 (code; paper: off)")
+    prefilter_ifd: bool = option(
+        True, "skip candidates whose own IFD > 1 (code, and iclselect's default; paper: off)"
+    )
+    probe_prefilter_ifd: bool = option(
+        True,
+        "probes only from rows whose own IFD <= 1 (iclselect's default; paper and code: any row)",
+    )
     min_tokens: int = option(MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP)
     joint_tokens: bool = option(
         False, loss_requests.JOINT_HELP.format("ICL-influence-new.py:57-71")
@@ -111,6 +121,7 @@ class WiciConfig:
         ("ifd_form", "ppl"),
         ("aggregate", "code"),
         ("prefilter_ifd", True),
+        ("probe_prefilter_ifd", False),
         ("joint_tokens", True),
         ("alone_as_text", True),
         ("code_max_length", 1024),
@@ -132,7 +143,12 @@ def rounds(pool: Pool, config: WiciConfig) -> Rounds:
         samples, config.ifd_form, "wICI 1/2: IFD of every sample", style, cuts
     )
     own_ifd, own_loss, alone_loss = own.ifd, own.loss, own.loss_alone
-    probes = choose_probes(vectors, own_ifd if config.difficulty == "ifd" else own_loss, config)
+    difficulty = own_ifd if config.difficulty == "ifd" else own_loss
+    if config.probe_prefilter_ifd:
+        # Not a probe: a row whose own instruction does not help its response. The IFD stand-in
+        # for the paper's complexity ranks exactly those first, junk on a dirty pool.
+        difficulty = np.where(own_ifd > 1, np.nan, difficulty)
+    probes = choose_probes(vectors, difficulty, config)
     excluded = too_short(own.tokens, config.min_tokens)
     if config.prefilter_ifd:
         prefiltered = Excluded("prefiltered", "IFD > 1")

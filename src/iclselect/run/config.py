@@ -179,7 +179,8 @@ class RunConfig:
         "('### Instruction:' ... '### Response:', the ICon paper's), plain "
         "('{instruction}\\n{response}', the wICI code's) or reference: each method's own "
         "reference-code format, tokenised, cut and scored as that code does, with that code's "
-        "options (wICI: ifd_form=ppl, aggregate=code, prefilter_ifd=true; Nuggets: "
+        "options (wICI: ifd_form=ppl, aggregate=code, prefilter_ifd=true, "
+        "probe_prefilter_ifd=false; Nuggets: "
         "anchor_space=model; each quirk of its tokenisation, `iclselect methods` lists them), "
         "to reproduce a published selection; --set overrides any of them.",
         group=MODEL,

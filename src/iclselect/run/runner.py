@@ -150,7 +150,7 @@ class EngineAnswerer:
     def pooled_states(self, job: PooledStates) -> np.ndarray:
         from iclselect.lm.pooled import pooled_states
 
-        return pooled_states(self.engine, job.requests, job.weighting)
+        return pooled_states(self.engine, job.requests, job.weighting, job.desc)
 
 
 @dataclass

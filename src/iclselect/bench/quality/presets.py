@@ -55,14 +55,17 @@ class Preset:
 
 # wICI as its authors' code runs it (the published numbers come from the code): IFD as a
 # perplexity ratio, only helped probes averaged, candidates with IFD > 1 skipped, the K nearest
-# as probes.
+# (of any IFD) as probes.
 WICI_CODE: ArmSpec = (
     "wici-code", "wici",
-    {"ifd_form": "ppl", "aggregate": "code", "prefilter_ifd": True, "probes": "topk"},
+    {"ifd_form": "ppl", "aggregate": "code", "prefilter_ifd": True, "probes": "topk",
+     "probe_prefilter_ifd": False},
 )  # fmt: skip
-# The paper's wICI with one guard, the code's IFD > 1 prefilter: the candidate default for a
-# dirty pool, measured on a clean one too.
-WICI_IFD1: ArmSpec = ("wici-ifd1", "wici", {"prefilter_ifd": True})
+# wICI as published, without the two IFD > 1 guards iclselect's default adds (the `wici` arm:
+# no candidate and no probe whose own IFD is above 1): their cost or gain, clean and dirty.
+WICI_PAPER: ArmSpec = (
+    "wici-paper", "wici", {"prefilter_ifd": False, "probe_prefilter_ifd": False}
+)  # fmt: skip
 # RDS+ against the same short assessment rows ICon uses (run_quality points it there).
 RDS: ArmSpec = ("rds", "rds", {})
 
@@ -136,7 +139,7 @@ PRESETS = {
         icon_assessment_tokens=ICON_TOKENS,
         # MIWV's top 1% are one-word answers: its loss gap over one to three tokens is mostly
         # noise. The same method ranking only responses of 4+ tokens, beside the paper's form.
-        extra_arms=(("miwv-min4", "miwv", {"min_tokens": 4}), WICI_CODE, WICI_IFD1, RDS),
+        extra_arms=(("miwv-min4", "miwv", {"min_tokens": 4}), WICI_CODE, WICI_PAPER, RDS),
     ),
     # Where selection should pay: the cpu pool with 30% of its rows replaced by planted defects
     # (defects.py), each method judged by the AUC of clean over planted rows and the planted
@@ -166,14 +169,15 @@ PRESETS = {
         icon_assessment_tokens=ICON_TOKENS,
         corrupt=0.3,
         # The guards, each beside its method as published (docs/METHODS.md, "Guards on a dirty
-        # pool"): wici-ifd1 adds the code's IFD > 1 prefilter (a demo whose own instruction does
-        # not help its response: refusals, mismatched responses); *-loss leave out rows whose
-        # response loss is an outlier above the pool's (word salad, another row's response).
+        # pool"): wici (the default) takes no candidate and no probe whose own IFD is above 1
+        # (a row whose instruction does not help its response: refusals, mismatched
+        # responses), wici-paper takes them; *-loss leave out rows whose response loss is an
+        # outlier above the pool's (word salad, another row's response).
         extra_arms=(
             ("perplexity", "perplexity", {}),
             WICI_CODE,
             RDS,
-            WICI_IFD1,
+            WICI_PAPER,
             ("ifd-loss", "ifd", {"loss_outliers": True}),
             ("miwv-loss", "miwv", {"loss_outliers": True}),
             ("perplexity-loss", "perplexity", {"loss_outliers": True}),
