@@ -25,7 +25,7 @@ import iclselect
 from iclselect.bench.quality.data import split_pool
 from iclselect.bench.quality.defects import plant
 from iclselect.bench.quality.junk import junk_report, planted_share
-from iclselect.bench.quality.presets import QualityConfig
+from iclselect.bench.quality.presets import GUARDED, QualityConfig
 
 PAPER = {"prefilter_ifd": False, "probe_prefilter_ifd": False}
 ARMS = (
@@ -44,6 +44,10 @@ ARMS = (
     ("ifd-loss", "ifd", {"loss_outliers": True}),
     ("miwv-loss", "miwv", {"loss_outliers": True}),
     ("perplexity-loss", "perplexity", {"loss_outliers": True}),
+    ("miwv-ifd1", "miwv", {"prefilter_ifd": True}),
+    ("perplexity-ifd1", "perplexity", {"prefilter_ifd": True}),
+    ("miwv-guarded", "miwv", GUARDED["miwv"]),
+    ("perplexity-guarded", "perplexity", GUARDED["perplexity"]),
 )  # fmt: skip
 
 

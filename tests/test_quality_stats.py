@@ -196,7 +196,9 @@ def test_the_dirty_preset_plants_defects_and_keeps_the_ceiling():
     arms = {label: fixed for label, _, fixed in dirty.extra_arms}
     # wICI as published, unguarded
     assert arms["wici-paper"] == {"prefilter_ifd": False, "probe_prefilter_ifd": False}
-    assert all(arms[f"{m}-loss"] == {"loss_outliers": True} for m in ("ifd", "miwv", "perplexity"))
+    assert arms["ifd-guarded"] == {"loss_outliers": True}  # IFD > 1 is dropped by default
+    guards = {"loss_outliers": True, "prefilter_ifd": True}
+    assert arms["miwv-guarded"] == arms["perplexity-guarded"] == guards
     assert QualityConfig(out="x", overrides={"corrupt": 0.2}).resolved().corrupt == 0.2
 
 

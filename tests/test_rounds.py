@@ -411,3 +411,30 @@ def test_loss_outliers_guard_leaves_out_the_salad_row_and_nothing_else(name):
     others = [i for i in range(len(p)) if i != 3]
     assert all(i not in guarded.excluded for i in others if i not in plain.excluded)
     np.testing.assert_array_equal(guarded.score[others], plain.score[others])
+
+
+def test_ifd_above_one_is_the_ratio_by_hand():
+    from iclselect.methods.guards import ifd_above_one
+
+    found = ifd_above_one(np.array([0.5, 1.0, 1.25, math.nan]))
+    assert list(found) == [2]  # exactly 1 and NaN are not above 1
+    assert found[2].reason == "prefiltered"
+    assert found[2].detail == "IFD > 1: the instruction does not help"
+
+
+@pytest.mark.parametrize("name", ["miwv", "perplexity"])
+def test_prefilter_ifd_guard_leaves_out_the_rows_whose_instruction_does_not_help(name):
+    """The rows with L(y|x) / L(y) > 1 in the fake's answers, and no other, are left out; the
+    rest keep the paper's score. The guard asks L(y) too, one request a row."""
+    p = pool(12)
+    plain, fake = run(name, p)
+    guarded, guarded_fake = run(name, p, prefilter_ifd=True)
+    own = [fake.loss(conditioned(s)) / fake.loss(unconditioned(s)) for s in p.samples]
+    above = {i for i, value in enumerate(own) if value > 1}
+    assert above and len(above) < len(p)
+    assert {i for i, e in guarded.excluded.items() if "IFD > 1" in e.detail} == above
+    assert all(math.isnan(guarded.score[i]) for i in above)
+    kept = [i for i in range(len(p)) if i not in above]
+    np.testing.assert_array_equal(guarded.score[kept], plain.score[kept])
+    asked = sum(len(c) for c in guarded_fake.calls) - sum(len(c) for c in fake.calls)
+    assert asked == len(p)

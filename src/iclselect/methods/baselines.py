@@ -17,10 +17,12 @@ from iclselect.methods.guards import (
     LOSS_OUTLIERS_HELP,
     MIN_TOKENS_DEFAULT,
     MIN_TOKENS_HELP,
+    PREFILTER_IFD_HELP,
+    ifd_above_one,
     loss_outliers,
     too_short,
 )
-from iclselect.methods.loss_requests import conditioned, losses
+from iclselect.methods.loss_requests import conditioned, losses, ratio, unconditioned
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -35,6 +37,7 @@ class PerplexityConfig:
     )
     min_tokens: int = option(MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP)
     loss_outliers: bool = option(False, LOSS_OUTLIERS_HELP)
+    prefilter_ifd: bool = option(False, PREFILTER_IFD_HELP)
 
 
 @register(
@@ -51,13 +54,22 @@ class PerplexityConfig:
 )
 def perplexity(pool: Pool, config: PerplexityConfig) -> Rounds:
     """PPL(y | x) of every sample's response."""
-    requests = [conditioned(s, style=pool.style("alpaca")) for s in pool.samples]
-    results = (yield from ask("perplexity", responses=requests))["responses"]
+    style = pool.style("alpaca")
+    asked = {"responses": [conditioned(s, style=style) for s in pool.samples]}
+    if config.prefilter_ifd:
+        asked["response_alone"] = [unconditioned(s, style=style) for s in pool.samples]
+    got = yield from ask("perplexity", **asked)
+    results = got["responses"]
     ppl = np.array([a.perplexity for a in results])
     loss = losses(results)
     excluded = too_short([a.n_tokens for a in results], config.min_tokens)
     if config.loss_outliers:
         excluded = loss_outliers(loss) | excluded
+    if config.prefilter_ifd:
+        ifd = np.array(
+            [ratio(c, u) for c, u in zip(loss, losses(got["response_alone"]), strict=True)]
+        )
+        excluded = ifd_above_one(ifd) | excluded
     score = ppl.copy()
     score[list(excluded)] = np.nan
     return MethodScores(

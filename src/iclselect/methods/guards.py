@@ -19,6 +19,12 @@ LOSS_OUTLIERS_HELP = (
     "leaves out word salad and responses that belong to another row (iclselect's guard on a "
     "dirty pool; off: the paper's)"
 )
+PREFILTER_IFD_HELP = (
+    "rank only rows whose own IFD L(y|x) / L(y) is at most 1, which leaves out rows whose "
+    "instruction does not help their response: refusals, another row's response (iclselect's "
+    "guard on a dirty pool, Cherry's rule; asks L(y) too, one more request a row; off: the "
+    "paper's)"
+)
 # Hampel's rule: a loss more than 3 robust standard deviations (1.4826 MAD each) above the
 # pool's median is an outlier whatever the loss's scale.
 _OUTLIER_MADS, _MAD_TO_SD = 3.0, 1.4826
@@ -45,4 +51,14 @@ def loss_outliers(losses: np.ndarray) -> dict[int, Excluded]:
         i: Excluded("prefiltered", f"response loss {loss:.2f} > {limit:.2f} (median + 3 MADs)")
         for i, loss in enumerate(losses.tolist())
         if loss > limit
+    }
+
+
+def ifd_above_one(ifd: np.ndarray) -> dict[int, Excluded]:
+    """Rows whose own IFD (`ifd`, per row) is above 1: the instruction does not help the model
+    predict the response (a NaN is not above 1)."""
+    return {
+        i: Excluded("prefiltered", "IFD > 1: the instruction does not help")
+        for i, value in enumerate(ifd.tolist())
+        if value > 1
     }

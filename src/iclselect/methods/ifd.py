@@ -17,6 +17,7 @@ from iclselect.methods.guards import (
     LOSS_OUTLIERS_HELP,
     MIN_TOKENS_DEFAULT,
     MIN_TOKENS_HELP,
+    ifd_above_one,
     loss_outliers,
     too_short,
 )
@@ -78,11 +79,11 @@ def rounds(pool: Pool, config: IfdConfig) -> Rounds:
     excluded = too_short(own.tokens, config.min_tokens)
     if config.loss_outliers:
         excluded = loss_outliers(cond) | excluded
+    if config.drop_above_one:
+        excluded.update(ifd_above_one(values))
     for i, value in enumerate(values):
         if math.isnan(value):
             excluded[i] = Excluded("not_scored", "IFD undefined: L(y) = 0")
-        elif config.drop_above_one and value > 1:
-            excluded[i] = Excluded("prefiltered", "IFD > 1: the instruction does not help")
     score = np.where([i in excluded for i in range(len(values))], math.nan, values)
     return MethodScores(
         method="ifd",

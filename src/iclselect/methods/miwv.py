@@ -24,10 +24,12 @@ from iclselect.methods.guards import (
     LOSS_OUTLIERS_HELP,
     MIN_TOKENS_DEFAULT,
     MIN_TOKENS_HELP,
+    PREFILTER_IFD_HELP,
+    ifd_above_one,
     loss_outliers,
     too_short,
 )
-from iclselect.methods.loss_requests import conditioned, losses
+from iclselect.methods.loss_requests import conditioned, losses, ratio, unconditioned
 from iclselect.methods.method import register
 from iclselect.methods.options import option
 from iclselect.methods.pool import Pool
@@ -41,6 +43,7 @@ class MiwvConfig:
 
     min_tokens: int = option(MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP)
     loss_outliers: bool = option(False, LOSS_OUTLIERS_HELP)
+    prefilter_ifd: bool = option(False, PREFILTER_IFD_HELP)
 
 
 def demos(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
@@ -49,13 +52,19 @@ def demos(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
     return found[:, 0], similarity[:, 0]
 
 
-def _requests(pool: Pool, demo: np.ndarray, style: str) -> dict[str, list[LogprobRequest]]:
-    """L(y|x) of every sample ("alone": without a demo), then L(y | its demo, x)."""
+def _requests(
+    pool: Pool, demo: np.ndarray, style: str, config: MiwvConfig
+) -> dict[str, list[LogprobRequest]]:
+    """L(y|x) of every sample ("alone": without a demo), then L(y | its demo, x), and L(y) for
+    the IFD guard."""
     samples = pool.samples
-    return {
+    asked = {
         "alone": [conditioned(s, style=style) for s in samples],
         "with_demo": [conditioned(s, samples[demo[i]].turns, style) for i, s in enumerate(samples)],
     }
+    if config.prefilter_ifd:
+        asked["response_alone"] = [unconditioned(s, style=style) for s in samples]
+    return asked
 
 
 @register(
@@ -78,12 +87,17 @@ def rounds(pool: Pool, config: MiwvConfig) -> Rounds:
         raise UsageError("MIWV needs at least 2 samples: each one's demo is another sample")
     demo, similarity = demos(pool)
     got = yield from ask(
-        "MIWV: with and without the demo", **_requests(pool, demo, pool.style("alpaca"))
+        "MIWV: with and without the demo", **_requests(pool, demo, pool.style("alpaca"), config)
     )
     alone = losses(got["alone"])
     excluded = too_short([a.n_tokens for a in got["alone"]], config.min_tokens)
     if config.loss_outliers:
         excluded = loss_outliers(alone) | excluded
+    if config.prefilter_ifd:
+        ifd = np.array(
+            [ratio(c, u) for c, u in zip(alone, losses(got["response_alone"]), strict=True)]
+        )
+        excluded = ifd_above_one(ifd) | excluded
     with_demo = losses(got["with_demo"])
     score = with_demo - alone
     score[list(excluded)] = np.nan

@@ -40,7 +40,7 @@ from iclselect.errors import UsageError
 from iclselect.infra.stages import stage
 from iclselect.lm.requests import Cut, LogprobRequest
 from iclselect.methods import loss_requests
-from iclselect.methods.guards import MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP, too_short
+from iclselect.methods.guards import MIN_TOKENS_DEFAULT, MIN_TOKENS_HELP, ifd_above_one, too_short
 from iclselect.methods.kmeans import kmeans_labels
 from iclselect.methods.method import register
 from iclselect.methods.options import option
@@ -151,8 +151,7 @@ def rounds(pool: Pool, config: WiciConfig) -> Rounds:
     probes = choose_probes(vectors, difficulty, config)
     excluded = too_short(own.tokens, config.min_tokens)
     if config.prefilter_ifd:
-        prefiltered = Excluded("prefiltered", "IFD > 1")
-        excluded.update({i: prefiltered for i in range(n) if own_ifd[i] > 1 and i not in excluded})
+        excluded = ifd_above_one(own_ifd) | excluded
     for i in range(n):
         if i not in excluded and not probes[i]:
             excluded[i] = Excluded("not_scored", "no probe: no other sample with a defined IFD")

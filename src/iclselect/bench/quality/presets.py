@@ -69,6 +69,14 @@ WICI_PAPER: ArmSpec = (
 # RDS+ against the same short assessment rows ICon uses (run_quality points it there).
 RDS: ArmSpec = ("rds", "rds", {})
 
+# The loss-based methods with iclselect's guards on (docs/METHODS.md, "Guards on a dirty pool");
+# IFD drops IFD > 1 by default already.
+GUARDED: dict[str, dict[str, Any]] = {
+    "ifd": {"loss_outliers": True},
+    "miwv": {"loss_outliers": True, "prefilter_ifd": True},
+    "perplexity": {"loss_outliers": True, "prefilter_ifd": True},
+}
+
 ICON_TOKENS = 112  # cpu: ICon's assessment rows are the paper's rows that fit in this many tokens
 
 # The cpu preset's wall time on 2 cores with nothing else running, from its run's token counts
@@ -171,16 +179,18 @@ PRESETS = {
         # The guards, each beside its method as published (docs/METHODS.md, "Guards on a dirty
         # pool"): wici (the default) takes no candidate and no probe whose own IFD is above 1
         # (a row whose instruction does not help its response: refusals, mismatched
-        # responses), wici-paper takes them; *-loss leave out rows whose response loss is an
-        # outlier above the pool's (word salad, another row's response).
+        # responses), wici-paper takes them; *-guarded leave out rows whose response loss is
+        # an outlier above the pool's (word salad) and, like IFD by default and wICI, rows
+        # whose own IFD is above 1 (BENCHMARKS.md: neither guard alone brings MIWV or
+        # perplexity to random's planted share on this pool).
         extra_arms=(
             ("perplexity", "perplexity", {}),
             WICI_CODE,
             RDS,
             WICI_PAPER,
-            ("ifd-loss", "ifd", {"loss_outliers": True}),
-            ("miwv-loss", "miwv", {"loss_outliers": True}),
-            ("perplexity-loss", "perplexity", {"loss_outliers": True}),
+            ("ifd-guarded", "ifd", GUARDED["ifd"]),
+            ("miwv-guarded", "miwv", GUARDED["miwv"]),
+            ("perplexity-guarded", "perplexity", GUARDED["perplexity"]),
         ),
     ),
     # A 0.5-8B model from a local directory (--model), the whole pool, paper method settings.
