@@ -155,9 +155,10 @@ PRESETS = {
     # than cpu so that it fits 4 hours on 2 cores (an estimate from cpu's measured rates, to be
     # replaced by the run's own): wICI with 2 difficult probes (4 requests a sample, not 7),
     # ICon with 60 exactly scored candidates against 40 assessment rows (cpu: 200 x 100, 2.5 h),
-    # 3 random seeds and one length-matched control per method, GSM8K and MMLU capped at 200
-    # items (the held-out Alpaca rows and self-instruct whole: the clean sets the gains are
-    # read on).
+    # 3 random seeds and no length-matched controls (12 arms, about an hour: on this pool a
+    # subset's planted rows, which it reports, are what a length control would miss; cpu
+    # carries them), GSM8K and MMLU capped at 200 items (the held-out Alpaca rows and
+    # self-instruct whole: the clean sets the gains are read on).
     "dirty": Preset(
         pool_rows=1000,
         budgets=(0.10,),
@@ -173,7 +174,7 @@ PRESETS = {
             "icon.trust_selector": True,
         },
         max_length=512,
-        matched_seeds=1,
+        matched_seeds=0,
         icon_assessment_tokens=ICON_TOKENS,
         corrupt=0.3,
         # The guards, each beside its method as published (docs/METHODS.md, "Guards on a dirty
