@@ -159,3 +159,14 @@ def test_recovered_share_of_seeds_and_accuracy():
     assert share.low == share.high == pytest.approx(0.5)
     flat = recovered_share(np.array([1.0, 1.0]), untuned, untuned, lower_is_better=True)
     assert math.isnan(flat.value)
+
+
+def test_no_share_of_a_full_pool_gain_that_may_be_zero():
+    untuned = np.array([2.0, 2.0])
+    full = np.array([1.0, 2.8])  # gains 1 and -0.8: mean +0.1, but one draw's mean is -0.8
+    arm = np.array([1.5, 2.0])
+    items = np.array([[0, 0], [1, 1], [0, 1]])
+    share = recovered_share(arm, full, untuned, lower_is_better=True, items=items)
+    assert math.isnan(share.value) and math.isnan(share.low) and math.isnan(share.high)
+    sure = recovered_share(arm, full, untuned, lower_is_better=True, items=items[[0, 2]])
+    assert sure.value == pytest.approx(0.25 / 0.1)  # every draw's full gain is above zero

@@ -309,10 +309,11 @@ def test_dirty_run_reports_planted_rows_and_recovered_shares(tiny_pool, tmp_path
         r for r in summary["recovered"] if r["arm"] == "longest@25%" and r["metric"] == "nll"
     ]
     gained = by_arm["untuned"] - by_arm["longest@25%"]
-    full_gain = by_arm["untuned"] - by_arm["full"]
-    if full_gain > 0:
-        assert longest["share"] == pytest.approx(gained / full_gain)
-    else:  # three steps on 12 rows may not beat the untuned model: no share to speak of
+    (full,) = [g for g in summary["full_gain"] if g["metric"] == "nll"]
+    assert full["gain"] == pytest.approx(by_arm["untuned"] - by_arm["full"])
+    if full["low"] > 0:
+        assert longest["share"] == pytest.approx(gained / full["gain"])
+    else:  # three steps on 12 rows may not clearly beat the untuned model: no share of it
         assert math.isnan(longest["share"])
     table = markdown(summary)
     assert "Planted rows: 33% of the pool" in table

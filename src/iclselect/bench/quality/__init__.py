@@ -33,7 +33,12 @@ from iclselect.bench.quality.defects import plant
 from iclselect.bench.quality.junk import planted_summary
 from iclselect.bench.quality.presets import PRESETS, Preset, QualityConfig
 from iclselect.bench.quality.report import append_benchmarks, markdown, write_outputs
-from iclselect.bench.quality.verdicts import comparisons, recommendation, recovered
+from iclselect.bench.quality.verdicts import (
+    comparisons,
+    full_gain,
+    recommendation,
+    recovered,
+)
 from iclselect.lm.precision import cpu_name
 from iclselect.run.config import RunConfig
 
@@ -141,6 +146,7 @@ def run_quality(config: QualityConfig) -> Quality:
     if planted:
         summary["planted"] = planted_summary(planted.labels, orders, results)
     summary["comparisons"] = comparisons(summary)
+    summary["full_gain"] = full_gain(summary)
     summary["recovered"] = recovered(summary)
     summary["recommendation"] = recommendation(summary)
     table = markdown(summary)

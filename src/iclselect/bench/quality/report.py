@@ -7,10 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
 
+from iclselect.bench.quality.stats import Interval
 from iclselect.bench.quality.verdicts import REFERENCES, interval, metrics
 from iclselect.io import replace_file
 
@@ -54,19 +56,29 @@ def recovered_table(summary: dict[str, Any]) -> str:
         return ""
     columns = list(dict.fromkeys((r["set"], r["metric"]) for r in rows))
     header = ["arm", *(f"{n} {'NLL' if m == 'nll' else 'acc'}" for n, m in columns)]
+    gains = {(g["set"], g["metric"]): g for g in summary.get("full_gain", [])}
     lines = [
         "Share of the full pool's gain over the untuned model that each subset recovers "
-        "(100%: as good as tuning on every row), 95% paired bootstrap interval:",
+        "(100%: as good as tuning on every row), 95% paired bootstrap interval; n/a where the "
+        "full pool's own gain (first row) is not clearly above zero, so a share of it means "
+        "nothing:",
         "",
         _row(header),
         "|" + "---|" * len(header),
     ]
+    if gains:
+        cells = ["full: gain over untuned"]
+        for name, metric in columns:
+            g = gains[(name, metric)]
+            cells.append(Interval(g["gain"], g["low"], g["high"]).text(4 if metric == "nll" else 3))
+        lines.append(_row(cells))
     for arm in dict.fromkeys(r["arm"] for r in rows):
         found = {(r["set"], r["metric"]): r for r in rows if r["arm"] == arm}
         cells = [arm]
         for key in columns:
             r = found[key]
-            cells.append(f"{r['share']:.0%} [{r['low']:.0%}, {r['high']:.0%}]")
+            share = f"{r['share']:.0%} [{r['low']:.0%}, {r['high']:.0%}]"
+            cells.append("n/a" if math.isnan(r["share"]) else share)
         lines.append(_row(cells))
     return "\n".join(lines)
 

@@ -100,7 +100,9 @@ def recovered_share(
     sign 1 where lower is better (NLL), -1 for accuracy. `arm` is one value per eval item, or
     seeds x items (random's subsets: their mean, seeds resampled as in paired_bootstrap). One
     bootstrap replicate draws the items once for all three models, so the interval is paired.
-    A full pool that does not beat the untuned model leaves the share undefined: nan."""
+    A share is a ratio, and one over a gain that may be zero says nothing: where the full
+    pool's own gain over the untuned model is not clearly positive (its 95% interval, from the
+    same draws, reaches zero) the share is undefined, nan."""
     arm = np.atleast_2d(np.asarray(arm, dtype=float))
     full, untuned = (np.asarray(v, dtype=float) for v in (full, untuned))
     n_seeds, n_items = arm.shape
@@ -112,12 +114,13 @@ def recovered_share(
     arm_means = _seed_means(arm, seeds)  # replicates x items
     arm_gain = np.take_along_axis(sign * (untuned[None, :] - arm_means), items, axis=1)
     full_gain = (sign * (untuned - full))[items]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shares = arm_gain.mean(axis=1) / full_gain.mean(axis=1)
+    full_means = full_gain.mean(axis=1)
     total = sign * (untuned - full).mean()
-    value = float(sign * (untuned - arm.mean(axis=0)).mean() / total) if total > 0 else math.nan
-    if not np.all(np.isfinite(shares)):
-        return Share(value, math.nan, math.nan)
+    if total <= 0 or np.quantile(full_means, 0.025) <= 0:
+        return Share(math.nan, math.nan, math.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = arm_gain.mean(axis=1) / full_means
+    value = float(sign * (untuned - arm.mean(axis=0)).mean() / total)
     low, high = np.quantile(shares, [0.025, 0.975])
     return Share(value, float(low), float(high))
 

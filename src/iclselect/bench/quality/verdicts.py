@@ -184,6 +184,29 @@ def recommendation(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def full_gain(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """On every metric, the full pool's gain over the untuned model with its 95% paired
+    interval: where it reaches zero, no subset's recovered share is defined. Empty without a
+    full-pool arm."""
+    arms = summary["arms"]
+    full = next((a for a in arms if a["method"] == "full"), None)
+    untuned = next((a for a in arms if a["method"] == "untuned"), None)
+    if full is None or untuned is None:
+        return []
+    out = []
+    for name, metric in metrics(summary):
+        interval = paired_bootstrap(
+            item_values(full, name, metric),
+            item_values(untuned, name, metric)[None, :],
+            lower_is_better=metric == "nll",
+        )
+        out.append(
+            {"set": name, "metric": metric, "gain": interval.gain, "low": interval.low,
+             "high": interval.high}
+        )  # fmt: skip
+    return out
+
+
 def recovered(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Per method arm and per budget's random seeds, on every metric: the share of the full
     pool's gain over the untuned model that the subset recovers, with its 95% paired interval
