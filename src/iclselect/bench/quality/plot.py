@@ -27,9 +27,11 @@ def quality_plot(summary: dict[str, Any], path: Path) -> None:
     panels = grid.ravel()
     rows = summary["comparisons"]
     width = 0.8 / max(1, len(methods))
+    # Past ten methods the default cycle repeats its colours: two arms would look like one.
+    palette = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     for axes, (name, metric) in zip(panels, columns, strict=False):
         for m, method in enumerate(methods):
-            color = f"C{m}"
+            color = palette(m)
             for b, budget in enumerate(budgets):
                 x = b + (m - (len(methods) - 1) / 2) * width
                 row = next(
@@ -69,10 +71,21 @@ def quality_plot(summary: dict[str, Any], path: Path) -> None:
         axes.tick_params(labelsize=7)
     for axes in panels[len(columns) :]:
         axes.set_visible(False)
-    panels[0].legend(
-        fontsize=6, title="filled: method, hollow: its length-matched random", title_fontsize=6
-    )
-    figure.tight_layout()
+    controls = any(a["method"] == "matched" for a in arms)
+    title = "filled: method, hollow: its length-matched random" if controls else "method"
+    handles, labels = panels[0].get_legend_handles_labels()
+    spare = panels[len(columns) :]
+    # The legend gets a panel of its own (a spare one, else a column at the right), so that
+    # it never covers a point.
+    if spare:
+        spare[0].set_visible(True)
+        spare[0].axis("off")
+        spare[0].legend(handles, labels, loc="center", fontsize=7, title=title, title_fontsize=7)
+        figure.tight_layout()
+    else:
+        figure.legend(handles, labels, loc="center right", fontsize=7, title=title,
+                      title_fontsize=7)  # fmt: skip
+        figure.tight_layout(rect=(0, 0, 0.82, 1))
     figure.savefig(path, format="png", dpi=110)
     plt.close(figure)
 
