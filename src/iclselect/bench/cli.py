@@ -260,9 +260,9 @@ def bench_quality(
         typer.Option(
             help="cpu-small: a quick look, under an hour on 2 cores (cut-down method settings). "
             "cpu: the methods at their own settings, 5 seeds, length-matched controls, whole "
-            "eval sets, about 6 hours on 2 cores (stop and rerun: it resumes). dirty: 30% of "
-            "the pool planted defects, cheaper method settings, under 4 hours on 2 cores "
-            "(estimated). gpu: a 0.5-8B --model, the whole pool."
+            "eval sets, about 8 hours on 2 cores (stop and rerun: it resumes). dirty: 30% of "
+            "the pool planted defects, cheaper method settings, about 75 minutes on 2 cores "
+            "(measured). gpu: a 0.5-8B --model, the whole pool."
         ),
     ] = "cpu-small",
     methods: Annotated[

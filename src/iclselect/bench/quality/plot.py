@@ -77,7 +77,7 @@ def quality_plot(summary: dict[str, Any], path: Path) -> None:
     spare = panels[len(columns) :]
     # The legend gets a panel of its own (a spare one, else a column at the right), so that
     # it never covers a point.
-    if spare:
+    if len(spare):
         spare[0].set_visible(True)
         spare[0].axis("off")
         spare[0].legend(handles, labels, loc="center", fontsize=7, title=title, title_fontsize=7)

@@ -92,8 +92,10 @@ ICON_TOKENS = 112  # cpu: ICon's assessment rows are the paper's rows that fit i
 #          takes 31-112 s, evaluating 1,460 items 233-255 s (~1,000 tokens/s)    ~3.1 h
 #   total                                                                          ~6 h
 # Twice the 3 hours asked of it: ICon's own minimum (200 candidates x 100 rows, per-pair
-# controls) is 2.5 h here, and every eval set whole is 4 minutes an arm. The store and the
-# arm directories resume a stopped run, so it can run in parts.
+# controls) is 2.5 h here, and every eval set whole is 4 minutes an arm. Since then the full
+# pool (about 9 minutes), wici-code, wici-paper and rds (3 arms and 15 length-matched
+# controls, about 1.6 h) joined: about 8 hours now. The store and the arm directories resume
+# a stopped run, so it can run in parts.
 
 PRESETS = {
     # The quick look, under an hour on 2 cores: 2,000 Alpaca rows, 1% and 5% budgets, one
@@ -121,7 +123,7 @@ PRESETS = {
         max_length=512,
         matched_seeds=1,
     ),
-    # The methods at their own settings, about 6 hours on 2 cores (measured, above):
+    # The methods at their own settings, about 8 hours on 2 cores (above):
     # wICI with 5 difficult probes, MIWV and IFD as published, ICon with 200 exactly scored
     # candidates against 100 assessment rows and its selector ranking the rest; 5 random
     # seeds and 5 length-matched controls per method at one budget, 100 rows (the size of
@@ -152,8 +154,8 @@ PRESETS = {
     # Where selection should pay: the cpu pool with 30% of its rows replaced by planted defects
     # (defects.py), each method judged by the AUC of clean over planted rows and the planted
     # share of its subset, beside the fine-tune gains and the full pool's ceiling. Cheaper
-    # than cpu so that it fits 4 hours on 2 cores (an estimate from cpu's measured rates, to be
-    # replaced by the run's own): wICI with 2 difficult probes (4 requests a sample, not 7),
+    # than cpu so that it fits 4 hours on 2 cores (it ran in 73 minutes: BENCHMARKS.md, the
+    # dirty preset's section): wICI with 2 difficult probes (4 requests a sample, not 7),
     # ICon with 60 exactly scored candidates against 40 assessment rows (cpu: 200 x 100, 2.5 h),
     # 3 random seeds and no length-matched controls (12 arms, about an hour: on this pool a
     # subset's planted rows, which it reports, are what a length control would miss; cpu
