@@ -12,7 +12,6 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from iclselect.bench.quality.stats import Interval
 from iclselect.bench.quality.verdicts import REFERENCES, interval, metrics
 from iclselect.io import replace_file
 
@@ -69,8 +68,7 @@ def recovered_table(summary: dict[str, Any]) -> str:
     if gains:
         cells = ["full: gain over untuned"]
         for name, metric in columns:
-            g = gains[(name, metric)]
-            cells.append(Interval(g["gain"], g["low"], g["high"]).text(4 if metric == "nll" else 3))
+            cells.append(interval(gains[(name, metric)]).text(4 if metric == "nll" else 3))
         lines.append(_row(cells))
     for arm in dict.fromkeys(r["arm"] for r in rows):
         found = {(r["set"], r["metric"]): r for r in rows if r["arm"] == arm}

@@ -188,23 +188,27 @@ def full_gain(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """On every metric, the full pool's gain over the untuned model with its 95% paired
     interval: where it reaches zero, no subset's recovered share is defined. Empty without a
     full-pool arm."""
-    arms = summary["arms"]
-    full = next((a for a in arms if a["method"] == "full"), None)
-    untuned = next((a for a in arms if a["method"] == "untuned"), None)
+    full, untuned = _full_and_untuned(summary["arms"])
     if full is None or untuned is None:
         return []
     out = []
     for name, metric in metrics(summary):
-        interval = paired_bootstrap(
+        gain = paired_bootstrap(
             item_values(full, name, metric),
             item_values(untuned, name, metric)[None, :],
             lower_is_better=metric == "nll",
         )
         out.append(
-            {"set": name, "metric": metric, "gain": interval.gain, "low": interval.low,
-             "high": interval.high}
-        )  # fmt: skip
+            {"set": name, "metric": metric, "gain": gain.gain, "low": gain.low, "high": gain.high}
+        )
     return out
+
+
+def _full_and_untuned(arms: list[dict[str, Any]]) -> tuple[dict | None, dict | None]:
+    """The full-pool arm and the untuned one (None where the run has none)."""
+    full = next((a for a in arms if a["method"] == "full"), None)
+    untuned = next((a for a in arms if a["method"] == "untuned"), None)
+    return full, untuned
 
 
 def recovered(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -212,8 +216,7 @@ def recovered(summary: dict[str, Any]) -> list[dict[str, Any]]:
     pool's gain over the untuned model that the subset recovers, with its 95% paired interval
     (stats.recovered_share). Empty without a full-pool arm."""
     arms = summary["arms"]
-    full = next((a for a in arms if a["method"] == "full"), None)
-    untuned = next((a for a in arms if a["method"] == "untuned"), None)
+    full, untuned = _full_and_untuned(arms)
     if full is None or untuned is None:
         return []
     groups: dict[str, list[dict[str, Any]]] = {}
